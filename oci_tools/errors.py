@@ -1,0 +1,154 @@
+"""Every public exception of oci-tools, in one tree.
+
+Each error builds its one-line message from structured fields and may carry a
+``hint`` (printed on a second line by the CLI).  Callers catch by class, never by
+message text.  This module imports nothing from the rest of the package (L0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class OCIToolsError(Exception):
+    """Base of every error oci-tools raises on purpose (exit code 1 in the CLI)."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OCIToolsError):
+    """The command line itself is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class NotFoundError(OCIToolsError):
+    """Something that was asked for does not exist."""
+
+
+class BlobNotFoundError(NotFoundError):
+    """A blob named by a descriptor is missing from the store."""
+
+    def __init__(self, digest: str, *, hint: str | None = None) -> None:
+        super().__init__(f"blob not found: {digest}", hint=hint)
+        self.digest = digest
+
+
+class RefNotFoundError(NotFoundError):
+    """A ref name is not in the layout's index.json."""
+
+    def __init__(self, ref: str, known: Iterable[str] = (), *, layout: str = "") -> None:
+        known_list = sorted(set(known))
+        where = f" in {layout}" if layout else ""
+        hint = (
+            "known refs: " + ", ".join(known_list) if known_list else "the layout has no refs"
+        )
+        super().__init__(f"unknown ref {ref!r}{where}", hint=hint)
+        self.ref = ref
+        self.known = known_list
+
+
+class InvalidLayoutError(OCIToolsError):
+    """A directory is not a usable OCI image layout."""
+
+    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"invalid layout {path}: {reason}", hint=hint)
+        self.path = path
+        self.reason = reason
+
+
+class InvalidDocumentError(OCIToolsError):
+    """A JSON document (manifest, index, config, ...) is malformed or fails its schema.
+
+    ``problems`` lists every problem found, not only the first.
+    """
+
+    def __init__(
+        self, what: str, problems: Sequence[str], *, hint: str | None = None
+    ) -> None:
+        self.what = what
+        self.problems = list(problems) or ["invalid"]
+        first = self.problems[0]
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(f"invalid {what}: {first}{more}", hint=hint)
+
+
+class DigestMismatchError(OCIToolsError):
+    """Content does not match the digest or size that names it."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        expected: str,
+        actual: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(f"{what}: expected {expected}, got {actual}", hint=hint)
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class UnsupportedMediaTypeError(OCIToolsError):
+    """A media type oci-tools cannot process in this context."""
+
+    def __init__(self, media_type: str, context: str = "", *, hint: str | None = None) -> None:
+        where = f" for {context}" if context else ""
+        super().__init__(f"unsupported media type {media_type!r}{where}", hint=hint)
+        self.media_type = media_type
+
+
+class ClobberError(OCIToolsError):
+    """The operation would overwrite a ref or a non-empty target."""
+
+    def __init__(self, target: str, *, hint: str | None = None) -> None:
+        super().__init__(f"refusing to overwrite {target}", hint=hint)
+        self.target = target
+
+
+class UnsafeLayerError(OCIToolsError):
+    """A layer tries something that could escape or damage the target rootfs."""
+
+    def __init__(self, entry: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"unsafe layer entry {entry!r}: {reason}", hint=hint)
+        self.entry = entry
+        self.reason = reason
+
+
+class PathEscapeError(UnsafeLayerError):
+    """An entry name resolves outside the rootfs."""
+
+
+class LinkEscapeError(UnsafeLayerError):
+    """A hardlink or symlink would reach outside the rootfs."""
+
+
+class SpecialFileError(UnsafeLayerError):
+    """A device, unknown type flag or similar entry that cannot be applied safely."""
+
+
+__all__ = [
+    "BlobNotFoundError",
+    "ClobberError",
+    "DigestMismatchError",
+    "InvalidDocumentError",
+    "InvalidLayoutError",
+    "LinkEscapeError",
+    "NotFoundError",
+    "OCIToolsError",
+    "PathEscapeError",
+    "RefNotFoundError",
+    "SpecialFileError",
+    "UnsafeLayerError",
+    "UnsupportedMediaTypeError",
+    "UsageError",
+]
