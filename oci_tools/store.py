@@ -1,0 +1,316 @@
+"""Content-addressed blob stores: the storage contract and its implementations.
+
+Contract (every store; one test suite runs against all of them):
+- ``put`` is idempotent and verifies what it writes against an expected digest
+  and size when given; a failed put leaves nothing behind.
+- ``open`` returns a reader that verifies digest and size at EOF; callers
+  must read to EOF before trusting the bytes (``read_small`` does that).
+- Blobs are named only by validated digests, so no path can be smuggled in.
+
+DirStore is ``LAYOUT/blobs/<alg>/<encoded>``: a blob lands via a temp file in
+the layout, is fsynced, then renamed into place with mode 0644, so a crash at
+any point leaves either no blob or the whole blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
+from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
+
+#: JSON documents larger than this are refused (containerd uses 4-20 MiB).
+MAX_DOCUMENT_SIZE = 16 << 20
+CHUNK = 1 << 20
+
+
+class BlobWriter(Protocol):
+    """A blob being written; ``commit`` makes it visible, ``abort`` drops it."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> Digest: ...
+    def abort(self) -> None: ...
+    @property
+    def size(self) -> int: ...
+
+
+class BlobStore(Protocol):
+    """What oci-tools needs from a content-addressed store."""
+
+    def has(self, digest: Digest) -> bool: ...
+    def stat_size(self, digest: Digest) -> int: ...
+    def open(self, digest: Digest, size: int) -> VerifyingReader: ...
+    def writer(self) -> BlobWriter: ...
+    def delete(self, digest: Digest) -> None: ...
+    def digests(self) -> Iterator[Digest]: ...
+
+
+def put_bytes(store: BlobStore, data: bytes) -> Digest:
+    """Store a small blob held in memory; returns its digest."""
+    w = store.writer()
+    try:
+        w.write(data)
+        return w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def put_stream(
+    store: BlobStore, src: BinaryIO, expected: Digest | None = None, size: int | None = None
+) -> Digest:
+    """Copy a stream into the store, verifying it when ``expected`` is given."""
+    w = store.writer()
+    try:
+        while True:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            w.write(chunk)
+        return w.commit(expected, size)
+    except BaseException:
+        w.abort()
+        raise
+
+
+def read_small(store: BlobStore, digest: Digest, size: int, limit: int = MAX_DOCUMENT_SIZE) -> bytes:
+    """Read a whole (small) blob, verified; refuses sizes above ``limit``."""
+    if size > limit:
+        raise DigestMismatchError(
+            f"size of {digest}", expected=f"at most {limit} bytes for a document", actual=str(size)
+        )
+    r = store.open(digest, size)
+    try:
+        data = r.read()
+    finally:
+        r.close()
+    return data
+
+
+class _DirBlobWriter:
+    def __init__(self, store: DirStore) -> None:
+        self._store = store
+        fd, self._tmp = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        self._f = os.fdopen(fd, "wb")
+        self._h: dict[str, Hasher] = {}
+        self._hasher = Hasher("sha256")
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._hasher.size
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._hasher.update(data)
+        for h in self._h.values():
+            h.update(data)
+        return self._f.write(data)
+
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> Digest:
+        if expected is not None and expected.algorithm != "sha256":
+            # Only start hashing with another algorithm on request.
+            raise DigestMismatchError(
+                "blob", expected=str(expected), actual="a sha256 digest (only sha256 is written)"
+            )
+        actual = self._hasher.digest()
+        try:
+            if size is not None and size != self._hasher.size:
+                raise DigestMismatchError(
+                    f"size of {expected or actual}", expected=str(size), actual=str(self.size)
+                )
+            if expected is not None and expected != actual:
+                raise DigestMismatchError("blob content", expected=str(expected), actual=str(actual))
+            self._f.flush()
+            os.fchmod(self._f.fileno(), 0o644)
+            os.fsync(self._f.fileno())
+            self._f.close()
+            final = self._store.path_of(actual)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(self._tmp, final)
+            self._store.sync_dir(os.path.dirname(final))
+            self._done = True
+            return actual
+        finally:
+            if not self._done:
+                self.abort()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(OSError):
+            self._f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> _DirBlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+class DirStore:
+    """The ``blobs/`` directory of an OCI image layout."""
+
+    def __init__(self, layout_root: str) -> None:
+        self.root = layout_root
+        self.blobs = os.path.join(layout_root, "blobs")
+        self.tmp_dir = os.path.join(layout_root, ".oci-tools", "tmp")
+
+    def path_of(self, digest: Digest) -> str:
+        """Filesystem path of a blob (the digest was validated when parsed)."""
+        return os.path.join(self.blobs, digest.algorithm, digest.encoded)
+
+    def has(self, digest: Digest) -> bool:
+        try:
+            st = os.lstat(self.path_of(digest))
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(st.st_mode)
+
+    def stat_size(self, digest: Digest) -> int:
+        try:
+            st = os.lstat(self.path_of(digest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(str(digest)) from None
+        return st.st_size
+
+    def open(self, digest: Digest, size: int) -> VerifyingReader:
+        # O_NOFOLLOW: a blob that is a symlink (say to /etc/shadow) is refused.
+        try:
+            fd = os.open(self.path_of(digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise BlobNotFoundError(str(digest)) from None
+        except OSError as e:
+            raise InvalidLayoutError(self.root, f"cannot open blob {digest}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise InvalidLayoutError(self.root, f"blob {digest} is not a regular file")
+        raw = io.FileIO(fd, "rb")
+        return VerifyingReader(raw, digest, size)  # type: ignore[arg-type]
+
+    def writer(self) -> _DirBlobWriter:
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        return _DirBlobWriter(self)
+
+    def delete(self, digest: Digest) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path_of(digest))
+
+    def digests(self) -> Iterator[Digest]:
+        """Every blob file whose name is a valid digest (others are skipped)."""
+        try:
+            algs = sorted(os.listdir(self.blobs))
+        except FileNotFoundError:
+            return
+        for alg in algs:
+            d = os.path.join(self.blobs, alg)
+            if not os.path.isdir(d):
+                continue
+            for name in sorted(os.listdir(d)):
+                value = f"{alg}:{name}"
+                if digest_problem(value) is None:
+                    yield Digest(alg, name)
+
+    def stray_files(self) -> Iterator[str]:
+        """Paths under blobs/ whose names are not valid digests."""
+        try:
+            algs = sorted(os.listdir(self.blobs))
+        except FileNotFoundError:
+            return
+        for alg in algs:
+            d = os.path.join(self.blobs, alg)
+            if not os.path.isdir(d):
+                yield f"blobs/{alg}"
+                continue
+            for name in sorted(os.listdir(d)):
+                if digest_problem(f"{alg}:{name}") is not None:
+                    yield f"blobs/{alg}/{name}"
+
+    @staticmethod
+    def sync_dir(path: str) -> None:
+        """fsync a directory so a rename in it survives a crash."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _MemWriter:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._buf = io.BytesIO()
+        self._hasher = Hasher()
+
+    @property
+    def size(self) -> int:
+        return self._hasher.size
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._hasher.update(data)
+        return self._buf.write(data)
+
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> Digest:
+        actual = self._hasher.digest()
+        if size is not None and size != self.size:
+            raise DigestMismatchError("blob size", expected=str(size), actual=str(self.size))
+        if expected is not None and expected != actual:
+            raise DigestMismatchError("blob content", expected=str(expected), actual=str(actual))
+        self._store.blobs[actual] = self._buf.getvalue()
+        return actual
+
+    def abort(self) -> None:
+        self._buf = io.BytesIO()
+
+
+class MemoryStore:
+    """An in-memory store (tests, and dry runs)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, bytes] = {}
+
+    def has(self, digest: Digest) -> bool:
+        return digest in self.blobs
+
+    def stat_size(self, digest: Digest) -> int:
+        try:
+            return len(self.blobs[digest])
+        except KeyError:
+            raise BlobNotFoundError(str(digest)) from None
+
+    def open(self, digest: Digest, size: int) -> VerifyingReader:
+        try:
+            data = self.blobs[digest]
+        except KeyError:
+            raise BlobNotFoundError(str(digest)) from None
+        return VerifyingReader(io.BytesIO(data), digest, size)
+
+    def writer(self) -> _MemWriter:
+        return _MemWriter(self)
+
+    def delete(self, digest: Digest) -> None:
+        self.blobs.pop(digest, None)
+
+    def digests(self) -> Iterator[Digest]:
+        yield from sorted(self.blobs)
+
+
+__all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "BlobStore",
+    "BlobWriter",
+    "DirStore",
+    "MemoryStore",
+    "put_bytes",
+    "put_stream",
+    "read_small",
+]

@@ -1,0 +1,102 @@
+"""One contract suite run against every BlobStore implementation."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from oci_tools.digest import Digest
+from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
+from oci_tools.layout import Layout
+from oci_tools.store import BlobStore, DirStore, MemoryStore, put_bytes, put_stream, read_small
+
+
+def _dir_store(tmp_path: Path) -> BlobStore:
+    return Layout.init(str(tmp_path / "lay")).store
+
+
+def _mem_store(tmp_path: Path) -> BlobStore:
+    return MemoryStore()
+
+
+STORES = [pytest.param(_dir_store, id="dir"), pytest.param(_mem_store, id="memory")]
+Factory = Callable[[Path], BlobStore]
+
+
+@pytest.mark.parametrize("make", STORES)
+def test_put_and_read_back(make: Factory, tmp_path: Path) -> None:
+    s = make(tmp_path)
+    d = put_bytes(s, b"hello")
+    assert d == Digest.of_bytes(b"hello")
+    assert s.has(d) and s.stat_size(d) == 5
+    assert read_small(s, d, 5) == b"hello"
+    assert d in set(s.digests())
+
+
+@pytest.mark.parametrize("make", STORES)
+def test_put_is_idempotent(make: Factory, tmp_path: Path) -> None:
+    s = make(tmp_path)
+    assert put_bytes(s, b"a") == put_bytes(s, b"a")
+    assert list(s.digests()).count(Digest.of_bytes(b"a")) == 1
+
+
+@pytest.mark.parametrize("make", STORES)
+def test_put_stream_verifies_expected(make: Factory, tmp_path: Path) -> None:
+    s = make(tmp_path)
+    wrong = Digest.of_bytes(b"something else")
+    with pytest.raises(DigestMismatchError):
+        put_stream(s, io.BytesIO(b"data"), wrong)
+    assert not s.has(Digest.of_bytes(b"data")) and not s.has(wrong)
+    with pytest.raises(DigestMismatchError):
+        put_stream(s, io.BytesIO(b"data"), Digest.of_bytes(b"data"), size=3)
+    assert list(s.digests()) == []
+
+
+@pytest.mark.parametrize("make", STORES)
+def test_missing_blob(make: Factory, tmp_path: Path) -> None:
+    s = make(tmp_path)
+    d = Digest.of_bytes(b"nope")
+    assert not s.has(d)
+    with pytest.raises(BlobNotFoundError):
+        s.open(d, 4)
+    s.delete(d)  # deleting a missing blob is fine
+
+
+@pytest.mark.parametrize("make", STORES)
+def test_wrong_size_on_read(make: Factory, tmp_path: Path) -> None:
+    s = make(tmp_path)
+    d = put_bytes(s, b"12345")
+    with pytest.raises(DigestMismatchError):
+        read_small(s, d, 4)
+    with pytest.raises(DigestMismatchError):
+        read_small(s, d, 6)
+
+
+def test_dir_store_detects_tampering_and_writes_0644(tmp_path: Path) -> None:
+    s = _dir_store(tmp_path)
+    assert isinstance(s, DirStore)
+    d = put_bytes(s, b"original")
+    p = s.path_of(d)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o644
+    Path(p).write_bytes(b"tampered")
+    with pytest.raises(DigestMismatchError):
+        read_small(s, d, 8)
+    # no temp files left behind by writes
+    assert os.listdir(s.tmp_dir) == []
+
+
+def test_dir_store_refuses_symlinked_blob(tmp_path: Path) -> None:
+    s = _dir_store(tmp_path)
+    assert isinstance(s, DirStore)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret")
+    d = Digest.of_bytes(b"secret")
+    os.symlink(secret, s.path_of(d))
+    with pytest.raises(InvalidLayoutError):
+        read_small(s, d, 6)
+    assert not s.has(d)
