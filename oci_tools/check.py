@@ -32,8 +32,9 @@ def _rehash(path: str, algorithm: str) -> tuple[Digest, int]:
     return h.digest(), h.size
 
 
-def check_layout(layout: Layout, *, layers: bool = True,
-                 progress: Callable[[str], None] | None = None) -> list[str]:
+def check_layout(
+    layout: Layout, *, layers: bool = True, progress: Callable[[str], None] | None = None
+) -> list[str]:
     """Every problem found in ``layout`` (empty when it is valid).
 
     Checks the header and index.json against their schemas, re-hashes every
@@ -44,7 +45,9 @@ def check_layout(layout: Layout, *, layers: bool = True,
     root = layout.path
     try:
         with open(os.path.join(root, "oci-layout"), "rb") as f:
-            out += [f"oci-layout: {p}" for p in schema_problems(mt.OCI_LAYOUT_HEADER, f.read(1 << 16))]
+            out += [
+                f"oci-layout: {p}" for p in schema_problems(mt.OCI_LAYOUT_HEADER, f.read(1 << 16))
+            ]
     except OSError as e:
         out.append(f"oci-layout: {e.strerror}")
     try:
@@ -76,8 +79,9 @@ def check_layout(layout: Layout, *, layers: bool = True,
         return out
 
     seen: set[Digest] = set()
-    stack: list[tuple[Descriptor, str]] = [(d, f"index.json manifests[{i}]")
-                                           for i, d in enumerate(roots)]
+    stack: list[tuple[Descriptor, str]] = [
+        (d, f"index.json manifests[{i}]") for i, d in enumerate(roots)
+    ]
     while stack:
         desc, where = stack.pop()
         if desc.digest in seen:
@@ -112,8 +116,9 @@ def check_layout(layout: Layout, *, layers: bool = True,
     return out
 
 
-def _check_image(layout: Layout, m: Manifest, desc: Descriptor,
-                 sizes: dict[Digest, int], layers: bool) -> list[str]:
+def _check_image(
+    layout: Layout, m: Manifest, desc: Descriptor, sizes: dict[Digest, int], layers: bool
+) -> list[str]:
     out: list[str] = []
     if m.config is None or m.config.media_type not in mt.CONFIG_TYPES:
         return out
@@ -142,8 +147,10 @@ def _check_image(layout: Layout, m: Manifest, desc: Descriptor,
                         break
                     h.update(b)
             if h.digest() != diff_id:
-                out.append(f"{desc.digest} layers[{i}]: uncompressed content hashes to "
-                           f"{h.digest()}, config says {diff_id}")
+                out.append(
+                    f"{desc.digest} layers[{i}]: uncompressed content hashes to "
+                    f"{h.digest()}, config says {diff_id}"
+                )
         except (OSError, EOFError, ValueError, OCIToolsError) as e:
             out.append(f"{desc.digest} layers[{i}]: cannot decompress: {e}")
         except Exception as e:  # zstd and isal raise their own error classes

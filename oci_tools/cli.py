@@ -66,8 +66,11 @@ def image_arg(text: str, platform: str | None = None) -> tuple[Any, str, Any]:
 
 
 def _platform(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                   help="pick this platform when the ref is a multi-platform index")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="pick this platform when the ref is a multi-platform index",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -123,10 +126,19 @@ def cmd_ls(a: argparse.Namespace, c: Console) -> int:
             c.print(name)
         return 0
     if a.format == "json":
-        c.out.write(render.json_lines([
-            {"Ref": n, "Digest": str(d.digest), "MediaType": d.media_type, "Size": str(d.size)}
-            for n, d in refs
-        ]))
+        c.out.write(
+            render.json_lines(
+                [
+                    {
+                        "Ref": n,
+                        "Digest": str(d.digest),
+                        "MediaType": d.media_type,
+                        "Size": str(d.size),
+                    }
+                    for n, d in refs
+                ]
+            )
+        )
         return 0
     rows = [[n, str(d.digest), d.media_type] for n, d in refs]
     c.out.write(render.table(["REF", "DIGEST", "MEDIA TYPE"], rows))
@@ -207,8 +219,10 @@ def cmd_validate(a: argparse.Namespace, c: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to test --help of every command)."""
-    p = _Parser(prog="oci-tools", description="Build, inspect, unpack and commit OCI images "
-                "kept as image layouts on disk.")
+    p = _Parser(
+        prog="oci-tools",
+        description="Build, inspect, unpack and commit OCI images kept as image layouts on disk.",
+    )
     p.add_argument("--version", action="version", version=f"oci-tools {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -242,19 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--manifest", action="store_true", help="the manifest (default)")
     g.add_argument("--config", action="store_true", help="the image config")
-    g.add_argument("--index", action="store_true",
-                   help="the document index.json points at (may be an index)")
+    g.add_argument(
+        "--index", action="store_true", help="the document index.json points at (may be an index)"
+    )
     _platform(sp)
 
     sp = add("gc", cmd_gc, "delete blobs no ref or bundle needs")
     sp.add_argument("layout", metavar="LAYOUT")
 
-    sp = add("validate", cmd_validate,
-             "check a layout (every document and blob) or one document file")
+    sp = add(
+        "validate", cmd_validate, "check a layout (every document and blob) or one document file"
+    )
     sp.add_argument("paths", nargs="+", metavar="LAYOUT|FILE")
     sp.add_argument("--media-type", metavar="MT", help="validate FILE as this media type")
-    sp.add_argument("--fast", action="store_true",
-                    help="skip decompressing layers to check their diff_ids")
+    sp.add_argument(
+        "--fast", action="store_true", help="skip decompressing layers to check their diff_ids"
+    )
 
     return p
 
@@ -272,8 +289,9 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     """Run the CLI; returns the exit code."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr

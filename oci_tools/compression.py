@@ -51,7 +51,7 @@ def decompressor(codec: str, raw: BinaryIO) -> BinaryIO:
         try:
             from isal import igzip
 
-            return cast(BinaryIO, igzip.GzipFile(fileobj=raw, mode="rb"))
+            return cast(BinaryIO, igzip.GzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
         except ImportError:  # pragma: no cover - isal is a declared dependency
             import gzip
 
@@ -94,10 +94,13 @@ class _GzipWriter(io.RawIOBase):
     def __init__(self, out: Writable, level: int) -> None:
         self._out = out
         try:
-            from isal import isal_zlib as zlib_mod
-        except ImportError:  # pragma: no cover
-            import zlib as zlib_mod
-        self._cobj = zlib_mod.compressobj(level, zlib_mod.DEFLATED, 31)
+            from isal import isal_zlib
+
+            self._cobj = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+        except ImportError:  # pragma: no cover - isal is a declared dependency
+            import zlib
+
+            self._cobj = zlib.compressobj(level, zlib.DEFLATED, 31)  # type: ignore[assignment]
 
     def writable(self) -> bool:
         return True

@@ -48,9 +48,7 @@ class RefNotFoundError(NotFoundError):
     def __init__(self, ref: str, known: Iterable[str] = (), *, layout: str = "") -> None:
         known_list = sorted(set(known))
         where = f" in {layout}" if layout else ""
-        hint = (
-            "known refs: " + ", ".join(known_list) if known_list else "the layout has no refs"
-        )
+        hint = "known refs: " + ", ".join(known_list) if known_list else "the layout has no refs"
         super().__init__(f"unknown ref {ref!r}{where}", hint=hint)
         self.ref = ref
         self.known = known_list
@@ -71,9 +69,7 @@ class InvalidDocumentError(OCIToolsError):
     ``problems`` lists every problem found, not only the first.
     """
 
-    def __init__(
-        self, what: str, problems: Sequence[str], *, hint: str | None = None
-    ) -> None:
+    def __init__(self, what: str, problems: Sequence[str], *, hint: str | None = None) -> None:
         self.what = what
         self.problems = list(problems) or ["invalid"]
         first = self.problems[0]

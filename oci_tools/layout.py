@@ -32,7 +32,6 @@ from oci_tools.errors import (
     UsageError,
 )
 from oci_tools.model import (
-    REF_NAME,
     Descriptor,
     ImageConfig,
     Index,
@@ -133,9 +132,8 @@ class Layout:
     @classmethod
     def init(cls, path: str) -> Layout:
         """Create a new empty layout; refuses a non-empty existing directory."""
-        if os.path.lexists(path):
-            if not os.path.isdir(path) or os.listdir(path):
-                raise ClobberError(path, hint="init needs a new or empty directory")
+        if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
+            raise ClobberError(path, hint="init needs a new or empty directory")
         os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
         lay = cls(path)
         lay._atomic_write("oci-layout", dump_json({"imageLayoutVersion": LAYOUT_VERSION}))
@@ -146,7 +144,9 @@ class Layout:
     def open(cls, path: str) -> Layout:
         """Open an existing layout, checking its header and index."""
         if not os.path.exists(path):
-            raise InvalidLayoutError(path, "no such directory", hint="create it with: oci-tools init")
+            raise InvalidLayoutError(
+                path, "no such directory", hint="create it with: oci-tools init"
+            )
         if not os.path.isdir(path):
             raise InvalidLayoutError(path, "not a directory")
         lay = cls(path)
@@ -261,8 +261,9 @@ class Layout:
         def change(entries: list[Descriptor]) -> list[Descriptor]:
             removed.extend(d for d in entries if d.ref_name == ref)
             if not removed:
-                raise RefNotFoundError(ref, (d.ref_name or "" for d in entries if d.ref_name),
-                                       layout=self.path)
+                raise RefNotFoundError(
+                    ref, (d.ref_name or "" for d in entries if d.ref_name), layout=self.path
+                )
             return [d for d in entries if d.ref_name != ref]
 
         self.update_index(change)
@@ -283,7 +284,8 @@ class Layout:
         assert manifest.config is not None
         if manifest.config.media_type not in mt.CONFIG_TYPES:
             raise InvalidDocumentError(
-                "manifest", [f"config media type {manifest.config.media_type!r} is not an image config"]
+                "manifest",
+                [f"config media type {manifest.config.media_type!r} is not an image config"],
             )
         return ImageConfig.parse(self.read_blob(manifest.config))
 
@@ -297,18 +299,20 @@ class Layout:
             if seen > 8:
                 raise InvalidDocumentError("index", ["nested indexes deeper than 8 levels"])
             idx = Index.parse(self.read_blob(desc), desc.media_type)
-            candidates = [d for d in idx.manifests if d.media_type in mt.INDEX_TYPES | mt.MANIFEST_TYPES]
+            candidates = [
+                d for d in idx.manifests if d.media_type in mt.INDEX_TYPES | mt.MANIFEST_TYPES
+            ]
             match = [d for d in candidates if d.platform is None or d.platform.matches(want)]
             # Prefer an exact platform match over entries without a platform.
             exact = [d for d in match if d.platform is not None]
-            chosen = (exact or match or [None])[0]
-            if chosen is None:
+            pick = exact or match
+            if not pick:
                 have = ", ".join(str(d.platform) for d in candidates if d.platform) or "none"
                 raise NotFoundError(
                     f"no manifest for platform {want} in index {desc.digest}",
                     hint=f"available platforms: {have}; choose one with --platform",
                 )
-            desc = chosen
+            desc = pick[0]
         if desc.media_type not in mt.MANIFEST_TYPES:
             raise InvalidDocumentError(
                 "reference", [f"{desc.digest} has media type {desc.media_type!r}, not an image"]

@@ -295,8 +295,7 @@ class Index(Document):
             doc=doc,
             media_type=mtype,
             manifests=tuple(
-                Descriptor.from_dict(d, f"{what} manifests[{i}]")
-                for i, d in enumerate(manifests)
+                Descriptor.from_dict(d, f"{what} manifests[{i}]") for i, d in enumerate(manifests)
             ),
             annotations=_str_map(doc.get("annotations"), what, "annotations"),
         )

@@ -79,7 +79,9 @@ def put_stream(
         raise
 
 
-def read_small(store: BlobStore, digest: Digest, size: int, limit: int = MAX_DOCUMENT_SIZE) -> bytes:
+def read_small(
+    store: BlobStore, digest: Digest, size: int, limit: int = MAX_DOCUMENT_SIZE
+) -> bytes:
     """Read a whole (small) blob, verified; refuses sizes above ``limit``."""
     if size > limit:
         raise DigestMismatchError(
@@ -125,7 +127,9 @@ class _DirBlobWriter:
                     f"size of {expected or actual}", expected=str(size), actual=str(self.size)
                 )
             if expected is not None and expected != actual:
-                raise DigestMismatchError("blob content", expected=str(expected), actual=str(actual))
+                raise DigestMismatchError(
+                    "blob content", expected=str(expected), actual=str(actual)
+                )
             self._f.flush()
             os.fchmod(self._f.fileno(), 0o644)
             os.fsync(self._f.fileno())
@@ -189,13 +193,15 @@ class DirStore:
         except FileNotFoundError:
             raise BlobNotFoundError(str(digest)) from None
         except OSError as e:
-            raise InvalidLayoutError(self.root, f"cannot open blob {digest}: {e.strerror}") from None
+            raise InvalidLayoutError(
+                self.root, f"cannot open blob {digest}: {e.strerror}"
+            ) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise InvalidLayoutError(self.root, f"blob {digest} is not a regular file")
         raw = io.FileIO(fd, "rb")
-        return VerifyingReader(raw, digest, size)  # type: ignore[arg-type]
+        return VerifyingReader(raw, digest, size)
 
     def writer(self) -> _DirBlobWriter:
         os.makedirs(self.tmp_dir, exist_ok=True)

@@ -7,7 +7,6 @@ every tool and runs as root, so a skip there means the suite lost coverage.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest

@@ -45,5 +45,7 @@ def run(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProc
     """Run an external command, failing the test with its output on error."""
     p = subprocess.run(list(cmd), capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     if check and p.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        pytest.fail(
+            f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+        )
     return p  # type: ignore[no-any-return]

@@ -10,14 +10,30 @@ PKG = Path(__file__).resolve().parent.parent / "oci_tools"
 #: Level of every module (subpackages by their top name).
 LEVELS = {
     "errors": 0,
-    "digest": 1, "render": 1, "mediatype": 1,
-    "model": 2, "schema": 2, "compression": 2,
-    "store": 3, "layer": 3,
-    "layout": 4, "apply": 4, "diff": 4, "snapshot": 4,
-    "image": 5, "bundle": 5, "archive": 5, "registry": 5, "sign": 5, "check": 5,
-    "runtime": 5, "views": 5, "inspect": 5,
+    "digest": 1,
+    "render": 1,
+    "mediatype": 1,
+    "model": 2,
+    "schema": 2,
+    "compression": 2,
+    "store": 3,
+    "layer": 3,
+    "layout": 4,
+    "apply": 4,
+    "diff": 4,
+    "snapshot": 4,
+    "image": 5,
+    "bundle": 5,
+    "archive": 5,
+    "registry": 5,
+    "sign": 5,
+    "check": 5,
+    "runtime": 5,
+    "views": 5,
+    "inspect": 5,
     "build": 6,
-    "cli": 7, "__main__": 8,
+    "cli": 7,
+    "__main__": 8,
 }
 
 
@@ -63,7 +79,9 @@ def test_imports_point_down() -> None:
             if dep not in LEVELS:
                 continue
             if LEVELS[dep] > LEVELS[name]:
-                bad.append(f"{path.relative_to(PKG)} (L{LEVELS[name]}) imports {dep} (L{LEVELS[dep]})")
+                bad.append(
+                    f"{path.relative_to(PKG)} (L{LEVELS[name]}) imports {dep} (L{LEVELS[dep]})"
+                )
     assert not bad, "upward imports:\n" + "\n".join(bad)
 
 

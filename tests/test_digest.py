@@ -35,7 +35,14 @@ def test_invalid_digests(bad: str) -> None:
         Digest.parse(bad)
 
 
-@pytest.mark.parametrize("ok", ["sha512:" + "a" * 128, "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8", "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564"])
+@pytest.mark.parametrize(
+    "ok",
+    [
+        "sha512:" + "a" * 128,
+        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
+        "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+    ],
+)
 def test_valid_other_algorithms(ok: str) -> None:
     assert digest_problem(ok) is None
 
@@ -48,7 +55,9 @@ def test_hasher_counts_and_hashes() -> None:
     assert h.digest().encoded == hashlib.sha256(b"hello world").hexdigest()
 
 
-def _reader(data: bytes, digest_of: bytes | None = None, size: int | None = None) -> VerifyingReader:
+def _reader(
+    data: bytes, digest_of: bytes | None = None, size: int | None = None
+) -> VerifyingReader:
     d = Digest.of_bytes(digest_of if digest_of is not None else data)
     return VerifyingReader(io.BytesIO(data), d, len(data) if size is None else size)
 
