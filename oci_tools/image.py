@@ -8,6 +8,7 @@ them blob-first, and only then (optionally) points a ref at the result.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -182,12 +183,172 @@ def config_bytes(doc: Mapping[str, Any]) -> bytes:
 
 __all__ = [
     "UNCOMPRESSED_SIZE",
+    "ConfigEdit",
     "Image",
     "append_history",
+    "apply_config_edit",
     "created_now",
+    "edit_image",
     "empty_config",
     "format_time",
     "new_image",
+    "nop_created_by",
     "source_date_epoch",
     "write_image",
 ]
+
+
+# ---------------------------------------------------------------------------
+# config edits (``oci-tools config``)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEdit:
+    """Changes to an image config, as the ``config`` command takes them."""
+
+    env: tuple[str, ...] = ()
+    unset_env: tuple[str, ...] = ()
+    entrypoint: list[str] | None = None
+    clear_entrypoint: bool = False
+    cmd: list[str] | None = None
+    clear_cmd: bool = False
+    workdir: str | None = None
+    user: str | None = None
+    labels: tuple[str, ...] = ()
+    expose: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    author: str | None = None
+    os: str | None = None
+    arch: str | None = None
+
+
+def _docker_list(items: Sequence[str]) -> str:
+    """How Docker's classic builder prints an exec-form list in created_by."""
+    return "[" + " ".join(json.dumps(x, ensure_ascii=False) for x in items) + "]"
+
+
+def _split_kv(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"{what} {text!r} must be KEY=VALUE")
+    return key, value
+
+
+def apply_config_edit(doc: dict[str, Any], edit: ConfigEdit) -> list[str]:
+    """Apply ``edit`` to a config document in place.
+
+    Returns the Docker-style instruction texts (``ENV K=V``, ``EXPOSE 80``,
+    ...) describing it, for the history row's ``created_by``.
+    """
+    conf = doc.get("config")
+    if not isinstance(conf, dict):
+        conf = {}
+        doc["config"] = conf
+    steps: list[str] = []
+    if edit.env or edit.unset_env:
+        env = [e for e in (conf.get("Env") or []) if isinstance(e, str)]
+        for k in edit.unset_env:
+            env = [e for e in env if e.split("=", 1)[0] != k]
+        for item in edit.env:
+            k, _ = _split_kv(item, "--env")
+            # Re-setting a variable replaces it in place (as docker/umoci do).
+            idx = next((i for i, e in enumerate(env) if e.split("=", 1)[0] == k), None)
+            if idx is None:
+                env.append(item)
+            else:
+                env[idx] = item
+        conf["Env"] = env
+        if edit.env:
+            steps.append("ENV " + " ".join(edit.env))
+        if edit.unset_env:
+            steps.append("UNSET " + " ".join(edit.unset_env))
+    if edit.clear_entrypoint:
+        conf.pop("Entrypoint", None)
+        steps.append("ENTRYPOINT []")
+    if edit.entrypoint is not None:
+        conf["Entrypoint"] = list(edit.entrypoint)
+        steps.append("ENTRYPOINT " + _docker_list(edit.entrypoint))
+    if edit.clear_cmd:
+        conf.pop("Cmd", None)
+        steps.append("CMD []")
+    if edit.cmd is not None:
+        conf["Cmd"] = list(edit.cmd)
+        steps.append("CMD " + _docker_list(edit.cmd))
+    if edit.workdir is not None:
+        conf["WorkingDir"] = edit.workdir
+        steps.append(f"WORKDIR {edit.workdir}")
+    if edit.user is not None:
+        conf["User"] = edit.user
+        steps.append(f"USER {edit.user}")
+    if edit.labels:
+        labels = dict(conf.get("Labels") or {})
+        for item in edit.labels:
+            k, v = _split_kv(item, "--label")
+            labels[k] = v
+        conf["Labels"] = labels
+        steps.append("LABEL " + " ".join(edit.labels))
+    if edit.expose:
+        ports = dict(conf.get("ExposedPorts") or {})
+        for p in edit.expose:
+            port, _, proto = p.partition("/")
+            if (
+                not port.isdigit()
+                or not 0 < int(port) < 65536
+                or proto not in ("", "tcp", "udp", "sctp")
+            ):
+                raise UsageError(f"--expose {p!r} is not PORT[/tcp|udp|sctp]")
+            ports[f"{port}/{proto or 'tcp'}"] = {}
+        conf["ExposedPorts"] = ports
+        steps.append("EXPOSE " + " ".join(edit.expose))
+    if edit.volumes:
+        vols = dict(conf.get("Volumes") or {})
+        for v in edit.volumes:
+            if not v.startswith("/"):
+                raise UsageError(f"--volume {v!r} must be an absolute path")
+            vols[v] = {}
+        conf["Volumes"] = vols
+        steps.append("VOLUME " + _docker_list(edit.volumes))
+    if edit.stop_signal is not None:
+        conf["StopSignal"] = edit.stop_signal
+        steps.append(f"STOPSIGNAL {edit.stop_signal}")
+    if edit.author is not None:
+        doc["author"] = edit.author
+        steps.append(f"MAINTAINER {edit.author}")
+    if edit.os is not None:
+        doc["os"] = edit.os
+    if edit.arch is not None:
+        doc["architecture"] = edit.arch
+    return steps
+
+
+def nop_created_by(steps: Sequence[str]) -> str:
+    """Docker classic builder's ``created_by`` for metadata-only steps."""
+    return "/bin/sh -c #(nop)  " + "; ".join(steps)
+
+
+def edit_image(
+    layout: Layout,
+    image: Image,
+    edit: ConfigEdit,
+    *,
+    ref: str,
+    created: str | None = None,
+    created_by: str | None = None,
+) -> Descriptor:
+    """Write a copy of ``image`` with its config edited and one empty_layer
+    history row appended; layers are untouched.  Points ``ref`` at it."""
+    doc = image.config.as_dict()
+    steps = apply_config_edit(doc, edit)
+    when = created_now(created)
+    append_history(
+        doc,
+        History(
+            created=when,
+            created_by=created_by or nop_created_by(steps or ["(no change)"]),
+            author=edit.author,
+            empty_layer=True,
+        ),
+    )
+    doc["created"] = when
+    return write_image(layout, doc, list(image.layers), ref=ref)

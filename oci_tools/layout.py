@@ -126,6 +126,7 @@ class Layout:
     def __init__(self, path: str) -> None:
         self.path = path
         self.store = DirStore(path)
+        self._lock_depth = 0
 
     # -- creation and opening -------------------------------------------------
 
@@ -188,14 +189,25 @@ class Layout:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the layout's exclusive writer lock."""
+        """Hold the layout's exclusive writer lock (re-entrant in one process:
+        a commit holds it from its first blob to its final tag, and ``set_ref``
+        inside takes it again)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         d = os.path.join(self.path, PRIVATE_DIR)
         os.makedirs(d, exist_ok=True)
         fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
             yield
         finally:
+            self._lock_depth = 0
             os.close(fd)
 
     def update_index(self, change: Callable[[list[Descriptor]], list[Descriptor]]) -> Index:

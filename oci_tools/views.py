@@ -1,0 +1,350 @@
+"""The layering views people know from Docker: history, images, df, ps, diff.
+
+These build rows of plain data from a layout's JSON documents; ``render``
+turns them into docker-formatted tables and the CLI prints them.  Layer sizes
+come from the uncompressed-size annotation our commits write, or from a
+per-layout cache filled once by decompressing (a layer never changes), never
+by decompressing on every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from oci_tools import mediatype as mt
+from oci_tools.compression import decompressor
+from oci_tools.digest import Digest
+from oci_tools.errors import OCIToolsError
+from oci_tools.image import UNCOMPRESSED_SIZE, Image
+from oci_tools.layout import PRIVATE_DIR, Layout
+from oci_tools.model import Descriptor, History
+
+CHUNK = 1 << 20
+
+
+class SizeCache:
+    """Uncompressed sizes of layer blobs, cached in the layout by digest."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.path = os.path.join(layout.path, PRIVATE_DIR, "cache", "layer-sizes.json")
+        self._sizes: dict[str, int] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[str, int]:
+        if self._sizes is None:
+            try:
+                with open(self.path, "rb") as f:
+                    data = json.loads(f.read())
+                self._sizes = {k: int(v) for k, v in data.items()}
+            except (OSError, ValueError, AttributeError):
+                self._sizes = {}
+        return self._sizes
+
+    def size(self, desc: Descriptor) -> int:
+        """Uncompressed size of the layer ``desc`` points at."""
+        hint = desc.annotations.get(UNCOMPRESSED_SIZE)
+        if hint is not None and hint.isdigit():
+            return int(hint)
+        codec = mt.LAYER_CODECS.get(desc.media_type)
+        if codec == "none":
+            return desc.size
+        sizes = self._load()
+        key = str(desc.digest)
+        if key in sizes:
+            return sizes[key]
+        if codec is None or not self.layout.store.has(desc.digest):
+            return desc.size
+        n = 0
+        r = self.layout.store.open(desc.digest, desc.size)
+        try:
+            stream = decompressor(codec, r)  # type: ignore[arg-type]
+            while True:
+                b = stream.read(CHUNK)
+                if not b:
+                    break
+                n += len(b)
+            r.drain()
+        finally:
+            r.close()
+        sizes[key] = n
+        self._dirty = True
+        return n
+
+    def save(self) -> None:
+        """Persist newly learned sizes (best effort: a cache is optional)."""
+        if not self._dirty or self._sizes is None:
+            return
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".tmp-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._sizes, f)
+            os.replace(tmp, self.path)
+        self._dirty = False
+
+
+# -- history ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One ``history`` row (newest first in output)."""
+
+    id: str  # a digest string, or "<missing>"
+    created: str | None
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+
+
+def _state_key(history: Iterable[History], diff_ids: Iterable[Digest]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([r.to_dict() for r in history], sort_keys=True).encode())
+    h.update(b"\0" + " ".join(str(d) for d in diff_ids).encode())
+    return h.hexdigest()
+
+
+def tagged_images(layout: Layout) -> list[tuple[str, Image]]:
+    """(ref, image) for every ref that resolves to a single image."""
+    out = []
+    for ref, _ in layout.refs():
+        with contextlib.suppress(OCIToolsError):
+            out.append((ref, Image.load(layout, ref)))
+    return out
+
+
+def history_rows(image: Image, sizes: SizeCache) -> list[HistoryRow]:
+    """``docker history`` rows for ``image``, newest first.
+
+    The top row shows the image's id; a row whose state (history and layers
+    so far) is itself a tagged image in the layout shows that image's id;
+    other rows show ``<missing>``.
+    """
+    states: dict[str, str] = {}
+    for _ref, other in tagged_images(image.layout):
+        key = _state_key(other.config.history, other.config.diff_ids)
+        states.setdefault(key, str(other.id))
+    rows: list[HistoryRow] = []
+    hist = image.config.history
+    pairs = image.config.layer_history()
+    layers_so_far = 0
+    for k, (h, li) in enumerate(pairs):
+        if li is not None:
+            layers_so_far = li + 1
+        key = _state_key(hist[: k + 1], image.config.diff_ids[:layers_so_far])
+        size = sizes.size(image.layers[li]) if li is not None and li < len(image.layers) else 0
+        rows.append(
+            HistoryRow(
+                id=states.get(key, "<missing>"),
+                created=h.created,
+                created_by=h.created_by or "",
+                size=size,
+                comment=h.comment or "",
+                empty_layer=li is None,
+            )
+        )
+    rows.reverse()
+    if rows:
+        top = rows[0]
+        rows[0] = HistoryRow(
+            str(image.id), top.created, top.created_by, top.size, top.comment, top.empty_layer
+        )
+    sizes.save()
+    return rows
+
+
+# -- images and df ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    """One ``images`` row."""
+
+    ref: str
+    id: str
+    created: str | None
+    size: int
+    shared: int
+    unique: int
+    layers: int
+
+
+def image_rows(layout: Layout, sizes: SizeCache | None = None) -> list[ImageRow]:
+    """Every tagged image with its total, shared and unique (uncompressed) size.
+
+    A layer is shared when another distinct image in the layout uses the same
+    blob; images under several refs count as one image.
+    """
+    sizes = sizes or SizeCache(layout)
+    imgs = tagged_images(layout)
+    users: dict[Digest, set[Digest]] = {}
+    for _ref, img in imgs:
+        for ld in img.layers:
+            users.setdefault(ld.digest, set()).add(img.id)
+    rows = []
+    for ref, img in imgs:
+        total = shared = 0
+        for ld in set(img.layers):
+            n = sizes.size(ld)
+            total += n
+            if len(users[ld.digest]) > 1:
+                shared += n
+        rows.append(
+            ImageRow(
+                ref, str(img.id), img.config.created, total, shared, total - shared, len(img.layers)
+            )
+        )
+    sizes.save()
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class LayerUse:
+    """A layer blob and the images using it (``df -v``)."""
+
+    digest: str
+    size: int  # bytes on disk (compressed)
+    uncompressed: int
+    images: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    """``df``: what the layout stores, counted once per blob."""
+
+    images: int
+    active_images: int
+    image_bytes: int  # on-disk bytes of every blob reachable from a ref
+    layers: int
+    layer_bytes: int
+    total_bytes: int  # every blob file
+    reclaimable: int  # bytes gc would free
+    layer_uses: list[LayerUse]
+    image_rows: list[ImageRow]
+
+
+def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
+    """Compute ``df`` figures from the layout's documents and blob sizes."""
+    sizes = SizeCache(layout)
+    imgs = tagged_images(layout)
+    blob_size = {d: layout.store.stat_size(d) for d in layout.store.digests()}
+    index_roots = list(layout.index().manifests)
+    extra = layout.extra_roots()
+    reachable = layout.reachable(index_roots)
+    live = reachable | layout.reachable(extra)
+    distinct = {img.id for _, img in imgs}
+    active = {d.digest for d in extra} & distinct
+    layer_users: dict[Digest, set[Digest]] = {}
+    layer_desc: dict[Digest, Descriptor] = {}
+    for _, img in imgs:
+        for ld in img.layers:
+            layer_users.setdefault(ld.digest, set()).add(img.id)
+            layer_desc[ld.digest] = ld
+    uses = [
+        LayerUse(str(d), blob_size.get(d, 0), sizes.size(layer_desc[d]) if verbose else 0, len(u))
+        for d, u in sorted(layer_users.items())
+    ]
+    rows = image_rows(layout, sizes) if verbose else []
+    sizes.save()
+    return DiskUsage(
+        images=len(distinct),
+        active_images=len(active),
+        image_bytes=sum(blob_size.get(d, 0) for d in reachable),
+        layers=len(layer_users),
+        layer_bytes=sum(blob_size.get(d, 0) for d in layer_users),
+        total_bytes=sum(blob_size.values()),
+        reclaimable=sum(n for d, n in blob_size.items() if d not in live),
+        layer_uses=uses,
+        image_rows=rows,
+    )
+
+
+__all__ = [
+    "DiskUsage",
+    "HistoryRow",
+    "ImageRow",
+    "LayerUse",
+    "SizeCache",
+    "disk_usage",
+    "history_rows",
+    "image_rows",
+    "tagged_images",
+]
+
+
+# -- bundles: ps / status ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BundleStatus:
+    """``docker ps -s`` for a bundle."""
+
+    bundle: str
+    image: str  # ref@short-id of the base image
+    image_id: str
+    command: str
+    created: datetime.datetime  # when the bundle was unpacked
+    rw: int  # bytes written since unpack
+    virtual: int  # base image size + rw
+
+    def size_text(self) -> str:
+        from oci_tools.render import human_size
+
+        return f"{human_size(self.rw)} (virtual {human_size(self.virtual)})"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "Bundle": self.bundle,
+            "Image": self.image,
+            "ImageID": self.image_id,
+            "Command": self.command,
+            "Size": self.size_text(),
+            "SizeRw": str(self.rw),
+            "SizeRootFs": str(self.virtual),
+        }
+
+
+def bundle_status(bundle: str) -> BundleStatus:
+    """Base image and writable-layer size of a bundle."""
+    from oci_tools.bundle import RECORD, BaseRecord, changes_of
+
+    rec = BaseRecord.load(bundle)
+    rootfs = os.path.join(bundle, "rootfs")
+    rw = 0
+    for ch in changes_of(bundle):
+        if ch.kind == "D":
+            continue
+        try:
+            st = os.lstat(os.path.join(rootfs, ch.path.lstrip("/")))
+        except OSError:
+            continue
+        if not os.path.isdir(os.path.join(rootfs, ch.path.lstrip("/"))) or os.path.islink(
+            os.path.join(rootfs, ch.path.lstrip("/"))
+        ):
+            rw += st.st_size
+    base_size = 0
+    with contextlib.suppress(OCIToolsError):
+        lay = Layout.open(rec.layout)
+        img = Image.from_descriptor(lay, rec.manifest)
+        sizes = SizeCache(lay)
+        base_size = sum(sizes.size(d) for d in img.layers)
+        sizes.save()
+    cmd = ""
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(bundle, "config.json")) as f:
+            cmd = " ".join(json.load(f)["process"]["args"])
+    created = datetime.datetime.fromtimestamp(
+        os.stat(os.path.join(bundle, RECORD)).st_mtime, datetime.UTC
+    )
+    ident = str(rec.manifest.digest)
+    name = f"{rec.ref}@{rec.manifest.digest.short}" if rec.ref else rec.manifest.digest.short
+    return BundleStatus(bundle, name, ident, f'"{cmd}"', created, rw, base_size + rw)
