@@ -193,7 +193,7 @@ def image_rows(layout: Layout, sizes: SizeCache | None = None) -> list[ImageRow]
     rows = []
     for ref, img in imgs:
         total = shared = 0
-        for ld in set(img.layers):
+        for ld in {d.digest: d for d in img.layers}.values():
             n = sizes.size(ld)
             total += n
             if len(users[ld.digest]) > 1:

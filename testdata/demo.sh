@@ -23,6 +23,9 @@ if [ -x /bin/busybox ]; then cp /bin/busybox "$R/bin/busybox"; ln -s busybox "$R
 oci-tools commit "$OUT/step" "$L:base" --refresh \
     --created-by '/bin/sh -c #(nop) ADD file:rootfs.tar in / ' >/dev/null
 oci-tools config "$L:base" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin >/dev/null
+# A commit builds on the bundle's base image: re-unpack so the next step
+# starts from the image with the ENV row (as each docker build step does).
+oci-tools unpack --force "$L:base" "$OUT/step" >/dev/null
 mkdir -p "$R/usr/src/app"
 oci-tools commit "$OUT/step" "$L:base" --refresh --created-by '/bin/sh -c mkdir -p /usr/src/app' >/dev/null
 oci-tools config "$L:base" --workdir /usr/src/app --cmd '["sh"]' >/dev/null
