@@ -214,6 +214,369 @@ def cmd_validate(a: argparse.Namespace, c: Console) -> int:
 
 
 # ---------------------------------------------------------------------------
+# bundles: unpack, commit, diff, status
+
+
+def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.bundle import unpack
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    res = unpack(
+        lay, ref, a.bundle, platform=plat, rootless=True if a.rootless else None, force=a.force
+    )
+    for s in res.skipped:
+        c.note(f"warning: not created (rootless): {s}")
+    c.print(str(res.image.id))
+    return 0
+
+
+def cmd_commit(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.bundle import CommitOptions, commit
+    from oci_tools.compression import CODECS
+
+    if a.compress not in (*CODECS, "auto"):
+        raise UsageError(f"--compress {a.compress!r}: choose gzip, zstd, none or auto")
+    lay, ref, _ = image_arg(a.image)
+    opts = CommitOptions(
+        compress=a.compress,
+        created=a.created,
+        created_by=a.created_by,
+        author=a.author,
+        comment=a.message,
+        allow_empty=a.allow_empty,
+        refresh=a.refresh,
+        from_upper=a.from_upper,
+    )
+    res = commit(a.bundle, lay, ref, opts)
+    if res.empty and res.layer is None and not a.allow_empty:
+        c.note("no changes: nothing committed")
+    c.print(str(res.descriptor.digest))
+    return 0
+
+
+def cmd_diff(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools import render
+    from oci_tools.bundle import changes_of
+
+    rows = changes_of(a.bundle)
+    if a.format == "json":
+        c.out.write(render.json_lines([{"Kind": ch.kind, "Path": ch.path} for ch in rows]))
+    else:
+        for ch in rows:
+            c.print(f"{ch.kind} {ch.path}")
+    return 0
+
+
+def cmd_status(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools import render
+    from oci_tools.views import bundle_status
+
+    rows = [bundle_status(b) for b in a.bundles]
+    if a.format == "json":
+        c.out.write(render.json_lines([r.to_json() for r in rows]))
+        return 0
+    table = [
+        [
+            r.bundle,
+            r.image,
+            render.truncate(r.command, 20) if not a.no_trunc else r.command,
+            render.time_ago(r.created, _now()),
+            r.size_text(),
+        ]
+        for r in rows
+    ]
+    c.out.write(render.table(["BUNDLE", "IMAGE", "COMMAND", "CREATED", "SIZE"], table))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# image config edits
+
+
+def cmd_config(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.image import ConfigEdit, Image, edit_image
+    from oci_tools.layout import check_ref
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    img = Image.load(lay, ref, plat)
+
+    def jlist(text: str | None, flag: str) -> list[str] | None:
+        if text is None:
+            return None
+        try:
+            v = json.loads(text)
+        except ValueError:
+            v = None
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise UsageError(f'{flag} takes a JSON array of strings, e.g. \'["sh", "-c"]\'')
+        return v
+
+    edit = ConfigEdit(
+        env=tuple(a.env),
+        unset_env=tuple(a.unset_env),
+        entrypoint=jlist(a.entrypoint, "--entrypoint"),
+        clear_entrypoint=a.clear_entrypoint,
+        cmd=jlist(a.cmd, "--cmd"),
+        clear_cmd=a.clear_cmd,
+        workdir=a.workdir,
+        user=a.user,
+        labels=tuple(a.label),
+        expose=tuple(a.expose),
+        volumes=tuple(a.volume),
+        stop_signal=a.stop_signal,
+        author=a.author,
+        os=a.os,
+        arch=a.arch,
+    )
+    target = check_ref(a.to) if a.to else ref
+    desc = edit_image(lay, img, edit, ref=target, created=a.created, created_by=a.created_by)
+    c.print(str(desc.digest))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# views: history, images, df
+
+
+def cmd_history(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools import render
+    from oci_tools.image import Image
+    from oci_tools.views import SizeCache, history_rows
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    img = Image.load(lay, ref, plat)
+    rows = history_rows(img, SizeCache(lay))
+    now = _now()
+
+    def ident(r_id: str) -> str:
+        return r_id if a.no_trunc or r_id.startswith("<") else render.short_id(r_id)
+
+    if a.quiet:
+        for r in rows:
+            c.print(ident(r.id))
+        return 0
+    if a.format == "json":
+        c.out.write(
+            render.json_lines(
+                [
+                    {
+                        "ID": ident(r.id),
+                        "CreatedSince": render.time_ago(_ts(r.created), now),
+                        "CreatedAt": r.created or "",
+                        "CreatedBy": r.created_by,
+                        "Size": render.human_size(r.size) if a.human else str(r.size),
+                        "Comment": r.comment,
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return 0
+    table = []
+    for r in rows:
+        when = (
+            render.time_ago(_ts(r.created), now)
+            if a.human
+            else (render.format_rfc3339(_ts(r.created)) if r.created else "N/A")
+        )
+        by = r.created_by if a.no_trunc else render.truncate(r.created_by, 45)
+        size = render.human_size(r.size) if a.human else str(r.size)
+        table.append([ident(r.id), when, by, size, r.comment])
+    head = ["IMAGE", "CREATED" if a.human else "CREATED AT", "CREATED BY", "SIZE", "COMMENT"]
+    c.out.write(render.table(head, table))
+    return 0
+
+
+def _now() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _ts(value: str | None) -> Any:
+    from oci_tools import render
+
+    if not value:
+        return None
+    try:
+        return render.parse_time(value)
+    except ValueError:
+        return None
+
+
+def cmd_images(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools import render
+    from oci_tools.views import image_rows
+
+    lay = open_layout(a.layout)
+    rows = image_rows(lay)
+    now = _now()
+    if a.quiet:
+        for r in rows:
+            c.print(r.id if a.no_trunc else render.short_id(r.id))
+        return 0
+    if a.format == "json":
+        c.out.write(
+            render.json_lines(
+                [
+                    {
+                        "Ref": r.ref,
+                        "ID": r.id,
+                        "CreatedAt": r.created or "",
+                        "CreatedSince": render.time_ago(_ts(r.created), now),
+                        "Size": render.human_size(r.size),
+                        "SharedSize": render.human_size(r.shared, 4),
+                        "UniqueSize": render.human_size(r.unique, 4),
+                        "Layers": str(r.layers),
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return 0
+    head = (
+        ["REF"]
+        + (["DIGEST"] if a.digests else [])
+        + ["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"]
+    )
+    table = []
+    for r in rows:
+        row = [r.ref] + ([r.id] if a.digests else [])
+        row += [
+            r.id if a.no_trunc else render.short_id(r.id),
+            render.time_ago(_ts(r.created), now),
+            render.human_size(r.size),
+            render.human_size(r.shared, 4),
+            render.human_size(r.unique, 4),
+        ]
+        table.append(row)
+    c.out.write(render.table(head, table))
+    return 0
+
+
+def cmd_df(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools import render
+    from oci_tools.views import disk_usage
+
+    lay = open_layout(a.layout)
+    du = disk_usage(lay, verbose=a.verbose)
+
+    def pct(n: int, of: int) -> str:
+        return f"{render.human_size(n, 4)} ({(100 * n // of) if of else 0}%)"
+
+    if a.format == "json":
+        c.out.write(
+            render.json_lines(
+                [
+                    {
+                        "Type": "Images",
+                        "TotalCount": str(du.images),
+                        "Active": str(du.active_images),
+                        "Size": render.human_size(du.image_bytes, 4),
+                        "Reclaimable": pct(du.reclaimable, du.total_bytes),
+                    },
+                    {
+                        "Type": "Layers",
+                        "TotalCount": str(du.layers),
+                        "Active": str(du.layers),
+                        "Size": render.human_size(du.layer_bytes, 4),
+                        "Reclaimable": "0B",
+                    },
+                ]
+            )
+        )
+        return 0
+    c.out.write(
+        render.table(
+            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            [
+                [
+                    "Images",
+                    str(du.images),
+                    str(du.active_images),
+                    render.human_size(du.image_bytes, 4),
+                    pct(du.reclaimable, du.total_bytes),
+                ],
+                [
+                    "Layers",
+                    str(du.layers),
+                    str(du.layers),
+                    render.human_size(du.layer_bytes, 4),
+                    "0B (0%)",
+                ],
+            ],
+        )
+    )
+    if a.verbose:
+        now = _now()
+        c.print()
+        c.print("Images space usage:")
+        c.print()
+        c.out.write(
+            render.table(
+                ["REF", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"],
+                [
+                    [
+                        r.ref,
+                        render.short_id(r.id),
+                        render.time_ago(_ts(r.created), now),
+                        render.human_size(r.size),
+                        render.human_size(r.shared, 4),
+                        render.human_size(r.unique, 4),
+                    ]
+                    for r in du.image_rows
+                ],
+            )
+        )
+        c.print()
+        c.print("Layers space usage:")
+        c.print()
+        c.out.write(
+            render.table(
+                ["LAYER", "SIZE", "UNCOMPRESSED", "IMAGES"],
+                [
+                    [
+                        render.short_id(u.digest),
+                        render.human_size(u.size),
+                        render.human_size(u.uncompressed),
+                        str(u.images),
+                    ]
+                    for u in du.layer_uses
+                ],
+            )
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# archives: export, import
+
+
+def cmd_export(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.archive import export_image
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    if a.file == "-":
+        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat)
+        return 0
+    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat)
+    c.print(str(desc.digest))
+    return 0
+
+
+def cmd_import(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.archive import import_archive
+    from oci_tools.layout import Layout, split_image_ref
+
+    path, ref = split_image_ref(a.image, default=None)
+    lay = Layout.open(path) if os.path.exists(path) else Layout.init(path)
+    src = sys.stdin.buffer if a.file == "-" else a.file
+    for name, desc in import_archive(src, lay, ref):
+        c.print(f"{name} {desc.digest}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # parser
 
 
@@ -272,6 +635,118 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--fast", action="store_true", help="skip decompressing layers to check their diff_ids"
     )
+
+    sp = add("unpack", cmd_unpack, "unpack an image into a runtime bundle (rootfs + config.json)")
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument(
+        "--rootless",
+        action="store_true",
+        help="record owners and devices instead of applying them (default when not root)",
+    )
+    sp.add_argument("--force", action="store_true", help="replace a non-empty BUNDLE")
+    _platform(sp)
+
+    sp = add(
+        "commit", cmd_commit, "turn a bundle's changes since unpack into a new layer and image"
+    )
+    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("--compress", default="gzip", metavar="gzip|zstd|none|auto")
+    sp.add_argument("--created", metavar="RFC3339")
+    sp.add_argument("--created-by", default="oci-tools commit")
+    sp.add_argument("--author")
+    sp.add_argument("-m", "--message", help="history comment")
+    sp.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="with no changes, still add an empty_layer history row",
+    )
+    sp.add_argument(
+        "--refresh",
+        action="store_true",
+        help="make the bundle's base the new image, so the next commit has only newer changes",
+    )
+    sp.add_argument(
+        "--from-upper", metavar="DIR", help="take the changes from an overlayfs upper directory"
+    )
+
+    sp = add("diff", cmd_diff, "list what changed in a bundle since unpack (A/C/D lines)")
+    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+
+    sp = add(
+        "status", cmd_status, "bundles with their base image and rw (virtual) size", aliases=["ps"]
+    )
+    sp.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--no-trunc", action="store_true")
+
+    sp = add("config", cmd_config, "edit an image's config (adds an empty_layer history row)")
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("--to", metavar="NEWREF", help="tag the result NEWREF instead of moving REF")
+    sp.add_argument("--env", action="append", default=[], metavar="K=V")
+    sp.add_argument("--unset-env", action="append", default=[], metavar="K")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--entrypoint", metavar="JSON")
+    g.add_argument("--clear-entrypoint", action="store_true")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--cmd", metavar="JSON")
+    g.add_argument("--clear-cmd", action="store_true")
+    sp.add_argument("--workdir", metavar="DIR")
+    sp.add_argument("--user", metavar="USER[:GROUP]")
+    sp.add_argument("--label", action="append", default=[], metavar="K=V")
+    sp.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    sp.add_argument("--volume", action="append", default=[], metavar="PATH")
+    sp.add_argument("--stop-signal", metavar="SIG")
+    sp.add_argument("--author")
+    sp.add_argument("--os")
+    sp.add_argument("--arch")
+    sp.add_argument("--created", metavar="RFC3339")
+    sp.add_argument("--created-by")
+    _platform(sp)
+
+    sp = add("history", cmd_history, "show the build steps (layers) of an image, newest first")
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument(
+        "--human",
+        "-H",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="relative times and SI sizes (--no-human or --human=false: RFC 3339, bytes)",
+    )
+    sp.add_argument("--no-trunc", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    _platform(sp)
+
+    sp = add("images", cmd_images, "list images with their total, shared and unique sizes")
+    sp.add_argument("layout", metavar="LAYOUT")
+    sp.add_argument("--digests", action="store_true")
+    sp.add_argument("--no-trunc", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+
+    sp = add("df", cmd_df, "disk usage of a layout: images, layers, what gc can reclaim")
+    sp.add_argument("layout", metavar="LAYOUT")
+    sp.add_argument("-v", "--verbose", action="store_true", help="per image and per layer")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+
+    sp = add(
+        "export",
+        cmd_export,
+        "write an image as one archive file that docker, podman, containerd and skopeo load",
+    )
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("file", metavar="FILE.tar", help="'-' for stdout")
+    sp.add_argument("--format", choices=["oci-archive", "docker-archive"], default="oci-archive")
+    _platform(sp)
+
+    sp = add(
+        "import", cmd_import, "read an oci-archive or docker/podman save archive into a layout"
+    )
+    sp.add_argument("file", metavar="FILE.tar", help="'-' for stdin")
+    sp.add_argument("image", metavar="LAYOUT[:REF]")
 
     return p
 

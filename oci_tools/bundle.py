@@ -1,0 +1,373 @@
+"""Runtime bundles: ``unpack`` an image into one, ``commit`` its changes back.
+
+A bundle directory (mode 0700, so setuid binaries inside are not reachable by
+other local users) holds:
+
+- ``rootfs/``: every layer applied in order;
+- ``config.json``: the runtime-spec config generated from the image config;
+- ``oci-tools.snapshot``: the file state of every path right after unpack,
+  recorded while applying (no second walk);
+- ``oci-tools.json``: the base record (layout, manifest descriptor, ref),
+  written LAST: a bundle without it is not finished and commit refuses it.
+
+The layout gets an extra gc root for the bundle's base image, released when
+the bundle's record disappears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+from oci_tools import mediatype as mt
+from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
+from oci_tools.compression import check_codec
+from oci_tools.diff import write_diff
+from oci_tools.errors import (
+    ClobberError,
+    InvalidDocumentError,
+    NotFoundError,
+    OCIToolsError,
+)
+from oci_tools.image import (
+    UNCOMPRESSED_SIZE,
+    Image,
+    append_history,
+    created_now,
+    source_date_epoch,
+    write_image,
+)
+from oci_tools.layout import Layout
+from oci_tools.model import Descriptor, History, Platform
+from oci_tools.runtime import runtime_config
+from oci_tools.snapshot import Snapshot
+
+RECORD = "oci-tools.json"
+SNAPSHOT = "oci-tools.snapshot"
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BaseRecord:
+    """What ``unpack`` remembers for ``commit``."""
+
+    layout: str  # absolute path of the layout the base image lives in
+    manifest: Descriptor  # the base image's manifest descriptor
+    ref: str | None
+    rootless: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": RECORD_VERSION,
+            "layout": self.layout,
+            "manifest": self.manifest.to_dict(),
+            "ref": self.ref,
+            "rootless": self.rootless,
+        }
+
+    @classmethod
+    def load(cls, bundle: str) -> BaseRecord:
+        """Read a bundle's base record; a clear error when there is none."""
+        path = os.path.join(bundle, RECORD)
+        try:
+            with open(path, "rb") as f:
+                d = json.loads(f.read(1 << 20))
+            if d.get("version") != RECORD_VERSION:
+                raise ValueError(f"unknown record version {d.get('version')!r}")
+            return cls(
+                d["layout"], Descriptor.from_dict(d["manifest"]), d.get("ref"), bool(d["rootless"])
+            )
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{bundle} has no base record ({RECORD})",
+                hint="only bundles made by 'oci-tools unpack' (and finished) can be committed",
+            ) from None
+        except (ValueError, KeyError, TypeError, OCIToolsError) as e:
+            raise InvalidDocumentError(f"bundle record {path}", [str(e)]) from None
+
+
+def _root_key(bundle: str) -> str:
+    return "bundle-" + hashlib.sha256(os.path.abspath(bundle).encode()).hexdigest()[:32]
+
+
+def _write_json(path: str, doc: Any) -> None:
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class UnpackResult:
+    """Summary of an unpack."""
+
+    bundle: str
+    image: Image
+    layers: int
+    skipped: tuple[str, ...]
+
+
+def unpack(
+    layout: Layout,
+    ref: str,
+    bundle: str,
+    *,
+    platform: Platform | None = None,
+    rootless: bool | None = None,
+    force: bool = False,
+    options: ApplyOptions | None = None,
+) -> UnpackResult:
+    """Unpack image ``ref`` into runtime bundle ``bundle``."""
+    img = Image.load(layout, ref, platform)
+    img.check_consistent()
+    if rootless is None:
+        rootless = os.geteuid() != 0
+    if os.path.lexists(bundle):
+        if not os.path.isdir(bundle) or os.path.islink(bundle):
+            raise ClobberError(bundle, hint="the bundle path exists and is not a directory")
+        if os.listdir(bundle):
+            if not force:
+                raise ClobberError(bundle, hint="use --force to replace its contents")
+            _remove_bundle_contents(bundle)
+        created_dir = False
+    else:
+        os.makedirs(bundle)
+        created_dir = True
+    os.chmod(bundle, 0o700)
+    rootfs = os.path.join(bundle, "rootfs")
+    opts = options or ApplyOptions(rootless=rootless)
+    snap = Snapshot()
+    skipped: list[str] = []
+    try:
+        os.mkdir(rootfs, 0o755)
+        for i, (ld, diff_id) in enumerate(zip(img.layers, img.config.diff_ids, strict=True)):
+            codec = _layer_codec(ld)
+            blob = layout.store.open(ld.digest, ld.size)
+            try:
+                res = apply_layer(
+                    cast(BinaryIO, blob),
+                    rootfs,
+                    codec=codec,
+                    diff_id=diff_id,
+                    snapshot=snap,
+                    options=opts,
+                )
+            except OCIToolsError as e:
+                e.message = f"layer {i} ({ld.digest.short}): {e.message}"
+                e.args = (e.message,)
+                raise
+            finally:
+                blob.close()
+            skipped += res.skipped
+        spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p), rootless=rootless)
+        _write_json(os.path.join(bundle, "config.json"), spec)
+        snap.dump(os.path.join(bundle, SNAPSHOT))
+        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, ref, rootless)
+        layout.add_root(
+            _root_key(bundle), img.descriptor, owner=os.path.abspath(os.path.join(bundle, RECORD))
+        )
+        _write_json(os.path.join(bundle, RECORD), rec.to_dict())
+    except BaseException:
+        # Leave nothing that looks like a finished bundle.
+        with contextlib.suppress(OSError):
+            if created_dir:
+                _rmtree(bundle)
+            else:
+                _remove_bundle_contents(bundle)
+        raise
+    return UnpackResult(bundle, img, len(img.layers), tuple(skipped))
+
+
+def _layer_codec(desc: Descriptor) -> str:
+    from oci_tools.compression import codec_for_media_type
+
+    return codec_for_media_type(desc.media_type)
+
+
+def _rmtree(path: str) -> None:
+    # Make mode-000 directories removable first (a rootfs can contain them).
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o700)
+    shutil.rmtree(path)
+
+
+def _remove_bundle_contents(bundle: str) -> None:
+    # The record goes first, so an interrupted cleanup never looks finished.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(bundle, RECORD))
+    for name in os.listdir(bundle):
+        p = os.path.join(bundle, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            _rmtree(p)
+        else:
+            os.unlink(p)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOptions:
+    """How ``commit`` builds the new image."""
+
+    compress: str = "gzip"  # gzip | zstd | none | auto
+    created: str | None = None
+    created_by: str = "oci-tools commit"
+    author: str | None = None
+    comment: str | None = None
+    allow_empty: bool = False
+    refresh: bool = False
+    from_upper: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What commit did: the resulting manifest, and whether a layer was added."""
+
+    descriptor: Descriptor
+    layer: Descriptor | None
+    empty: bool
+
+
+def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> CommitResult:
+    """Diff ``bundle``'s rootfs against its base into a new layer on top of the
+    base image, and point ``ref`` at the new image."""
+    rec = BaseRecord.load(bundle)
+    rootfs = os.path.join(bundle, "rootfs")
+    if not os.path.isdir(rootfs):
+        raise NotFoundError(f"{bundle} has no rootfs directory")
+    base_layout = layout if os.path.abspath(layout.path) == rec.layout else _open(rec.layout)
+    if not base_layout.store.has(rec.manifest.digest):
+        raise NotFoundError(
+            f"the base image {rec.manifest.digest} of {bundle} is gone from {rec.layout}",
+            hint="it was removed (gc?) after unpack; unpack again",
+        )
+    base = Image.from_descriptor(base_layout, rec.manifest)
+    base.check_consistent()
+    if base_layout is not layout:
+        _copy_image(base_layout, layout, base)
+    codec = _choose_codec(opts.compress, base)
+    sde = source_date_epoch()
+    created = created_now(opts.created)
+    with layout.lock():
+        layer: Descriptor | None = None
+        w = layout.store.writer()
+        try:
+            if opts.from_upper:
+                from oci_tools.diff import write_upper
+
+                info = write_upper(opts.from_upper, w, codec, sde)
+            else:
+                snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
+                info = write_diff(rootfs, snap, w, codec, sde)
+            if info.entries == 0:
+                w.abort()
+            else:
+                dg = w.commit()
+                ann = {UNCOMPRESSED_SIZE: str(info.uncompressed_size)}
+                layer = Descriptor(mt.OCI_LAYER_FOR_CODEC[codec], dg, info.size, ann)
+        except BaseException:
+            w.abort()
+            raise
+        if layer is None and not opts.allow_empty:
+            layout.set_ref(ref, base.descriptor)
+            return CommitResult(base.descriptor, None, True)
+        doc = base.config.as_dict()
+        row = History(
+            created=created,
+            created_by=opts.created_by,
+            author=opts.author,
+            comment=opts.comment,
+            empty_layer=layer is None,
+        )
+        append_history(doc, row)
+        doc["created"] = created
+        if opts.author:
+            doc["author"] = opts.author
+        layers = list(base.layers)
+        if layer is not None:
+            doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            doc["rootfs"]["diff_ids"] = [*doc["rootfs"].get("diff_ids", []), str(info.diff_id)]
+            layers.append(layer)
+        desc = write_image(layout, doc, layers, ref=ref)
+    if opts.refresh:
+        refresh(bundle, layout, desc, ref)
+    return CommitResult(desc, layer, layer is None)
+
+
+def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> None:
+    """Make ``bundle`` look freshly unpacked from image ``desc``: a new
+    snapshot of its rootfs and a base record pointing at ``desc``."""
+    rec = BaseRecord.load(bundle)
+    snap = Snapshot.walk(os.path.join(bundle, "rootfs"), hash_content=True)
+    snap.dump(os.path.join(bundle, SNAPSHOT))
+    layout.add_root(_root_key(bundle), desc, owner=os.path.abspath(os.path.join(bundle, RECORD)))
+    new = BaseRecord(os.path.abspath(layout.path), desc, ref, rec.rootless)
+    _write_json(os.path.join(bundle, RECORD), new.to_dict())
+
+
+def _open(path: str) -> Layout:
+    try:
+        return Layout.open(path)
+    except OCIToolsError as e:
+        raise NotFoundError(
+            f"the bundle's base layout {path} cannot be opened: {e}",
+            hint="the layout was moved or deleted after unpack",
+        ) from None
+
+
+def _choose_codec(name: str, base: Image) -> str:
+    if name != "auto":
+        return check_codec(name)
+    for ld in reversed(base.layers):
+        c = mt.LAYER_CODECS.get(ld.media_type)
+        if c in ("gzip", "zstd"):
+            return c
+    return "gzip"
+
+
+def _copy_image(src: Layout, dst: Layout, img: Image) -> None:
+    """Copy every blob of ``img`` from ``src`` into ``dst`` (verified)."""
+    from oci_tools.store import put_stream
+
+    assert img.manifest.config is not None
+    for d in [img.descriptor, img.manifest.config, *img.layers]:
+        if dst.store.has(d.digest):
+            continue
+        r = src.store.open(d.digest, d.size)
+        try:
+            put_stream(dst.store, r, d.digest, d.size)  # type: ignore[arg-type]
+        finally:
+            r.close()
+
+
+def changes_of(bundle: str) -> list[Any]:
+    """``docker diff`` of a bundle: what changed since unpack."""
+    from oci_tools.diff import changes
+
+    BaseRecord.load(bundle)
+    snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
+    return list(changes(os.path.join(bundle, "rootfs"), snap))
+
+
+__all__ = [
+    "BaseRecord",
+    "CommitOptions",
+    "CommitResult",
+    "UnpackResult",
+    "changes_of",
+    "commit",
+    "refresh",
+    "unpack",
+]
