@@ -748,6 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file", metavar="FILE.tar", help="'-' for stdin")
     sp.add_argument("image", metavar="LAYOUT[:REF]")
 
+    # Command groups that live in their own modules (same level: wiring only).
+    from oci_tools import cli_build, cli_layers
+
+    cli_layers.register(add)
+    cli_build.register(add)
+
     return p
 
 
