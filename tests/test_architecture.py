@@ -30,9 +30,12 @@ LEVELS = {
     "check": 5,
     "runtime": 5,
     "views": 5,
+    "layers": 5,
     "inspect": 5,
     "build": 6,
     "cli": 7,
+    "cli_layers": 7,
+    "cli_build": 7,
     "__main__": 8,
 }
 
