@@ -1,0 +1,417 @@
+"""Deterministic tar writer for layers: our own header encoder, not ``tarfile``.
+
+The same entries and contents always give the same bytes, so a layer's
+diff_id only depends on what it contains.  The format is fixed as follows:
+
+* ustar headers (magic ``ustar\\0``, version ``00``); numeric fields are
+  zero-padded octal terminated by NUL; the checksum is six octal digits, NUL,
+  space.  ``uname``/``gname`` and the ``prefix`` field are always empty.
+* uid/gid are numeric only; mode is ``mode & 0o7777`` (the type lives in the
+  type flag); ``devmajor``/``devminor`` are written for devices only and are
+  left as NUL bytes otherwise.
+* Directory names end with ``/``; the root directory (name ``""``) is ``./``.
+* A PAX extended header (type ``x``, name ``@PaxHeader``, mode 0644, owner
+  0:0, mtime 0) precedes an entry only when the entry needs one, with records
+  in byte-wise sorted key order:
+
+  - ``path`` / ``linkpath``: names longer than 100 bytes or not plain ASCII
+    (``hdrcharset=BINARY`` is added only when one of them is not UTF-8);
+  - ``uid`` / ``gid`` / ``size``: values too large for their octal field;
+  - ``mtime``: exact decimal seconds, only when the nanosecond part is not zero
+    (or the seconds do not fit the octal field); nanoseconds therefore
+    round-trip, and whole-second times cost nothing;
+  - ``SCHILY.xattr.NAME``: raw value bytes; empty values are skipped because
+    a PAX record with an empty value means "unset".
+
+  The ustar fields of such an entry carry an ASCII, truncated stand-in name
+  and 0 for numbers that did not fit.
+* Regular-file content follows its header, padded with zeros to 512 bytes; it
+  is streamed in 1 MiB chunks and must be exactly ``entry.size`` bytes long.
+* ``close()`` writes exactly two 512-byte zero blocks and no record padding.
+
+``write_layer`` runs a whole layer through the writer and a compressor in one
+pass, hashing the uncompressed tar (diff_id) and the compressed blob (digest)
+on the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from oci_tools.compression import Writable, compressor
+from oci_tools.digest import Digest, Hasher
+from oci_tools.errors import DigestMismatchError, OCIToolsError
+from oci_tools.layer.entry import EntryType, TarEntry
+
+BLOCK_SIZE = 512
+#: Content is read and written in chunks of this size.
+CHUNK_SIZE = 1 << 20
+#: Headers and small contents are gathered and written in pieces of about this size.
+_FLUSH_AT = 1 << 16
+
+_TYPEFLAGS = {
+    EntryType.REG: b"0",
+    EntryType.HARDLINK: b"1",
+    EntryType.SYMLINK: b"2",
+    EntryType.CHAR: b"3",
+    EntryType.BLOCK: b"4",
+    EntryType.DIR: b"5",
+    EntryType.FIFO: b"6",
+}
+_NAME_LEN = 100
+_MAX_ID = 0o7777777  # 7 octal digits + NUL in an 8-byte field
+_MAX_SIZE = 0o77777777777  # 11 octal digits + NUL in a 12-byte field
+_MAX_TIME = _MAX_SIZE
+_NS = 1_000_000_000
+_PAX_NAME = b"@PaxHeader"
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+
+
+def _invalid(name: str, reason: str) -> ValueError:
+    """An entry the caller should never have built (a bug, not bad data)."""
+    return ValueError(f"cannot write tar entry {name!r}: {reason}")
+
+
+def _octal(value: int, width: int) -> bytes:
+    """``width - 1`` zero-padded octal digits and a NUL."""
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    """One ``"<len> <key>=<value>\\n"`` record; ``len`` counts the whole record,
+    its own digits included, so iterate until the digit count is stable."""
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(length).encode("ascii") + body
+
+
+def _pax_time(ns: int) -> bytes:
+    """Exact decimal seconds for a nanosecond timestamp, trailing zeros dropped."""
+    sign = "-" if ns < 0 else ""
+    secs, frac = divmod(abs(ns), _NS)
+    text = f"{sign}{secs}"
+    if frac:
+        text += f".{frac:09d}".rstrip("0")
+    return text.encode("ascii")
+
+
+def _ascii_stand_in(raw: bytes, limit: int) -> bytes:
+    """What goes in a fixed-size ustar field when the real value is in a PAX
+    record: readers that ignore PAX still get something printable."""
+    return bytes(b if 0x20 <= b < 0x7F else 0x5F for b in raw[:limit])
+
+
+def _needs_pax_string(raw: bytes) -> bool:
+    return len(raw) > _NAME_LEN or not raw.isascii()
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+class TarWriter:
+    """Write layer entries to a binary stream as a deterministic tar.
+
+    ``out`` only needs ``write``; it is never closed.  Small writes are gathered
+    in a buffer, so call ``close()`` (or ``flush()``) before reading ``out``.
+    """
+
+    def __init__(self, out: Writable) -> None:
+        self._out = out
+        self._buf = bytearray()
+        self._closed = False
+        #: Number of entries written so far (PAX headers not counted).
+        self.entries = 0
+
+    # -- output --------------------------------------------------------------
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= _FLUSH_AT:
+            self.flush()
+            self._out.write(bytes(data) if isinstance(data, bytearray) else data)
+            return
+        self._buf += data
+        if len(self._buf) >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand everything buffered so far to ``out``."""
+        if self._buf:
+            self._out.write(bytes(self._buf))
+            self._buf.clear()
+
+    # -- headers -------------------------------------------------------------
+
+    @staticmethod
+    def _header(
+        *,
+        name: bytes,
+        mode: int,
+        uid: int,
+        gid: int,
+        size: int,
+        mtime: int,
+        typeflag: bytes,
+        linkname: bytes = b"",
+        device: tuple[int, int] | None = None,
+    ) -> bytes:
+        block = bytearray(BLOCK_SIZE)
+        block[0 : len(name)] = name
+        block[100:108] = _octal(mode, 8)
+        block[108:116] = _octal(uid, 8)
+        block[116:124] = _octal(gid, 8)
+        block[124:136] = _octal(size, 12)
+        block[136:148] = _octal(mtime, 12)
+        block[148:156] = b" " * 8  # checksum is computed with its own field as spaces
+        block[156:157] = typeflag
+        block[157 : 157 + len(linkname)] = linkname
+        block[257:263] = b"ustar\0"
+        block[263:265] = b"00"
+        if device is not None:
+            block[329:337] = _octal(device[0], 8)
+            block[337:345] = _octal(device[1], 8)
+        block[148:156] = b"%06o\0 " % sum(block)
+        return bytes(block)
+
+    def add(self, entry: TarEntry, content: BinaryIO | None = None) -> None:
+        """Append one entry; ``content`` (regular files only) must yield exactly
+        ``entry.size`` bytes."""
+        if self._closed:
+            raise _invalid(entry.name, "the archive is already closed")
+        typeflag = _TYPEFLAGS.get(entry.type)
+        if typeflag is None:  # pragma: no cover - EntryType is closed
+            raise _invalid(entry.name, f"unsupported type {entry.type}")
+        is_reg = entry.type is EntryType.REG
+        if not is_reg and content is not None:
+            raise _invalid(entry.name, f"a {entry.type.value} entry has no content")
+        if is_reg and content is None and entry.size != 0:
+            raise _invalid(entry.name, "content is missing")
+
+        name = _encode(entry.name)
+        if not name:
+            if entry.type is not EntryType.DIR:
+                raise _invalid(entry.name, "only the root directory may have an empty name")
+            name = b"./"
+        elif entry.type is EntryType.DIR:
+            name += b"/"
+        if name.startswith(b"/") or b"\0" in name:
+            raise _invalid(entry.name, "names must be relative and contain no NUL")
+        linkname = _encode(entry.linkname)
+        if b"\0" in linkname:
+            raise _invalid(entry.name, "link targets cannot contain NUL")
+        if entry.type in (EntryType.HARDLINK, EntryType.SYMLINK) and not linkname:
+            raise _invalid(entry.name, "a link needs a target")
+
+        pax: dict[bytes, bytes] = {}
+        binary = False
+        if _needs_pax_string(name):
+            pax[b"path"] = name
+            binary = not _is_utf8(name)
+            name = _ascii_stand_in(name, _NAME_LEN)
+        if _needs_pax_string(linkname):
+            pax[b"linkpath"] = linkname
+            binary = binary or not _is_utf8(linkname)
+            linkname = _ascii_stand_in(linkname, _NAME_LEN)
+        if binary:
+            pax[b"hdrcharset"] = b"BINARY"
+
+        uid, gid = entry.uid, entry.gid
+        for key, number in ((b"uid", uid), (b"gid", gid)):
+            if number < 0:
+                raise _invalid(entry.name, f"negative {key.decode()}")
+            if number > _MAX_ID:
+                pax[key] = str(number).encode("ascii")
+        uid = uid if uid <= _MAX_ID else 0
+        gid = gid if gid <= _MAX_ID else 0
+
+        size = entry.size if is_reg else 0
+        if size < 0:
+            raise _invalid(entry.name, "negative size")
+        if size > _MAX_SIZE:
+            pax[b"size"] = str(size).encode("ascii")
+        field_size = size if size <= _MAX_SIZE else 0
+
+        secs = entry.mtime_ns // _NS
+        if entry.mtime_ns % _NS or not 0 <= secs <= _MAX_TIME:
+            pax[b"mtime"] = _pax_time(entry.mtime_ns)
+        field_mtime = secs if 0 <= secs <= _MAX_TIME else 0
+
+        for xname in sorted(entry.xattrs):
+            value = entry.xattrs[xname]
+            if not value:
+                continue
+            key = b"SCHILY.xattr." + _encode(xname)
+            if b"=" in key or b"\n" in key:
+                # Such a name would end the PAX key early: refuse rather than corrupt.
+                raise OCIToolsError(
+                    f"cannot store xattr {xname!r} of {entry.name!r} in a tar",
+                    hint="PAX keys cannot contain '=' or a newline; remove the attribute",
+                )
+            pax[key] = bytes(value)
+
+        device: tuple[int, int] | None = None
+        if entry.type in (EntryType.CHAR, EntryType.BLOCK):
+            if not (0 <= entry.devmajor <= _MAX_ID and 0 <= entry.devminor <= _MAX_ID):
+                raise _invalid(entry.name, "device numbers out of range")
+            device = (entry.devmajor, entry.devminor)
+
+        if pax:
+            records = b"".join(_pax_record(k, pax[k]) for k in sorted(pax))
+            self._write(
+                self._header(
+                    name=_PAX_NAME,
+                    mode=0o644,
+                    uid=0,
+                    gid=0,
+                    size=len(records),
+                    mtime=0,
+                    typeflag=b"x",
+                )
+            )
+            self._write(records)
+            self._pad(len(records))
+
+        self._write(
+            self._header(
+                name=name,
+                mode=entry.mode & 0o7777,
+                uid=uid,
+                gid=gid,
+                size=field_size,
+                mtime=field_mtime,
+                typeflag=typeflag,
+                linkname=linkname,
+                device=device,
+            )
+        )
+        if is_reg and content is not None:
+            self._copy(entry, content)
+        self.entries += 1
+
+    def _pad(self, length: int) -> None:
+        rest = length % BLOCK_SIZE
+        if rest:
+            self._write(_ZERO_BLOCK[: BLOCK_SIZE - rest])
+
+    def _copy(self, entry: TarEntry, content: BinaryIO) -> None:
+        remaining = entry.size
+        while remaining:
+            chunk = content.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                raise DigestMismatchError(
+                    f"size of {entry.name}",
+                    expected=str(entry.size),
+                    actual=str(entry.size - remaining),
+                    hint="the file shrank while the layer was written",
+                )
+            self._write(chunk)
+            remaining -= len(chunk)
+        # One more byte tells a file that grew after it was measured.
+        if content.read(1):
+            raise DigestMismatchError(
+                f"size of {entry.name}",
+                expected=str(entry.size),
+                actual=f"more than {entry.size}",
+                hint="the file grew while the layer was written",
+            )
+        self._pad(entry.size)
+
+    def close(self) -> None:
+        """Write the end-of-archive marker (two zero blocks) and flush.
+        ``out`` stays open."""
+        if self._closed:
+            return
+        self._write(_ZERO_BLOCK * 2)
+        self.flush()
+        self._closed = True
+
+
+# -- one-pass layer writing -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    """What a layer descriptor and an image config need to know about a layer."""
+
+    digest: Digest  # of the blob as stored (compressed)
+    size: int  # of the blob as stored
+    diff_id: Digest  # of the uncompressed tar
+    uncompressed_size: int
+    codec: str
+    entries: int
+
+
+class _HashingWriter:
+    """Forward writes to ``out`` while hashing them."""
+
+    def __init__(self, out: Writable) -> None:
+        self._out = out
+        self.hasher = Hasher()
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.hasher.update(data)
+        self._out.write(data)
+        return len(data)
+
+
+def _write_all(writer: TarWriter, entries: Iterable[tuple[TarEntry, BinaryIO | None]]) -> None:
+    it = iter(entries)
+    try:
+        for entry, content in it:
+            writer.add(entry, content)
+    finally:
+        # A generator source holds open files and directory fds: release them
+        # now, also when the writer failed half way.
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    writer.close()
+
+
+def write_layer(
+    entries: Iterable[tuple[TarEntry, BinaryIO | None]],
+    out: Writable,
+    codec: str = "gzip",
+    *,
+    level: int | None = None,
+) -> LayerInfo:
+    """Write ``entries`` as a compressed layer blob to ``out`` in one pass.
+
+    The tar bytes are hashed on their way into the compressor (diff_id) and the
+    compressed bytes on their way into ``out`` (digest).  ``out`` is not closed.
+    With codec ``none`` the two digests are one and the same.
+    """
+    blob = _HashingWriter(out)
+    if codec == "none":
+        writer = TarWriter(blob)
+        _write_all(writer, entries)
+        digest = blob.hasher.digest()
+        return LayerInfo(digest, blob.hasher.size, digest, blob.hasher.size, codec, writer.entries)
+    comp = compressor(codec, blob, level)
+    tar = _HashingWriter(comp)
+    writer = TarWriter(tar)
+    _write_all(writer, entries)
+    comp.close()
+    return LayerInfo(
+        blob.hasher.digest(),
+        blob.hasher.size,
+        tar.hasher.digest(),
+        tar.hasher.size,
+        codec,
+        writer.entries,
+    )
+
+
+__all__ = ["BLOCK_SIZE", "CHUNK_SIZE", "LayerInfo", "TarWriter", "write_layer"]
