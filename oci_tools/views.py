@@ -339,9 +339,8 @@ def bundle_status(bundle: str) -> BundleStatus:
         base_size = sum(sizes.size(d) for d in img.layers)
         sizes.save()
     cmd = ""
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(bundle, "config.json")) as f:
-            cmd = " ".join(json.load(f)["process"]["args"])
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(bundle, "config.json")) as f:
+        cmd = " ".join(json.load(f)["process"]["args"])
     created = datetime.datetime.fromtimestamp(
         os.stat(os.path.join(bundle, RECORD)).st_mtime, datetime.UTC
     )
