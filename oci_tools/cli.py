@@ -557,9 +557,9 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
 
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.file == "-":
-        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat)
+        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
         return 0
-    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat)
+    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat, name=a.name)
     c.print(str(desc.digest))
     return 0
 
@@ -740,6 +740,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("image", metavar="LAYOUT:REF")
     sp.add_argument("file", metavar="FILE.tar", help="'-' for stdout")
     sp.add_argument("--format", choices=["oci-archive", "docker-archive"], default="oci-archive")
+    sp.add_argument(
+        "--name",
+        metavar="NAME[:TAG]",
+        help="image name for docker/podman/containerd (default localhost/<layout-dir>:<ref>)",
+    )
     _platform(sp)
 
     sp = add(
