@@ -31,7 +31,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -52,13 +52,13 @@ from oci_tools.layer.reader import (
     iter_entries,
 )
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
-from oci_tools.snapshot import Snapshot
+from oci_tools.snapshot import FileState, Snapshot
 
 _STREAM = "(layer stream)"
 #: Symlink hops allowed while resolving one path (the kernel's ELOOP limit).
 MAX_SYMLINK_HOPS = 40
 #: Directory fds kept open between entries.
-_FD_CACHE = 128
+_FD_CACHE = 256
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NODE_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -277,6 +277,8 @@ class _Applier:
         self.implied: set[str] = set()
         # directory entries: canonical path -> (mode, mtime_ns), applied last
         self.dir_meta: dict[str, tuple[int, int]] = {}
+        # directory entries: canonical path -> xattrs now on them (None: unknown)
+        self.dir_xattrs: dict[str, dict[str, bytes] | None] = {}
         # directories whose children changed -> original (atime, mtime) or None
         self.touched: dict[str, tuple[int, int] | None] = {}
         # rootless: directories temporarily given u+rwx -> original mode
@@ -317,9 +319,31 @@ class _Applier:
             st = os.fstat(dfd)
             self.touched[dpath] = (st.st_atime_ns, st.st_mtime_ns)
 
-    def record(self, path: str, st: os.stat_result, content: str | None = None) -> None:
+    def record(
+        self,
+        path: str,
+        st: os.stat_result,
+        content: str | None = None,
+        xattrs: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Record the final state of a node this layer created or rewrote.
+
+        ``xattrs`` are the attributes now on the node (None when unknown).
+        """
         if self.snap is not None:
-            self.snap.record(path, st, content)
+            self.snap.record(path, st, content, xattrs=xattrs)
+
+    def rerecord(self, path: str, st: os.stat_result) -> None:
+        """Record a new stat for a node whose content and xattrs this layer
+        did not change (a restored parent, a hardlink peer)."""
+        snap = self.snap
+        if snap is None:
+            return
+        old = snap.get(path)
+        if old is None:
+            snap.record(path, st)
+        else:
+            snap.put(path, FileState.from_stat(st, old.content, old.xattrs))
 
     def forget(self, path: str) -> None:
         snap = self.snap
@@ -327,7 +351,11 @@ class _Applier:
             snap.forget(path)
 
     def evict(self) -> None:
-        """Close cached fds beyond the cache size (only between operations)."""
+        """Close the least recently used cached fds beyond the cache size.
+
+        Only called where no cached fd is held (between entries and between
+        resolution steps), so an fd in use is never closed under its user.
+        """
         fds = self._fds
         while len(fds) > _FD_CACHE:
             key = next(iter(fds))
@@ -361,8 +389,10 @@ class _Applier:
         """O_PATH fd of a canonical directory path (real directories only)."""
         if not canon:
             return self.rootfd
-        fd = self._fds.get(canon)
+        fds = self._fds
+        fd = fds.pop(canon, None)
         if fd is not None:
+            fds[canon] = fd  # least-recently-used order: re-insert at the end
             return fd
         parent, _, base = canon.rpartition("/")
         # Walk up to the nearest cached ancestor, then open down with
@@ -645,12 +675,16 @@ class _Applier:
 
     # -- metadata ----------------------------------------------------------
 
-    def xattrs(self, target: int | str, entry: TarEntry, path: str, *, clear: bool) -> None:
+    def xattrs(
+        self, target: int | str, entry: TarEntry, path: str, *, clear: bool
+    ) -> dict[str, bytes] | None:
         """Replace (``clear``) or set the extended attributes of a node.
 
         ``target`` is an fd of a regular file or the /proc path of an O_PATH
-        fd: neither follows a symlink.
+        fd: neither follows a symlink.  Returns the attributes now on the
+        node as far as known (None when an old one could not be removed).
         """
+        known = True
         if clear:
             try:
                 names = os.listxattr(target)
@@ -662,7 +696,9 @@ class _Applier:
                 try:
                     os.removexattr(target, xname)
                 except OSError:
+                    known = False
                     self.note(f"{path}: could not remove xattr {xname}")
+        applied: dict[str, bytes] = {}
         for xname, value in entry.xattrs.items():
             why = _xattr_policy(xname, self.rootless)
             if why is not None:
@@ -675,6 +711,9 @@ class _Applier:
                     self.note(f"{path}: xattr {xname} not applied: {exc.strerror}")
                 else:
                     raise
+            else:
+                applied[xname] = value
+        return applied if known else None
 
     def node_meta(self, pfd: int, name: str, path: str, entry: TarEntry, ifmt: int) -> None:
         """Owner, xattrs, mode, times of a FIFO or device node, then record it."""
@@ -686,13 +725,12 @@ class _Applier:
             proc = _proc(nfd)
             if not self.rootless:
                 os.chown(proc, entry.uid, entry.gid)
-            if entry.xattrs:
-                self.xattrs(proc, entry, path, clear=False)
+            applied = self.xattrs(proc, entry, path, clear=False) if entry.xattrs else {}
             os.chmod(proc, entry.mode)  # after chown, which clears setuid bits
             t = _clamp_ns(entry.mtime_ns)
             os.utime(proc, ns=(t, t))
             if self.snap is not None:
-                self.record(path, os.fstat(nfd))
+                self.record(path, os.fstat(nfd), None, applied)
         finally:
             os.close(nfd)
 
@@ -770,13 +808,12 @@ class _Applier:
                     n = write(fd, mv)
             if not self.rootless:
                 os.fchown(fd, entry.uid, entry.gid)
-            if entry.xattrs:
-                self.xattrs(fd, entry, path, clear=False)
+            applied = self.xattrs(fd, entry, path, clear=False) if entry.xattrs else {}
             os.fchmod(fd, entry.mode)  # after chown (it clears setuid/setgid)
             t = _clamp_ns(entry.mtime_ns)
             os.utime(fd, ns=(t, t))
             if h is not None:
-                self.record(path, os.fstat(fd), h.hexdigest())
+                self.record(path, os.fstat(fd), h.hexdigest(), applied)
         finally:
             os.close(fd)
         self.mark_written(path)
@@ -803,9 +840,11 @@ class _Applier:
         proc = _proc(dfd)
         if not self.rootless:
             os.chown(proc, entry.uid, entry.gid)
+        applied: dict[str, bytes] | None = {}
         if entry.xattrs or not new:
             # dir over dir: the entry's attributes replace the old ones.
-            self.xattrs(proc, entry, path, clear=not new)
+            applied = self.xattrs(proc, entry, path, clear=not new)
+        self.dir_xattrs[path] = applied
         # Mode and times are applied after all entries (see finish).
         self.dir_meta[path] = (entry.mode, entry.mtime_ns)
         self.implied.discard(path)
@@ -825,7 +864,8 @@ class _Applier:
         t = _clamp_ns(entry.mtime_ns)
         os.utime(name, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
         if self.snap is not None:
-            self.record(path, os.stat(name, dir_fd=pfd, follow_symlinks=False))
+            digest = hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()
+            self.record(path, os.stat(name, dir_fd=pfd, follow_symlinks=False), digest, {})
         self.mark_written(path)
 
     def hardlink(self, entry: TarEntry, pfd: int, name: str, path: str) -> None:
@@ -862,9 +902,12 @@ class _Applier:
                             follow_symlinks=False)
                 if self.snap is not None:
                     st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                    old = self.snap.files.get(tpath)
-                    content = old.content if old is not None and old.ino == st.st_ino else None
-                    self.record(path, st, content)
+                    old = self.snap.get(tpath)
+                    if old is not None and old.ino == st.st_ino:
+                        # Same inode: same content and attributes as the target.
+                        self.snap.put(path, FileState.from_stat(st, old.content, old.xattrs))
+                    else:
+                        self.record(path, st)
                     self.dirty_inos.add(st.st_ino)
             finally:
                 os.close(tpfd)
@@ -926,7 +969,7 @@ class _Applier:
                 except FileNotFoundError:
                     continue
                 if st.st_ino == fs.ino:
-                    snap.record(p, st, fs.content)
+                    snap.put(p, FileState.from_stat(st, fs.content, fs.xattrs))
         targets = set(self.dir_meta) | set(self.touched) | self.implied | set(self.tempmode)
         if targets:
             self._finish_dirs(targets)
@@ -948,7 +991,13 @@ class _Applier:
         if times is not None:
             os.utime(proc, ns=times)
         if self.snap is not None:
-            self.record(path, os.fstat(fd))
+            st = os.fstat(fd)
+            if path in self.dir_xattrs:
+                self.record(path, st, None, self.dir_xattrs[path])
+            elif path in self.implied:
+                self.record(path, st, None, {})
+            else:
+                self.rerecord(path, st)
 
     def _finish_dirs(self, targets: set[str]) -> None:
         """Apply final modes and times to ``targets`` in post-order.

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from builders import (
 from oci_tools.apply import ApplyOptions, ApplyResult, apply_layer
 from oci_tools.digest import Digest, VerifyingReader
 from oci_tools.errors import DigestMismatchError, UnsafeLayerError
-from oci_tools.snapshot import FileState, Snapshot
+from oci_tools.snapshot import FileState, Snapshot, xattr_fingerprint
 
 IS_ROOT = os.geteuid() == 0
 ROOT_REASON = "needs root (chown to other ids, mknod)"
@@ -68,9 +69,14 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
+def _fingerprint(p: str) -> str:
+    names = os.listxattr(p, follow_symlinks=False)
+    return xattr_fingerprint({n: os.getxattr(p, n, follow_symlinks=False) for n in names})
+
+
 def walk_state(root: Path) -> dict[str, FileState]:
-    """A fresh lstat (and content digest) of every path, by walking."""
-    out = {"": FileState.from_stat(os.lstat(root))}
+    """A fresh lstat, content digest and xattr fingerprint of every path."""
+    out = {"": FileState.from_stat(os.lstat(root), None, _fingerprint(str(root)))}
     for dirpath, dirnames, filenames in os.walk(root):
         for n in dirnames + filenames:
             p = os.path.join(dirpath, n)
@@ -78,15 +84,24 @@ def walk_state(root: Path) -> dict[str, FileState]:
             content = None
             if stat.S_ISREG(st.st_mode):
                 content = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-            out[os.path.relpath(p, root)] = FileState.from_stat(st, content)
+            elif stat.S_ISLNK(st.st_mode):
+                content = hashlib.sha256(os.fsencode(os.readlink(p))).hexdigest()
+            out[os.path.relpath(p, root)] = FileState.from_stat(st, content, _fingerprint(p))
     return out
 
 
 def assert_snapshot_matches(snap: Snapshot, root: Path) -> None:
+    """The snapshot apply kept equals a fresh walk: same paths, same lstat
+    fields, same content digests and xattr fingerprints."""
     walked = walk_state(root)
     assert sorted(snap.files) == sorted(walked)
     for path, fs in walked.items():
-        assert snap.files[path] == fs, path
+        got = snap.files[path]
+        if got.xattrs is None:
+            # Only the rootfs itself predates the layers (its xattrs unknown).
+            assert path == ""
+            fs = replace(fs, xattrs=None)
+        assert got == fs, path
 
 
 @pytest.fixture()
@@ -482,6 +497,8 @@ def test_snapshot_equals_a_fresh_walk(root: Path) -> None:
         file("usr/bin/tool", b"t" * 5000, mode=0o755), symlink("bin", "usr/bin"),
         directory("var/cache", mode=0o700), file("var/cache/a", b"a"), fifo("run/p"),
         directory("locked", mode=0o000), file("locked/f", b"x"),
+        file("x/attr", pax={"SCHILY.xattr.user.a": b"1", "SCHILY.xattr.trusted.t": b"2"}),
+        directory("x", pax={"SCHILY.xattr.user.d": b"3"}),
     ], snapshot=snap)
     assert_snapshot_matches(snap, root)
     apply(root, [
@@ -492,6 +509,7 @@ def test_snapshot_equals_a_fresh_walk(root: Path) -> None:
         file("new/deep/file", b"implied parents"),
         opaque("locked"), file("locked/g", b"g"),
         symlink("etc/passwd-", "passwd"), whiteout("bin/nothing"),
+        directory("x", pax={"SCHILY.xattr.user.e": b"4"}), hardlink("x/attr2", "x/attr"),
     ], snapshot=snap)
     assert_snapshot_matches(snap, root)
     apply(root, [file("etc", b"dir became a file"), hardlink("t3", "usr/bin/tool2"),
