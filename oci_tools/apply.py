@@ -97,6 +97,12 @@ class ApplyOptions:
         Cap on tar members (the per-layer bookkeeping grows with it).
     limits:
         Tar reader limits (extension header size and so on).
+    on_entry:
+        Called with every member (whiteouts included) before it is applied,
+        so a caller can index the layer in the same pass (``layer extract``).
+    apply_whiteouts:
+        False leaves whiteouts and opaque markers unapplied (they are still
+        validated and passed to ``on_entry``): extracting one layer on its own.
     """
 
     rootless: bool = field(default_factory=_default_rootless)
@@ -107,6 +113,8 @@ class ApplyOptions:
     min_free_bytes: int = 64 << 20
     max_entries: int = 2_000_000
     limits: ReadLimits = DEFAULT_LIMITS
+    on_entry: Callable[[TarEntry], None] | None = None
+    apply_whiteouts: bool = True
 
 
 @dataclass
@@ -741,7 +749,8 @@ class _Applier:
         if WHITEOUT_PREFIX in name:
             kind, target = classify(name)
             if kind is not WhiteoutKind.NONE:
-                self.whiteout(entry, kind, target)
+                if self.opts.apply_whiteouts:
+                    self.whiteout(entry, kind, target)
                 return
         if not name:
             self.directory(entry, "", self.rootfd, "", root=True)
@@ -1186,6 +1195,8 @@ def apply_layer(
                 entries += 1
                 if entries > opts.max_entries:
                     raise UnsafeLayerError(entry.name, f"more than {opts.max_entries} entries")
+                if opts.on_entry is not None:
+                    opts.on_entry(entry)
                 applier.evict()
                 applier.apply(entry, content)
             # Everything after the end-of-archive marker is part of the diff_id,
