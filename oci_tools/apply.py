@@ -51,6 +51,7 @@ from oci_tools.layer.reader import (
     ReadLimits,
     iter_entries,
 )
+from oci_tools.layer.rootless import ROOTLESS_XATTR, encode_rootless
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.snapshot import FileState, Snapshot
 
@@ -683,6 +684,20 @@ class _Applier:
 
     # -- metadata ----------------------------------------------------------
 
+    def wanted_xattrs(self, entry: TarEntry) -> Mapping[str, bytes]:
+        """The attributes a node of ``entry`` should carry.
+
+        A layer's own ``user.rootlesscontainers`` is dropped (only our unpack
+        may claim an owner that way); a rootless unpack adds one recording an
+        owner it could not apply, so a rootless commit restores it.
+        """
+        xa: Mapping[str, bytes] = entry.xattrs
+        if ROOTLESS_XATTR in xa:
+            xa = {k: v for k, v in xa.items() if k != ROOTLESS_XATTR}
+        if self.rootless and (entry.uid or entry.gid):
+            xa = {**xa, ROOTLESS_XATTR: encode_rootless(entry.uid, entry.gid)}
+        return xa
+
     def xattrs(
         self, target: int | str, entry: TarEntry, path: str, *, clear: bool
     ) -> dict[str, bytes] | None:
@@ -698,8 +713,9 @@ class _Applier:
                 names = os.listxattr(target)
             except OSError:
                 names = []
+            wanted = self.wanted_xattrs(entry)
             for xname in names:
-                if xname == "security.selinux" or xname in entry.xattrs:
+                if xname == "security.selinux" or xname in wanted:
                     continue
                 try:
                     os.removexattr(target, xname)
@@ -707,8 +723,8 @@ class _Applier:
                     known = False
                     self.note(f"{path}: could not remove xattr {xname}")
         applied: dict[str, bytes] = {}
-        for xname, value in entry.xattrs.items():
-            why = _xattr_policy(xname, self.rootless)
+        for xname, value in self.wanted_xattrs(entry).items():
+            why = None if xname == ROOTLESS_XATTR else _xattr_policy(xname, self.rootless)
             if why is not None:
                 self.note(f"{path}: xattr {xname} not applied: {why}")
                 continue
@@ -733,7 +749,9 @@ class _Applier:
             proc = _proc(nfd)
             if not self.rootless:
                 os.chown(proc, entry.uid, entry.gid)
-            applied = self.xattrs(proc, entry, path, clear=False) if entry.xattrs else {}
+            applied = (
+                self.xattrs(proc, entry, path, clear=False) if self.wanted_xattrs(entry) else {}
+            )
             os.chmod(proc, entry.mode)  # after chown, which clears setuid bits
             t = _clamp_ns(entry.mtime_ns)
             os.utime(proc, ns=(t, t))
@@ -817,7 +835,9 @@ class _Applier:
                     n = write(fd, mv)
             if not self.rootless:
                 os.fchown(fd, entry.uid, entry.gid)
-            applied = self.xattrs(fd, entry, path, clear=False) if entry.xattrs else {}
+            applied = (
+                self.xattrs(fd, entry, path, clear=False) if self.wanted_xattrs(entry) else {}
+            )
             os.fchmod(fd, entry.mode)  # after chown (it clears setuid/setgid)
             t = _clamp_ns(entry.mtime_ns)
             os.utime(fd, ns=(t, t))
@@ -850,7 +870,7 @@ class _Applier:
         if not self.rootless:
             os.chown(proc, entry.uid, entry.gid)
         applied: dict[str, bytes] | None = {}
-        if entry.xattrs or not new:
+        if self.wanted_xattrs(entry) or not new:
             # dir over dir: the entry's attributes replace the old ones.
             applied = self.xattrs(proc, entry, path, clear=not new)
         self.dir_xattrs[path] = applied

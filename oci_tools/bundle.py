@@ -270,7 +270,7 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
                 info = write_upper(opts.from_upper, w, codec, sde)
             else:
                 snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
-                info = write_diff(rootfs, snap, w, codec, sde)
+                info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
             if info.entries == 0:
                 w.abort()
             else:

@@ -606,7 +606,9 @@ def decode_rootless(raw: bytes) -> tuple[int | None, int | None]:
     return (None if uid == _NOOP_ID else uid), (None if gid == _NOOP_ID else gid)
 
 
-def _emit(root: str, plan: _Plan, source_date_epoch: int | None) -> Entries:
+def _emit(
+    root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool = False
+) -> Entries:
     clamp = None if source_date_epoch is None else source_date_epoch * _NS
     fds = _DirFds(root)
     try:
@@ -626,11 +628,13 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None) -> Entries:
             name: str | None = base_name if rel else None
             fmt = stat.S_IFMT(st.st_mode)
             xattrs = layer_xattrs(read_xattrs(dfd, name))
-            uid, gid = st.st_uid, st.st_gid
-            rootless = xattrs.pop(ROOTLESS_XATTR, None)
-            if rootless is not None:
+            # In a rootless bundle the invoking user stands for container root;
+            # other owners were recorded in user.rootlesscontainers at unpack.
+            uid, gid = (0, 0) if rootless else (st.st_uid, st.st_gid)
+            owner = xattrs.pop(ROOTLESS_XATTR, None)
+            if owner is not None:
                 try:
-                    ruid, rgid = decode_rootless(rootless)
+                    ruid, rgid = decode_rootless(owner)
                 except ValueError as exc:
                     raise OCIToolsError(
                         f"/{rel}: malformed {ROOTLESS_XATTR} attribute ({exc})",
@@ -698,6 +702,7 @@ def diff_entries(
     *,
     source_date_epoch: int | None = None,
     verify_content: bool = False,
+    rootless: bool = False,
 ) -> Entries:
     """Layer entries (with open content streams) for what changed under
     ``root`` since ``base``.  The tree is walked when iteration starts; each
@@ -708,7 +713,7 @@ def diff_entries(
     """
     policy = _SnapshotPolicy(verify_content)
     plan = _Differ(root, base, policy).run()
-    yield from _emit(root, plan, source_date_epoch)
+    yield from _emit(root, plan, source_date_epoch, rootless)
 
 
 def diff_trees(
@@ -753,12 +758,18 @@ def write_diff(
     *,
     level: int | None = None,
     verify_content: bool = False,
+    rootless: bool = False,
 ) -> LayerInfo:
     """Write the layer of what changed under ``root`` since ``base`` to ``out``.
-    ``LayerInfo.entries == 0`` means nothing changed."""
+    ``LayerInfo.entries == 0`` means nothing changed.  ``rootless``: the tree
+    was unpacked rootless (owners: 0:0 unless ``user.rootlesscontainers``)."""
     return write_layer(
         diff_entries(
-            root, base, source_date_epoch=source_date_epoch, verify_content=verify_content
+            root,
+            base,
+            source_date_epoch=source_date_epoch,
+            verify_content=verify_content,
+            rootless=rootless,
         ),
         out,
         codec,
