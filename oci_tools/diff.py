@@ -74,6 +74,7 @@ from typing import BinaryIO, cast
 from oci_tools.compression import Writable
 from oci_tools.errors import OCIToolsError, UnsafeLayerError
 from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
 from oci_tools.layer.writer import LayerInfo, write_layer
 from oci_tools.snapshot import (
     FileState,
@@ -92,9 +93,6 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 #: Mode of every whiteout and opaque-marker entry (they are empty regular files).
 WHITEOUT_MODE = 0o644
-ROOTLESS_XATTR = "user.rootlesscontainers"
-#: In a rootlesscontainers record, this id means "keep the on-disk owner".
-_NOOP_ID = 0xFFFFFFFF
 _OVERLAY_NS = ("trusted.overlay.", "user.overlay.")
 _NS = 1_000_000_000
 _CHUNK = 1 << 20
@@ -561,49 +559,6 @@ def _plan_upper(upper: str) -> _Plan:
 
 
 # -- emitting -------------------------------------------------------------------
-
-
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(raw) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def decode_rootless(raw: bytes) -> tuple[int | None, int | None]:
-    """(uid, gid) from a ``user.rootlesscontainers`` value (protobuf message:
-    field 1 uid, field 2 gid, uint32 varints; absent means 0).  None means
-    "keep the on-disk owner" (0xFFFFFFFF).  ValueError when malformed."""
-    ids = {1: 0, 2: 0}
-    pos = 0
-    while pos < len(raw):
-        key, pos = _varint(raw, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(raw, pos)
-            if number in ids:
-                if value > 0xFFFFFFFF:
-                    raise ValueError(f"field {number} does not fit 32 bits")
-                ids[number] = value
-        elif wire == 2:
-            length, pos = _varint(raw, pos)
-            pos += length
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(raw):
-            raise ValueError("truncated field")
-    uid, gid = ids[1], ids[2]
-    return (None if uid == _NOOP_ID else uid), (None if gid == _NOOP_ID else gid)
 
 
 def _emit(
