@@ -1,0 +1,747 @@
+"""Per-layer views of an image: what each layer adds, changes, removes and wastes.
+
+The commands ``layers``, ``layer show``, ``layer extract`` and ``efficiency``
+are built from one *index* per layer: the metadata of every tar member (name,
+type, mode, owner, size, link target; never content), whiteouts included.  An
+index is learned by streaming the layer once, through the strict reader, in
+bounded memory, with the blob digest and the diff_id verified; it is then
+cached under ``LAYOUT/.oci-tools/cache/layers/`` by layer digest (a layer never
+changes), so later calls decompress nothing.
+
+What a layer means relative to the layers below is computed from the indexes
+by replaying them on a model of the merged tree (paths and metadata only).
+The replay follows ``apply``'s rules: whiteouts and opaque markers remove only
+what lower layers left, whatever their order in the tar; a non-directory over
+a directory replaces the whole subtree; a directory over a directory merges.
+Paths are the names as stored in the tars: a name that passes through a
+symlink (which ``apply`` would resolve inside the rootfs) is shown as named.
+
+A path is ``A`` (added) when no lower layer had it, ``C`` (changed) when one
+did.  ``D`` rows are the topmost lower paths a layer removes: the target of a
+plain whiteout, each lower path an opaque marker hides (one row per hidden
+subtree), the old children of a directory replaced by a non-directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast
+
+from oci_tools.apply import ApplyOptions, apply_layer
+from oci_tools.compression import codec_for_media_type, decompressor
+from oci_tools.digest import Digest, Hasher
+from oci_tools.errors import (
+    ClobberError,
+    DigestMismatchError,
+    OCIToolsError,
+    UnsafeLayerError,
+    UsageError,
+)
+from oci_tools.image import Image
+from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.reader import CHUNK, iter_entries
+from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
+from oci_tools.layout import PRIVATE_DIR, Layout
+from oci_tools.model import Descriptor
+
+#: Version of the cached index format (a different version is a cache miss).
+CACHE_VERSION = 1
+#: Index kinds beyond the tar types (EntryType values).
+WHITEOUT = "whiteout"
+OPAQUE = "opaque"
+_DIR = EntryType.DIR.value
+_REG = EntryType.REG.value
+_KINDS = frozenset({t.value for t in EntryType} | {WHITEOUT, OPAQUE})
+#: Bytes read from a compressed blob at a time (keeps the ratio check tight).
+_COMPRESSED_READ = 32 << 10
+
+
+# ----------------------------------------------------------------------- indexes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One layer member as an index keeps it.
+
+    ``path`` is the cleaned member name (``a/b``, ``''`` for the root); for a
+    whiteout it is the path it deletes, for an opaque marker the directory
+    whose lower contents it hides.  ``kind`` is an EntryType value or
+    ``whiteout``/``opaque``.  ``linkname`` is the symlink target as stored or
+    the (cleaned) path a hardlink points at.
+    """
+
+    path: str
+    kind: str
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    linkname: str = ""
+
+    @classmethod
+    def from_tar(cls, entry: TarEntry) -> IndexEntry:
+        """Index one member (raises UnsafeLayerError for an invalid whiteout)."""
+        kind, path = entry.type.value, entry.name
+        if WHITEOUT_PREFIX in path:
+            wk, target = classify(path)
+            if wk is WhiteoutKind.PLAIN:
+                kind, path = WHITEOUT, target
+            elif wk is WhiteoutKind.OPAQUE:
+                kind, path = OPAQUE, target
+        return cls(path, kind, entry.mode, entry.uid, entry.gid, entry.size, entry.linkname)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerIndex:
+    """Everything streaming one layer blob taught us (no file contents)."""
+
+    digest: Digest  # of the blob as stored
+    diff_id: Digest  # of the uncompressed tar, as computed
+    uncompressed_size: int
+    entries: tuple[IndexEntry, ...]  # in tar order, whiteouts included
+
+    def to_json(self) -> dict[str, Any]:
+        """The cached form."""
+        return {
+            "version": CACHE_VERSION,
+            "digest": str(self.digest),
+            "diff_id": str(self.diff_id),
+            "uncompressed_size": self.uncompressed_size,
+            "entries": [
+                [e.path, e.kind, e.mode, e.uid, e.gid, e.size, e.linkname] for e in self.entries
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> LayerIndex:
+        """Parse the cached form; ValueError (or a subclass) when malformed."""
+        if not isinstance(doc, dict) or doc.get("version") != CACHE_VERSION:
+            raise ValueError("not a layer index of this version")
+        size = doc["uncompressed_size"]
+        if not isinstance(size, int) or size < 0:
+            raise ValueError("bad uncompressed_size")
+        entries = []
+        for row in doc["entries"]:
+            path, kind, mode, uid, gid, esize, link = row
+            if not (
+                isinstance(path, str)
+                and kind in _KINDS
+                and isinstance(link, str)
+                and all(type(n) is int and n >= 0 for n in (mode, uid, gid, esize))
+            ):
+                raise ValueError(f"bad index row {row!r}")
+            entries.append(IndexEntry(path, kind, mode, uid, gid, esize, link))
+        return cls(
+            Digest.parse(doc["digest"]), Digest.parse(doc["diff_id"]), size, tuple(entries)
+        )
+
+
+class LayerCache:
+    """Layer indexes kept in the layout, one file per layer digest.
+
+    Files live under ``LAYOUT/.oci-tools/cache/layers/<algorithm>/<hex>.json``;
+    they are written atomically and best effort (a read-only layout still
+    works, it just streams again).  A missing, unreadable or malformed file
+    is a miss.
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.root = os.path.join(layout.path, PRIVATE_DIR, "cache", "layers")
+
+    def path_for(self, digest: Digest) -> str:
+        """Where the index of the layer ``digest`` is cached."""
+        return os.path.join(self.root, digest.algorithm, digest.encoded + ".json")
+
+    def get(self, digest: Digest) -> LayerIndex | None:
+        """The cached index of layer ``digest``, or None."""
+        try:
+            with open(self.path_for(digest), "rb") as f:
+                index = LayerIndex.from_json(json.loads(f.read()))
+        except (OSError, ValueError, KeyError, TypeError, OCIToolsError):
+            return None
+        return index if index.digest == digest else None
+
+    def put(self, index: LayerIndex) -> None:
+        """Store ``index`` (errors are ignored: a cache is optional)."""
+        path = self.path_for(index.digest)
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    json.dump(index.to_json(), f, separators=(",", ":"))
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+
+class _Counting:
+    """The compressed side: counts bytes pulled from the blob."""
+
+    def __init__(self, raw: BinaryIO, piece: int) -> None:
+        self._raw = raw
+        self._piece = piece
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(self._piece if n is None or n < 0 else min(n, self._piece))
+        self.count += len(data)
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Expanding:
+    """The uncompressed side: hashes every byte (the diff_id) and stops a
+    decompression bomb with the same ratio policy as ``apply``."""
+
+    def __init__(self, raw: BinaryIO, counter: _Counting, codec: str, algorithm: str) -> None:
+        self._raw = raw
+        self._counter = counter
+        self._codec = codec
+        self._policy = ApplyOptions(rootless=True)
+        self.hasher = Hasher(algorithm)
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._raw.read(n)
+        except OCIToolsError:
+            raise
+        except Exception as exc:  # zlib/isal/zstd errors, EOFError on truncation
+            raise UnsafeLayerError(
+                "(layer stream)", f"corrupt {self._codec} data: {exc}"
+            ) from exc
+        if data:
+            self.hasher.update(data)
+            total, policy = self.hasher.size, self._policy
+            if total > policy.ratio_grace_bytes and total > policy.max_ratio * max(
+                self._counter.count, 1
+            ):
+                raise UnsafeLayerError(
+                    "(layer stream)",
+                    f"expansion ratio above {policy.max_ratio:g} "
+                    f"({total} bytes from {self._counter.count}): decompression bomb?",
+                )
+        return data
+
+
+def _check_diff_id(actual: Digest, expected: Digest | None) -> None:
+    if expected is not None and expected.computable and actual != expected:
+        raise DigestMismatchError("diff_id of layer", expected=str(expected), actual=str(actual))
+
+
+def read_index(layout: Layout, desc: Descriptor, diff_id: Digest | None) -> LayerIndex:
+    """Stream the layer ``desc`` once and index it (nothing is cached here).
+
+    The blob digest and size are verified at EOF, the uncompressed stream is
+    hashed and checked against ``diff_id`` when given.  Raises
+    UnsafeLayerError for a malformed or hostile tar (the strict reader fails
+    closed), DigestMismatchError, UnsupportedMediaTypeError.
+    """
+    codec = codec_for_media_type(desc.media_type)
+    algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
+    raw = layout.store.open(desc.digest, desc.size)
+    try:
+        counter = _Counting(cast(BinaryIO, raw), CHUNK if codec == "none" else _COMPRESSED_READ)
+        tee = _Expanding(decompressor(codec, cast(BinaryIO, counter)), counter, codec, algorithm)
+        entries = [IndexEntry.from_tar(entry) for entry, _content in iter_entries(tee)]
+        while tee.read(CHUNK):  # after the end-of-archive marker: still in the diff_id
+            pass
+        raw.drain()
+    finally:
+        raw.close()
+    actual = tee.hasher.digest()
+    _check_diff_id(actual, diff_id)
+    return LayerIndex(desc.digest, actual, tee.hasher.size, tuple(entries))
+
+
+def layer_index(
+    image: Image, i: int, cache: LayerCache | None = None
+) -> LayerIndex:
+    """The index of layer ``i`` of ``image``: from the cache, else streamed
+    once and cached."""
+    cache = cache or LayerCache(image.layout)
+    desc = image.layers[i]
+    diff_id = image.config.diff_ids[i] if i < len(image.config.diff_ids) else None
+    index = cache.get(desc.digest)
+    if index is not None:
+        _check_diff_id(index.diff_id, diff_id)
+        return index
+    index = read_index(image.layout, desc, diff_id)
+    cache.put(index)
+    return index
+
+
+# ----------------------------------------------------------------- the replay
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of ``layer show``.
+
+    ``path`` starts with ``/``.  For ``A``/``C`` rows the fields describe the
+    layer's entry (``size``: its content bytes); for ``D`` rows they describe
+    what is removed, and ``size`` is the file bytes it hid (a directory: its
+    whole subtree).  ``target`` is the symlink target as stored, or ``/path``
+    for a hardlink.
+    """
+
+    change: str
+    path: str
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Waste:
+    """A file version (``size`` bytes in layer ``layer``) that layer ``by``
+    overwrote or deleted, so its bytes ship but never reach a container."""
+
+    path: str
+    layer: int
+    size: int
+    by: int
+    how: str  # "overwritten" or "deleted"
+
+
+@dataclass(slots=True)
+class _Node:
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    layer: int
+    linkname: str = ""
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    while path:
+        path = _parent(path)
+        yield path
+
+
+class _Tree:
+    """The merged filesystem as path -> metadata, with a child index so that
+    removing a subtree costs the size of the subtree."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {"": _Node(_DIR, 0o755, 0, 0, 0, -1)}
+        self.kids: dict[str, set[str]] = {}
+
+    def set(self, path: str, node: _Node) -> None:
+        self.nodes[path] = node
+        child = path
+        for parent in _ancestors(path):
+            self.kids.setdefault(parent, set()).add(child)
+            if parent in self.nodes:
+                break
+            # An implied parent directory, as apply creates it.
+            self.nodes[parent] = _Node(_DIR, 0o755, 0, 0, 0, node.layer)
+            child = parent
+
+    def pop_subtree(self, path: str) -> list[tuple[str, _Node]]:
+        """Remove ``path`` and everything below it; return what was removed."""
+        out: list[tuple[str, _Node]] = []
+        todo = [path]
+        while todo:
+            p = todo.pop()
+            node = self.nodes.pop(p, None)
+            if node is not None:
+                out.append((p, node))
+            todo.extend(self.kids.pop(p, ()))
+        parent = self.kids.get(_parent(path))
+        if parent is not None:
+            parent.discard(path)
+        return out
+
+
+@dataclass
+class LayerReport:
+    """One layer of an image and what it does relative to the layers below."""
+
+    index: int
+    descriptor: Descriptor
+    created_by: str
+    uncompressed_size: int
+    changes: list[Change]  # sorted by path
+    whiteouts: list[IndexEntry] = field(default_factory=list)  # as stored
+
+    def count(self, change: str) -> int:
+        """Number of ``A``, ``C`` or ``D`` rows."""
+        return sum(1 for c in self.changes if c.change == change)
+
+
+def _sort_key(path: str) -> list[str]:
+    return path.split("/")
+
+
+class _Replay:
+    """Applies layer indexes, one after the other, to a ``_Tree``."""
+
+    def __init__(self) -> None:
+        self.tree = _Tree()
+        self.waste: list[Waste] = []
+        self.total_bytes = 0
+
+    def _gone(self, removed: list[tuple[str, _Node]], by: int, how: str) -> int:
+        hidden = 0
+        for p, node in removed:
+            if node.kind == _REG and node.size > 0:
+                self.waste.append(Waste(p, node.layer, node.size, by, how))
+                hidden += node.size
+        return hidden
+
+    def layer(self, li: int, index: LayerIndex) -> tuple[list[Change], list[IndexEntry]]:
+        tree = self.tree
+        final: dict[str, IndexEntry] = {}
+        whiteouts: list[IndexEntry] = []
+        for e in index.entries:
+            if e.kind in (WHITEOUT, OPAQUE):
+                whiteouts.append(e)
+                continue
+            if e.kind == _REG:
+                self.total_bytes += e.size
+            if not e.path:
+                continue  # the root directory entry: metadata of '/', not listed
+            old = final.pop(e.path, None)
+            if old is not None and old.kind == _REG and old.size > 0:
+                # Shadowed by a later member of the same layer: shipped, never seen.
+                self.waste.append(Waste(e.path, li, old.size, li, "overwritten"))
+            final[e.path] = e  # re-inserted: tar order of the last occurrence
+        lower = {p for p in final if p in tree.nodes}
+        keep = set(final)
+        for p in final:
+            keep.update(_ancestors(p))
+        removed: dict[str, tuple[_Node, int]] = {}  # topmost removed path -> (node, bytes)
+
+        def drop(path: str, how: str) -> None:
+            node = tree.nodes[path]
+            removed[path] = (node, self._gone(tree.pop_subtree(path), li, how))
+
+        def prune_children(directory: str) -> None:
+            todo = [directory]
+            while todo:
+                d = todo.pop()
+                for child in sorted(tree.kids.get(d, ())):
+                    if child in keep:
+                        if tree.nodes[child].kind == _DIR:
+                            todo.append(child)
+                    else:
+                        drop(child, "deleted")
+
+        for w in whiteouts:
+            node = tree.nodes.get(w.path)
+            if node is None or (w.kind == OPAQUE and node.kind != _DIR):
+                continue  # hides nothing
+            if w.kind == OPAQUE or w.path in keep:
+                if node.kind == _DIR:
+                    prune_children(w.path)
+            else:
+                drop(w.path, "deleted")
+        rows: list[Change] = []
+        for p, e in final.items():
+            old_node = tree.nodes.get(p)
+            if old_node is not None:
+                if old_node.kind == _DIR and e.kind != _DIR:
+                    for child in sorted(tree.kids.get(p, ())):
+                        drop(child, "overwritten")
+                elif old_node.kind == _REG and old_node.size > 0:
+                    self.waste.append(Waste(p, old_node.layer, old_node.size, li, "overwritten"))
+            tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname))
+            target = "/" + e.linkname if e.kind == EntryType.HARDLINK.value else e.linkname
+            rows.append(
+                Change("C" if p in lower else "A", "/" + p, e.kind, e.mode, e.uid, e.gid,
+                       e.size, target)
+            )
+        # One D row per removed subtree, at its topmost path, with every byte
+        # hidden below it (descendants may have been whited out separately).
+        gone = {p for p in removed if p not in tree.nodes}
+        hidden: dict[str, int] = {}
+        for p in gone:
+            top = p
+            for a in _ancestors(p):
+                if a in gone:
+                    top = a
+            hidden[top] = hidden.get(top, 0) + removed[p][1]
+        for p, size in hidden.items():
+            node = removed[p][0]
+            rows.append(Change("D", "/" + p, node.kind, node.mode, node.uid, node.gid,
+                               size, node.linkname))
+        rows.sort(key=lambda c: _sort_key(c.path))
+        return rows, whiteouts
+
+
+@dataclass
+class Analysis:
+    """Every layer of an image replayed: per-layer reports and the waste."""
+
+    image: Image
+    layers: list[LayerReport]
+    waste: list[Waste]
+    total_bytes: int  # file content bytes in all layers (every version)
+
+
+def _created_by(image: Image) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for h, li in image.config.layer_history():
+        if li is not None:
+            out[li] = h.created_by or ""
+    return out
+
+
+def analyze(image: Image, upto: int | None = None, cache: LayerCache | None = None) -> Analysis:
+    """Replay layers ``0..upto`` (all by default) of ``image``.
+
+    Each layer is streamed at most once, and not at all when its index is
+    cached; only per-path metadata is held.
+    """
+    image.check_consistent()
+    cache = cache or LayerCache(image.layout)
+    last = len(image.layers) - 1 if upto is None else upto
+    replay = _Replay()
+    created_by = _created_by(image)
+    reports = []
+    for li in range(last + 1):
+        index = layer_index(image, li, cache)
+        rows, whiteouts = replay.layer(li, index)
+        reports.append(
+            LayerReport(li, image.layers[li], created_by.get(li, ""),
+                        index.uncompressed_size, rows, whiteouts)
+        )
+    return Analysis(image, reports, replay.waste, replay.total_bytes)
+
+
+def select_layer(image: Image, text: str) -> int:
+    """The layer index ``text`` names: ``N`` (0 is the bottom layer, -1 the
+    top), or a blob digest (``sha256:...``, or a unique hex prefix of at least
+    4 characters, with or without the algorithm)."""
+    n = len(image.layers)
+    try:
+        i = int(text)
+    except ValueError:
+        pass
+    else:
+        if not -n <= i < n:
+            raise UsageError(
+                f"layer {i} out of range: the image has {n} layer{'s' if n != 1 else ''}",
+                hint="layers are numbered from 0 (bottom); -1 is the top layer",
+            )
+        return i % n
+    alg, colon, hexpart = text.rpartition(":")
+    if len(hexpart) < 4 or not all(c in "0123456789abcdef" for c in hexpart):
+        raise UsageError(f"{text!r} is neither a layer number nor a layer digest")
+    hits = sorted(
+        {
+            i
+            for i, d in enumerate(image.layers)
+            if d.digest.encoded.startswith(hexpart) and (not colon or d.digest.algorithm == alg)
+        }
+    )
+    if not hits:
+        raise UsageError(f"no layer of the image has digest {text}",
+                         hint="see the LAYER column of: oci-tools layers")
+    digests = {str(image.layers[i].digest) for i in hits}
+    if len(hits) > 1:
+        what = "is shared by" if len(digests) == 1 else "matches"
+        raise UsageError(
+            f"{text} {what} layers {', '.join(map(str, hits))}", hint="give the layer number"
+        )
+    return hits[0]
+
+
+def layer_report(image: Image, i: int, cache: LayerCache | None = None) -> LayerReport:
+    """The report of layer ``i`` (layers below it are replayed, not above)."""
+    return analyze(image, upto=i, cache=cache).layers[i]
+
+
+# ------------------------------------------------------------------------ tree
+
+
+@dataclass
+class TreeNode:
+    """A node of ``layer show --tree``.
+
+    ``change`` is None for a directory the layer does not carry itself (only
+    its contents).  ``size``: for a directory, the bytes this layer adds or
+    changes below it; for a file its size; for a ``D`` row what it hides.
+    """
+
+    name: str
+    path: str
+    change: Change | None
+    size: int = 0
+    children: list[TreeNode] = field(default_factory=list)
+
+
+def change_tree(changes: list[Change]) -> TreeNode:
+    """Arrange sorted ``changes`` as a tree rooted at ``/`` with totals."""
+    root = TreeNode("/", "/", None)
+    nodes: dict[str, TreeNode] = {"": root}
+
+    def get(path: str) -> TreeNode:
+        node = nodes.get(path)
+        if node is None:
+            parent = get(_parent(path))
+            node = TreeNode(path.rpartition("/")[2], "/" + path, None)
+            parent.children.append(node)
+            nodes[path] = node
+        return node
+
+    for ch in changes:
+        node = get(ch.path[1:])
+        node.change = ch
+        if ch.change == "D" or ch.type != _DIR:
+            node.size = ch.size
+        if ch.change != "D" and ch.type == _REG and ch.size:
+            for a in _ancestors(ch.path[1:]):
+                nodes[a].size += ch.size
+    return root
+
+
+# ------------------------------------------------------------------ efficiency
+
+
+@dataclass(frozen=True, slots=True)
+class WastedFile:
+    """A path whose earlier versions were overwritten or deleted."""
+
+    path: str  # starts with /
+    count: int  # versions wasted
+    size: int  # their bytes
+    layers: tuple[int, ...]  # the layers holding them
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """``dive``-style efficiency: ``score = 1 - wasted / total``.
+
+    ``total`` counts the file bytes of every version of every file in every
+    layer; ``wasted`` the bytes of versions a later layer (or a later member
+    of the same layer) overwrote or deleted.  (dive scores the other way: it
+    counts every copy of a path seen in more than one layer, the surviving
+    one included.)
+    """
+
+    layers: int
+    total_bytes: int
+    wasted_bytes: int
+    files: list[WastedFile]  # largest first
+
+    @property
+    def score(self) -> float:
+        """1.0 for an image that wastes nothing (or has no file bytes)."""
+        return 1.0 - self.wasted_bytes / self.total_bytes if self.total_bytes else 1.0
+
+
+def efficiency(image: Image, cache: LayerCache | None = None) -> Efficiency:
+    """Wasted bytes and score of ``image``."""
+    a = analyze(image, cache=cache)
+    per: dict[str, list[Waste]] = {}
+    for w in a.waste:
+        per.setdefault(w.path, []).append(w)
+    files = [
+        WastedFile("/" + p, len(ws), sum(w.size for w in ws), tuple(sorted({w.layer for w in ws})))
+        for p, ws in per.items()
+    ]
+    files.sort(key=lambda f: (-f.size, _sort_key(f.path)))
+    return Efficiency(len(image.layers), a.total_bytes, sum(w.size for w in a.waste), files)
+
+
+# --------------------------------------------------------------------- extract
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractResult:
+    """What ``extract_layer`` wrote, and the whiteouts it did not apply."""
+
+    index: int
+    entries: int
+    whiteouts: list[IndexEntry]
+    skipped: list[str]
+
+
+def extract_layer(
+    image: Image, i: int, dest: str, *, rootless: bool | None = None,
+    cache: LayerCache | None = None,
+) -> ExtractResult:
+    """Write layer ``i``'s own files into ``dest`` (created, or empty).
+
+    The layer goes through ``apply`` (same confinement and checks as unpack:
+    blob digest, diff_id, path escapes, links, bombs) with whiteouts left
+    unapplied; they are returned instead.  The layer is indexed in the same
+    pass (and cached) when no index was cached yet.  A hardlink to a file of
+    a lower layer cannot be made and is an error.  After an error ``dest``
+    holds a partial extraction.
+    """
+    image.check_consistent()
+    cache = cache or LayerCache(image.layout)
+    desc = image.layers[i]
+    os.makedirs(dest, exist_ok=True)
+    if os.listdir(dest):
+        raise ClobberError(dest, hint="layer extract needs a new or empty directory")
+    codec = codec_for_media_type(desc.media_type)
+    cached = cache.get(desc.digest)
+    seen: list[IndexEntry] = []
+    opts = ApplyOptions(on_entry=lambda e: seen.append(IndexEntry.from_tar(e)),
+                        apply_whiteouts=False)
+    if rootless is not None:
+        opts.rootless = rootless
+    raw = image.layout.store.open(desc.digest, desc.size)
+    try:
+        res = apply_layer(cast(BinaryIO, raw), dest, codec=codec,
+                          diff_id=image.config.diff_ids[i], options=opts)
+    finally:
+        raw.close()
+    if cached is None:
+        cache.put(LayerIndex(desc.digest, res.diff_id, res.uncompressed_size, tuple(seen)))
+    whiteouts = [e for e in seen if e.kind in (WHITEOUT, OPAQUE)]
+    return ExtractResult(i, res.entries, whiteouts, res.skipped)
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "OPAQUE",
+    "WHITEOUT",
+    "Analysis",
+    "Change",
+    "Efficiency",
+    "ExtractResult",
+    "IndexEntry",
+    "LayerCache",
+    "LayerIndex",
+    "LayerReport",
+    "TreeNode",
+    "Waste",
+    "WastedFile",
+    "analyze",
+    "change_tree",
+    "efficiency",
+    "extract_layer",
+    "layer_index",
+    "layer_report",
+    "read_index",
+    "select_layer",
+]
