@@ -482,5 +482,5 @@ def test_reader_throughput() -> None:
             n += len(mv)
     dt = time.perf_counter() - t0
     assert n == 4000 * len(data)
-    # Generous bound for slow CI machines; a laptop does well over 1 GB/s.
-    assert len(tar) / dt > 100e6, f"{len(tar) / dt / 1e6:.0f} MB/s"
+    # Throughput is reported, never asserted (make bench measures speed).
+    print(f"reader: {len(tar) / dt / 1e6:.0f} MB/s")
