@@ -2,11 +2,83 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oci_tools.cli import Console
 
 
 def register(add: Callable[..., Any]) -> None:
     """Add this group's subcommands; ``add(name, handler, help, aliases=())``
     returns the subparser, and handlers are called as ``handler(ns, console)``
     (see ``oci_tools.cli.Console``: ``print``, ``note``, ``out``, ``err``)."""
+    sp = add("build", cmd_build, "build an image from a Dockerfile (classic builder subset)")
+    sp.add_argument("context", nargs="?", default=".", metavar="CONTEXT")
+    sp.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
+    sp.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        required=True,
+        metavar="LAYOUT[:REF]",
+        help="where to build and which ref to set (repeat for more refs, same layout)",
+    )
+    sp.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
+    sp.add_argument("--build-arg", action="append", default=[], metavar="K[=V]")
+    sp.add_argument(
+        "--runtime",
+        choices=["auto", "runc", "chroot", "none"],
+        default="auto",
+        help="how RUN executes (auto: runc, else chroot as root; none: RUN is an error)",
+    )
+    sp.add_argument(
+        "--network", choices=["none", "host"], default="none", help="network of RUN steps"
+    )
+    sp.add_argument("--compress", default="gzip", metavar="gzip|zstd|none|auto")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
+
+
+def cmd_build(a: argparse.Namespace, c: Console) -> int:
+    """``oci-tools build``: progress on stdout like ``docker build``."""
+    from oci_tools.build import BuildOptions, RunFailedError, build, parse_build_args
+    from oci_tools.errors import UsageError
+    from oci_tools.layout import split_image_ref
+
+    path = ""
+    refs: list[str] = []
+    for t in a.tag:
+        p, ref = split_image_ref(t)
+        if path and p != path:
+            raise UsageError("every -t must name the same layout", hint=f"{path} vs {p}")
+        path = p
+        refs.append(str(ref))
+    opts = BuildOptions(
+        context=a.context,
+        dockerfile=a.file,
+        tags=tuple(refs),
+        build_args=parse_build_args(a.build_arg),
+        no_cache=a.no_cache,
+        runtime=a.runtime,
+        network=a.network,
+        compress=a.compress,
+    )
+
+    def log(line: str) -> None:
+        c.print(line)
+        c.out.flush()
+
+    def output(data: bytes) -> None:
+        c.out.write(data.decode("utf-8", "replace"))
+        c.out.flush()
+
+    try:
+        res = build(path, opts, log=None if a.quiet else log, output=None if a.quiet else output)
+    except RunFailedError as e:
+        if a.quiet and e.output:  # nothing was streamed: show what the command said
+            c.err.write(e.output.decode("utf-8", "replace"))
+        raise
+    if a.quiet:
+        c.print(str(res.descriptor.digest))
+    return 0
