@@ -54,6 +54,10 @@ say oci-tools diff "$OUT/container"
 say oci-tools commit "$OUT/container" "$L:app-v2" -m "wrote data.bin"
 say oci-tools history "$L:app-v2"
 say oci-tools validate "$L"
+if [ -f "$(dirname "$0")/demo-build.sh" ]; then
+    # shellcheck source=/dev/null
+    . "$(dirname "$0")/demo-build.sh"
+fi
 if [ -f "$(dirname "$0")/demo-interop.sh" ]; then
     # shellcheck source=/dev/null
     . "$(dirname "$0")/demo-interop.sh"
