@@ -79,23 +79,25 @@ class Work:
         **opts: object,
     ) -> ApplyResult:
         lay = make_layer(members, codec)
+        options = ApplyOptions(**opts)  # type: ignore[arg-type]
         return apply_layer(
             io.BytesIO(lay.blob),
             str(self.rootfs),
             codec=codec,
             diff_id=Digest.parse(lay.diff_id),
             snapshot=snapshot,
-            options=ApplyOptions(**opts),
-        )  # type: ignore[arg-type]
+            options=options,
+        )
 
     def apply_blob(self, blob: bytes, codec: str, **opts: object) -> ApplyResult:
+        options = ApplyOptions(**opts)  # type: ignore[arg-type]
         return apply_layer(
             io.BytesIO(blob),
             str(self.rootfs),
             codec=codec,
             diff_id=None,
-            options=ApplyOptions(**opts),
-        )  # type: ignore[arg-type]
+            options=options,
+        )
 
 
 def _state(top: Path) -> dict[str, tuple[object, ...]]:
