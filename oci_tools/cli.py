@@ -338,213 +338,59 @@ def cmd_config(a: argparse.Namespace, c: Console) -> int:
 # views: history, images, df
 
 
-def cmd_history(a: argparse.Namespace, c: Console) -> int:
-    from oci_tools import render
-    from oci_tools.image import Image
-    from oci_tools.views import SizeCache, history_rows
-
-    lay, ref, plat = image_arg(a.image, a.platform)
-    img = Image.load(lay, ref, plat)
-    rows = history_rows(img, SizeCache(lay))
-    now = _now()
-
-    def ident(r_id: str) -> str:
-        return r_id if a.no_trunc or r_id.startswith("<") else render.short_id(r_id)
-
-    if a.quiet:
-        for r in rows:
-            c.print(ident(r.id))
-        return 0
-    if a.format == "json":
-        c.out.write(
-            render.json_lines(
-                [
-                    {
-                        "ID": ident(r.id),
-                        "CreatedSince": render.time_ago(_ts(r.created), now),
-                        "CreatedAt": r.created or "",
-                        "CreatedBy": r.created_by,
-                        "Size": render.human_size(r.size) if a.human else str(r.size),
-                        "Comment": r.comment,
-                    }
-                    for r in rows
-                ]
-            )
-        )
-        return 0
-    table = []
-    for r in rows:
-        when = (
-            render.time_ago(_ts(r.created), now)
-            if a.human
-            else (render.format_rfc3339(_ts(r.created)) if r.created else "N/A")
-        )
-        by = r.created_by if a.no_trunc else render.truncate(r.created_by, 45)
-        size = render.human_size(r.size) if a.human else str(r.size)
-        table.append([ident(r.id), when, by, size, r.comment])
-    head = ["IMAGE", "CREATED" if a.human else "CREATED AT", "CREATED BY", "SIZE", "COMMENT"]
-    c.out.write(render.table(head, table))
-    return 0
-
-
 def _now() -> Any:
     import datetime
 
     return datetime.datetime.now(datetime.UTC)
 
 
-def _ts(value: str | None) -> Any:
-    from oci_tools import render
+def _emit(c: Console, listing: Any, fmt: str) -> None:
+    c.out.write(listing.json() if fmt == "json" else listing.table())
 
-    if not value:
-        return None
-    try:
-        return render.parse_time(value)
-    except ValueError:
-        return None
+
+def cmd_history(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.image import Image
+    from oci_tools.views import SizeCache, history_listing, history_rows
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    rows = history_rows(Image.load(lay, ref, plat), SizeCache(lay))
+    listing = history_listing(rows, human=a.human, no_trunc=a.no_trunc, now=_now())
+    if a.quiet:
+        for r in listing.rows:
+            c.print(r["ID"])
+        return 0
+    _emit(c, listing, a.format)
+    return 0
 
 
 def cmd_images(a: argparse.Namespace, c: Console) -> int:
-    from oci_tools import render
-    from oci_tools.views import image_rows
+    from oci_tools.views import image_rows, images_listing
 
     lay = open_layout(a.layout)
-    rows = image_rows(lay)
-    now = _now()
+    listing = images_listing(image_rows(lay), digests=a.digests, no_trunc=a.no_trunc, now=_now())
     if a.quiet:
-        for r in rows:
-            c.print(r.id if a.no_trunc else render.short_id(r.id))
+        for r in listing.rows:
+            c.print(r["ID"])
         return 0
-    if a.format == "json":
-        c.out.write(
-            render.json_lines(
-                [
-                    {
-                        "Ref": r.ref,
-                        "ID": r.id,
-                        "CreatedAt": r.created or "",
-                        "CreatedSince": render.time_ago(_ts(r.created), now),
-                        "Size": render.human_size(r.size),
-                        "SharedSize": render.human_size(r.shared, 4),
-                        "UniqueSize": render.human_size(r.unique, 4),
-                        "Layers": str(r.layers),
-                    }
-                    for r in rows
-                ]
-            )
-        )
-        return 0
-    head = (
-        ["REF"]
-        + (["DIGEST"] if a.digests else [])
-        + ["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"]
-    )
-    table = []
-    for r in rows:
-        row = [r.ref] + ([r.id] if a.digests else [])
-        row += [
-            r.id if a.no_trunc else render.short_id(r.id),
-            render.time_ago(_ts(r.created), now),
-            render.human_size(r.size),
-            render.human_size(r.shared, 4),
-            render.human_size(r.unique, 4),
-        ]
-        table.append(row)
-    c.out.write(render.table(head, table))
+    _emit(c, listing, a.format)
     return 0
 
 
 def cmd_df(a: argparse.Namespace, c: Console) -> int:
-    from oci_tools import render
-    from oci_tools.views import disk_usage
+    from oci_tools.views import df_listings, disk_usage
 
-    lay = open_layout(a.layout)
-    du = disk_usage(lay, verbose=a.verbose)
-
-    def pct(n: int, of: int) -> str:
-        return f"{render.human_size(n, 4)} ({(100 * n // of) if of else 0}%)"
-
+    du = disk_usage(open_layout(a.layout), verbose=a.verbose)
+    sections = df_listings(du, _now(), verbose=a.verbose)
     if a.format == "json":
-        c.out.write(
-            render.json_lines(
-                [
-                    {
-                        "Type": "Images",
-                        "TotalCount": str(du.images),
-                        "Active": str(du.active_images),
-                        "Size": render.human_size(du.image_bytes, 4),
-                        "Reclaimable": pct(du.reclaimable, du.total_bytes),
-                    },
-                    {
-                        "Type": "Layers",
-                        "TotalCount": str(du.layers),
-                        "Active": str(du.layers),
-                        "Size": render.human_size(du.layer_bytes, 4),
-                        "Reclaimable": "0B",
-                    },
-                ]
-            )
-        )
+        for _title, listing in sections:
+            c.out.write(listing.json())
         return 0
-    c.out.write(
-        render.table(
-            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            [
-                [
-                    "Images",
-                    str(du.images),
-                    str(du.active_images),
-                    render.human_size(du.image_bytes, 4),
-                    pct(du.reclaimable, du.total_bytes),
-                ],
-                [
-                    "Layers",
-                    str(du.layers),
-                    str(du.layers),
-                    render.human_size(du.layer_bytes, 4),
-                    "0B (0%)",
-                ],
-            ],
-        )
-    )
-    if a.verbose:
-        now = _now()
-        c.print()
-        c.print("Images space usage:")
-        c.print()
-        c.out.write(
-            render.table(
-                ["REF", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"],
-                [
-                    [
-                        r.ref,
-                        render.short_id(r.id),
-                        render.time_ago(_ts(r.created), now),
-                        render.human_size(r.size),
-                        render.human_size(r.shared, 4),
-                        render.human_size(r.unique, 4),
-                    ]
-                    for r in du.image_rows
-                ],
-            )
-        )
-        c.print()
-        c.print("Layers space usage:")
-        c.print()
-        c.out.write(
-            render.table(
-                ["LAYER", "SIZE", "UNCOMPRESSED", "IMAGES"],
-                [
-                    [
-                        render.short_id(u.digest),
-                        render.human_size(u.size),
-                        render.human_size(u.uncompressed),
-                        str(u.images),
-                    ]
-                    for u in du.layer_uses
-                ],
-            )
-        )
+    for title, listing in sections:
+        if title:
+            c.print()
+            c.print(title)
+            c.print()
+        c.out.write(listing.table())
     return 0
 
 

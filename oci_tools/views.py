@@ -347,3 +347,178 @@ def bundle_status(bundle: str) -> BundleStatus:
     ident = str(rec.manifest.digest)
     name = f"{rec.ref}@{rec.manifest.digest.short}" if rec.ref else rec.manifest.digest.short
     return BundleStatus(bundle, name, ident, f'"{cmd}"', created, rw, base_size + rw)
+
+
+# -- presentation: every view as a Listing (a docker table or JSON lines) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Rows of strings with named columns: ``columns`` maps each table header
+    to the row key it shows; JSON output carries every key of a row."""
+
+    columns: list[tuple[str, str]]
+    rows: list[dict[str, str]]
+
+    def table(self) -> str:
+        """docker's table layout."""
+        from oci_tools.render import table
+
+        return table(
+            [h for h, _ in self.columns], [[r[k] for _, k in self.columns] for r in self.rows]
+        )
+
+    def json(self) -> str:
+        """One JSON object per row (docker's ``--format json``)."""
+        from oci_tools.render import json_lines
+
+        return json_lines(self.rows)
+
+
+def _when(value: str | None) -> datetime.datetime | None:
+    from oci_tools.render import parse_time
+
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _ident(value: str, full: bool) -> str:
+    from oci_tools.render import short_id
+
+    return value if full or value.startswith("<") else short_id(value)
+
+
+def history_listing(
+    rows: list[HistoryRow], *, human: bool, no_trunc: bool, now: datetime.datetime
+) -> Listing:
+    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes)."""
+    from oci_tools.render import format_rfc3339, human_size, time_ago, truncate
+
+    out = []
+    for r in rows:
+        ts = _when(r.created)
+        out.append(
+            {
+                "ID": _ident(r.id, no_trunc),
+                "CreatedSince": time_ago(ts, now),
+                "CreatedAt": format_rfc3339(ts) if ts else "N/A",
+                "CreatedBy": r.created_by if no_trunc else truncate(r.created_by, 45),
+                "Size": human_size(r.size) if human else str(r.size),
+                "Comment": r.comment,
+            }
+        )
+    created = ("CREATED", "CreatedSince") if human else ("CREATED AT", "CreatedAt")
+    cols = [
+        ("IMAGE", "ID"),
+        created,
+        ("CREATED BY", "CreatedBy"),
+        ("SIZE", "Size"),
+        ("COMMENT", "Comment"),
+    ]
+    return Listing(cols, out)
+
+
+def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, str]:
+    from oci_tools.render import human_size, time_ago
+
+    return {
+        "Ref": r.ref,
+        "Digest": r.id,
+        "ID": _ident(r.id, no_trunc),
+        "CreatedAt": r.created or "",
+        "CreatedSince": time_ago(_when(r.created), now),
+        "Size": human_size(r.size),
+        "SharedSize": human_size(r.shared, 4),
+        "UniqueSize": human_size(r.unique, 4),
+        "Layers": str(r.layers),
+    }
+
+
+_IMAGE_COLUMNS = [
+    ("IMAGE ID", "ID"),
+    ("CREATED", "CreatedSince"),
+    ("SIZE", "Size"),
+    ("SHARED SIZE", "SharedSize"),
+    ("UNIQUE SIZE", "UniqueSize"),
+]
+
+
+def images_listing(
+    rows: list[ImageRow], *, digests: bool, no_trunc: bool, now: datetime.datetime
+) -> Listing:
+    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE."""
+    cols = [("REF", "Ref")] + ([("DIGEST", "Digest")] if digests else []) + _IMAGE_COLUMNS
+    return Listing(cols, [_image_row(r, now, no_trunc) for r in rows])
+
+
+def df_listings(
+    du: DiskUsage, now: datetime.datetime, *, verbose: bool = False
+) -> list[tuple[str, Listing]]:
+    """``df`` summary, then (with -v data) per-image and per-layer sections."""
+    from oci_tools.render import human_size, short_id
+
+    pct = (100 * du.reclaimable // du.total_bytes) if du.total_bytes else 0
+    summary = Listing(
+        [
+            ("TYPE", "Type"),
+            ("TOTAL", "TotalCount"),
+            ("ACTIVE", "Active"),
+            ("SIZE", "Size"),
+            ("RECLAIMABLE", "Reclaimable"),
+        ],
+        [
+            {
+                "Type": "Images",
+                "TotalCount": str(du.images),
+                "Active": str(du.active_images),
+                "Size": human_size(du.image_bytes, 4),
+                "Reclaimable": f"{human_size(du.reclaimable, 4)} ({pct}%)",
+            },
+            {
+                "Type": "Layers",
+                "TotalCount": str(du.layers),
+                "Active": str(du.layers),
+                "Size": human_size(du.layer_bytes, 4),
+                "Reclaimable": "0B (0%)",
+            },
+        ],
+    )
+    out = [("", summary)]
+    if verbose:
+        out.append(
+            (
+                "Images space usage:",
+                Listing(
+                    [("REF", "Ref"), *_IMAGE_COLUMNS],
+                    [_image_row(r, now, False) for r in du.image_rows],
+                ),
+            )
+        )
+        out.append(
+            (
+                "Layers space usage:",
+                Listing(
+                    [
+                        ("LAYER", "Layer"),
+                        ("SIZE", "Size"),
+                        ("UNCOMPRESSED", "Uncompressed"),
+                        ("IMAGES", "Images"),
+                    ],
+                    [
+                        {
+                            "Layer": short_id(u.digest),
+                            "Digest": u.digest,
+                            "Size": human_size(u.size),
+                            "Uncompressed": human_size(u.uncompressed),
+                            "Images": str(u.images),
+                        }
+                        for u in du.layer_uses
+                    ],
+                ),
+            )
+        )
+    return out
