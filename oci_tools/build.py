@@ -51,7 +51,16 @@ from typing import Any, BinaryIO, NoReturn, cast
 from oci_tools import mediatype as mt
 from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
 from oci_tools.archive import import_archive
-from oci_tools.bundle import RECORD, BaseRecord, CommitOptions, commit, refresh, unpack
+from oci_tools.bundle import (
+    RECORD,
+    BaseRecord,
+    CommitOptions,
+    commit,
+    refresh,
+    remove_tree,
+    unpack,
+    write_json,
+)
 from oci_tools.compression import CODECS, Writable, decompressor
 from oci_tools.digest import Digest
 from oci_tools.errors import NotFoundError, OCIToolsError, UsageError
@@ -1351,7 +1360,8 @@ class _Builder:
             import_archive(path, tmp, "base")
             return self.copy_from(tmp, "base")
         finally:
-            _rmtree(tmp.path)
+            with contextlib.suppress(OSError):
+                remove_tree(tmp.path)
 
     # -- the working bundle -----------------------------------------------------------
 
@@ -1377,7 +1387,7 @@ class _Builder:
             # base record, keeping the snapshot (no walk of the rootfs needed).
             rec = BaseRecord.load(path)
             new = BaseRecord(rec.layout, img.descriptor, rec.ref, rec.rootless)
-            _write_json(os.path.join(path, RECORD), new.to_dict())
+            write_json(os.path.join(path, RECORD), new.to_dict())
         self.bundle_base = img.descriptor.digest
         return path
 
@@ -1517,7 +1527,7 @@ class _Builder:
                     spec["mounts"].append(
                         {"destination": f, "type": "bind", "source": f, "options": ["rbind", "ro"]}
                     )
-        _write_json(os.path.join(bundle, "config.json"), spec)
+        write_json(os.path.join(bundle, "config.json"), spec)
         cid = secrets.token_hex(6)
         self.log(f" ---> Running in {cid}")
         if runtime == "chroot":
@@ -1697,26 +1707,6 @@ def _archive_entries(
 # housekeeping
 
 
-def _write_json(path: str, doc: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _rmtree(path: str) -> None:
-    # A rootfs can hold mode-000 directories: open them up first (never
-    # through a symlink, which could point out of the tree).
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            p = os.path.join(root, d)
-            if not os.path.islink(p):
-                with contextlib.suppress(OSError):
-                    os.chmod(p, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _clean_stale(parent: str) -> None:
     """Remove the working directories of builds whose process is gone."""
     for name in os.listdir(parent):
@@ -1730,7 +1720,8 @@ def _clean_stale(parent: str) -> None:
             pass
         except PermissionError:
             continue  # alive, someone else's
-        _rmtree(os.path.join(parent, name))
+        with contextlib.suppress(OSError):
+            remove_tree(os.path.join(parent, name))
 
 
 def build(
@@ -1778,7 +1769,8 @@ def build(
             lay.set_ref(t, img.descriptor)
     finally:
         if builder.tmp is not None:
-            _rmtree(builder.tmp)
+            with contextlib.suppress(OSError):
+                remove_tree(builder.tmp)
     say(f"Successfully built {_short(img.descriptor)}")
     for t in opts.tags:
         say(f"Successfully tagged {layout_path}:{t}")

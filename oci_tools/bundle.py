@@ -96,7 +96,8 @@ def _root_key(bundle: str) -> str:
     return "bundle-" + hashlib.sha256(os.path.abspath(bundle).encode()).hexdigest()[:32]
 
 
-def _write_json(path: str, doc: Any) -> None:
+def write_json(path: str, doc: Any) -> None:
+    """Replace ``path`` with ``doc`` as indented JSON (temp file, fsync, rename)."""
     d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     with os.fdopen(fd, "w") as f:
@@ -170,18 +171,18 @@ def unpack(
                 blob.close()
             skipped += res.skipped
         spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p), rootless=rootless)
-        _write_json(os.path.join(bundle, "config.json"), spec)
+        write_json(os.path.join(bundle, "config.json"), spec)
         snap.dump(os.path.join(bundle, SNAPSHOT))
         rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, ref, rootless)
         layout.add_root(
             _root_key(bundle), img.descriptor, owner=os.path.abspath(os.path.join(bundle, RECORD))
         )
-        _write_json(os.path.join(bundle, RECORD), rec.to_dict())
+        write_json(os.path.join(bundle, RECORD), rec.to_dict())
     except BaseException:
         # Leave nothing that looks like a finished bundle.
         with contextlib.suppress(OSError):
             if created_dir:
-                _rmtree(bundle)
+                remove_tree(bundle)
             else:
                 _remove_bundle_contents(bundle)
         raise
@@ -194,8 +195,9 @@ def _layer_codec(desc: Descriptor) -> str:
     return codec_for_media_type(desc.media_type)
 
 
-def _rmtree(path: str) -> None:
-    # Make mode-000 directories removable first (a rootfs can contain them).
+def remove_tree(path: str) -> None:
+    """Delete a rootfs or bundle, including mode-000 directories it holds
+    (opened up first, never through a symlink)."""
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             p = os.path.join(root, d)
@@ -212,7 +214,7 @@ def _remove_bundle_contents(bundle: str) -> None:
     for name in os.listdir(bundle):
         p = os.path.join(bundle, name)
         if os.path.isdir(p) and not os.path.islink(p):
-            _rmtree(p)
+            remove_tree(p)
         else:
             os.unlink(p)
 
@@ -314,7 +316,7 @@ def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> N
     snap.dump(os.path.join(bundle, SNAPSHOT))
     layout.add_root(_root_key(bundle), desc, owner=os.path.abspath(os.path.join(bundle, RECORD)))
     new = BaseRecord(os.path.abspath(layout.path), desc, ref, rec.rootless)
-    _write_json(os.path.join(bundle, RECORD), new.to_dict())
+    write_json(os.path.join(bundle, RECORD), new.to_dict())
 
 
 def _open(path: str) -> Layout:
@@ -369,5 +371,7 @@ __all__ = [
     "changes_of",
     "commit",
     "refresh",
+    "remove_tree",
     "unpack",
+    "write_json",
 ]
