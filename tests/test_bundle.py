@@ -350,3 +350,24 @@ def test_runtime_config_resolves_user(base: Path, tmp_path: Path) -> None:
     ok("config", f"{base}:base", "--to", "nouser", "--user", "nobody")
     r = cli("unpack", f"{base}:nouser", str(tmp_path / "nb"))
     assert r.code == 1 and "nobody" in r.err
+
+
+def test_commit_to_unwritable_layout_leaves_it_unchanged(base: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b1"
+    ok("unpack", f"{base}:base", str(b))
+    (b / "rootfs/new").write_text("n")
+    idx = (base / "index.json").read_bytes()
+    blobs = sorted(os.listdir(base / "blobs/sha256"))
+    # Root ignores permission bits, so block the layout's temp area instead:
+    # the layer cannot be staged, and nothing may change.
+    tmp = base / ".oci-tools" / "tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.write_text("in the way")
+    r = cli("commit", str(b), f"{base}:x")
+    assert r.code == 1 and "Traceback" not in r.err
+    assert r.err.startswith("oci-tools: error: ")
+    assert (base / "index.json").read_bytes() == idx
+    assert sorted(os.listdir(base / "blobs/sha256")) == blobs
