@@ -46,6 +46,21 @@ _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _CHUNK = 1 << 20
 
 
+def stat_fields(st: os.stat_result) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """The lstat fields a FileState keeps, in its field order."""
+    return (
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_nlink,
+        st.st_rdev,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """The parts of an lstat result that reveal a change, plus optional
@@ -74,19 +89,7 @@ class FileState:
         cls, st: os.stat_result, content: str | None = None, xattrs: str | None = None
     ) -> FileState:
         """Build from an ``os.lstat``/``os.stat(..., follow_symlinks=False)`` result."""
-        return cls(
-            st.st_mode,
-            st.st_uid,
-            st.st_gid,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            st.st_ino,
-            st.st_nlink,
-            st.st_rdev,
-            content,
-            xattrs,
-        )
+        return cls(*stat_fields(st), content, xattrs)
 
     @property
     def is_dir(self) -> bool:
@@ -392,17 +395,7 @@ class Snapshot:
         """
         self._store(
             path,
-            (
-                st.st_mode,
-                st.st_uid,
-                st.st_gid,
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
-                st.st_ino,
-                st.st_nlink,
-                st.st_rdev,
-            ),
+            stat_fields(st),
             content,
             None if xattrs is None else xattr_fingerprint(xattrs),
         )
