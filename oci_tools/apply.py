@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
-from oci_tools.compression import decompressor
+from oci_tools.compression import ReadAhead, decompressor
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import (
     DigestMismatchError,
@@ -1207,11 +1207,14 @@ def apply_layer(
     algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
     tee = _HashingReader(stream, counter, opts, codec, algorithm)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    # Reading, decompressing, hashing and the bomb checks run on a second
+    # thread, a few MiB ahead of the applier (the codecs release the GIL).
+    ahead = ReadAhead(tee.read, chunk=CHUNK)
     entries = 0
     try:
         applier = _Applier(rootfd, snapshot, opts)
         try:
-            for entry, content in iter_entries(tee, opts.limits):
+            for entry, content in iter_entries(ahead, opts.limits):
                 entries += 1
                 if entries > opts.max_entries:
                     raise UnsafeLayerError(entry.name, f"more than {opts.max_entries} entries")
@@ -1221,12 +1224,13 @@ def apply_layer(
                 applier.apply(entry, content)
             # Everything after the end-of-archive marker is part of the diff_id,
             # and the blob must reach EOF for its digest to be verified.
-            tee.drain()
+            ahead.drain()  # the worker is done with ``counter`` once this returns
             counter.drain()
             applier.finish()
         finally:
             applier.close()
     finally:
+        ahead.close()  # before the caller closes ``blob``
         os.close(rootfd)
     actual = tee.hasher.digest()
     if diff_id is not None and actual != diff_id:

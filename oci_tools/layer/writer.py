@@ -31,7 +31,8 @@ diff_id only depends on what it contains.  The format is fixed as follows:
 
 ``write_layer`` runs a whole layer through the writer and a compressor in one
 pass, hashing the uncompressed tar (diff_id) and the compressed blob (digest)
-on the way.
+on the way; hashing, compressing and storing run on a second thread
+(``PipeWriter``) while the first one walks, reads and encodes.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from oci_tools.compression import Writable, compressor
+from oci_tools.compression import PipeWriter, Writable, compressor
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import DigestMismatchError, OCIToolsError
 from oci_tools.layer.entry import EntryType, TarEntry
@@ -366,6 +367,17 @@ class _HashingWriter:
         return len(data)
 
 
+def _hashed(out: Writable) -> tuple[Writable, Hasher]:
+    """``out`` and a hasher of everything written to it from now on: the
+    store writer's own sha256 when it keeps one and nothing was written yet
+    (so the blob is not hashed twice), else a hashing wrapper."""
+    own = getattr(out, "hasher", None)
+    if isinstance(own, Hasher) and own.algorithm == "sha256" and own.size == 0:
+        return out, own
+    wrapper = _HashingWriter(out)
+    return wrapper, wrapper.hasher
+
+
 def _write_all(writer: TarWriter, entries: Iterable[tuple[TarEntry, BinaryIO | None]]) -> None:
     it = iter(entries)
     try:
@@ -378,6 +390,21 @@ def _write_all(writer: TarWriter, entries: Iterable[tuple[TarEntry, BinaryIO | N
         if close is not None:
             close()
     writer.close()
+
+
+def _piped(sink: Writable, entries: Iterable[tuple[TarEntry, BinaryIO | None]]) -> TarWriter:
+    """Write the tar of ``entries`` into ``sink`` through a PipeWriter: this
+    thread walks, reads and encodes while a worker hashes, compresses and
+    stores (same pieces, same order: the same bytes as without the thread)."""
+    pipe = PipeWriter(sink)
+    writer = TarWriter(pipe)
+    try:
+        _write_all(writer, entries)
+        pipe.close()
+    except BaseException:
+        pipe.abort()
+        raise
+    return writer
 
 
 def write_layer(
@@ -393,20 +420,18 @@ def write_layer(
     compressed bytes on their way into ``out`` (digest).  ``out`` is not closed.
     With codec ``none`` the two digests are one and the same.
     """
-    blob = _HashingWriter(out)
+    blob, blob_hash = _hashed(out)
     if codec == "none":
-        writer = TarWriter(blob)
-        _write_all(writer, entries)
-        digest = blob.hasher.digest()
-        return LayerInfo(digest, blob.hasher.size, digest, blob.hasher.size, codec, writer.entries)
+        writer = _piped(blob, entries)
+        digest = blob_hash.digest()
+        return LayerInfo(digest, blob_hash.size, digest, blob_hash.size, codec, writer.entries)
     comp = compressor(codec, blob, level)
     tar = _HashingWriter(comp)
-    writer = TarWriter(tar)
-    _write_all(writer, entries)
+    writer = _piped(tar, entries)
     comp.close()
     return LayerInfo(
-        blob.hasher.digest(),
-        blob.hasher.size,
+        blob_hash.digest(),
+        blob_hash.size,
         tar.hasher.digest(),
         tar.hasher.size,
         codec,
