@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
+from zlib import adler32
 
 from oci_tools.compression import PipeWriter, Writable, compressor
 from oci_tools.digest import Digest, Hasher
@@ -68,6 +69,18 @@ _MAX_TIME = _MAX_SIZE
 _NS = 1_000_000_000
 _PAX_NAME = b"@PaxHeader"
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
+_NUL100 = bytes(100)
+#: Header bytes after the magic and version (uname, gname, device numbers,
+#: prefix, padding): all NUL, or the device numbers at 329..345.
+_PLAIN_TAIL = bytes(BLOCK_SIZE - 265)
+_DEVICE_GAP = bytes(329 - 265)
+_DEVICE_TAIL = bytes(BLOCK_SIZE - 345)
+
+
+def _checksum(block: bytes) -> int:
+    """Sum of the 512 header bytes.  adler32's low half is 1 + the byte sum
+    mod 65521; 256 bytes sum to at most 65280, so per half it is exact."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _invalid(name: str, reason: str) -> ValueError:
@@ -168,23 +181,24 @@ class TarWriter:
         linkname: bytes = b"",
         device: tuple[int, int] | None = None,
     ) -> bytes:
-        block = bytearray(BLOCK_SIZE)
-        block[0 : len(name)] = name
-        block[100:108] = _octal(mode, 8)
-        block[108:116] = _octal(uid, 8)
-        block[116:124] = _octal(gid, 8)
-        block[124:136] = _octal(size, 12)
-        block[136:148] = _octal(mtime, 12)
-        block[148:156] = b" " * 8  # checksum is computed with its own field as spaces
-        block[156:157] = typeflag
-        block[157 : 157 + len(linkname)] = linkname
-        block[257:263] = b"ustar\0"
-        block[263:265] = b"00"
-        if device is not None:
-            block[329:337] = _octal(device[0], 8)
-            block[337:345] = _octal(device[1], 8)
-        block[148:156] = b"%06o\0 " % sum(block)
-        return bytes(block)
+        # One join of the fixed layout (name and linkname are at most 100
+        # bytes here: longer ones went to a PAX record), then the checksum.
+        tail = (
+            _PLAIN_TAIL
+            if device is None
+            else _DEVICE_GAP + b"%07o\0%07o\0" % device + _DEVICE_TAIL
+        )
+        block = b"".join((
+            name,
+            _NUL100[len(name) :],
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (mode, uid, gid, size, mtime),
+            typeflag,
+            linkname,
+            _NUL100[len(linkname) :],
+            b"ustar\x0000",
+            tail,
+        ))
+        return block[:148] + b"%06o\0 " % _checksum(block) + block[156:]
 
     def add(self, entry: TarEntry, content: BinaryIO | None = None) -> None:
         """Append one entry; ``content`` (regular files only) must yield exactly
