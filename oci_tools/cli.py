@@ -426,8 +426,34 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
 # parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used to test --help of every command)."""
+class _Skipped:
+    """Stands in for the subparser of a command that is not being run: its
+    argument definitions are accepted and dropped.  (argparse spends ~1 ms
+    per subparser on gettext lookups and terminal-size probes; building all
+    of them cost more than a view command's own work.)"""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._drop
+
+    def _drop(self, *args: Any, **kwargs: Any) -> _Skipped:
+        return self
+
+
+def _command_word(args: Sequence[str]) -> str | None:
+    """The subcommand the user typed: the first argument that is not an
+    option (the top-level parser has no option taking a value)."""
+    for arg in args:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser.  With ``command`` only that subcommand gets its
+    arguments (faster start-up); None, or a command no one registers,
+    builds the full parser (--help, usage errors, tests of every command)."""
     p = _Parser(
         prog="oci-tools",
         description="Build, inspect, unpack and commit OCI images kept as image layouts on disk.",
@@ -435,8 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"oci-tools {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    found = False
 
     def add(name: str, handler: Handler, help_: str, aliases: Sequence[str] = ()) -> Any:
+        nonlocal found
+        if command is not None:
+            if command != name and command not in aliases:
+                return _Skipped()
+            found = True
         sp = sub.add_parser(name, help=help_, description=help_, aliases=list(aliases))
         sp.set_defaults(handler=handler)
         return sp
@@ -605,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_layers.register(add)
     cli_build.register(add)
 
+    if command is not None and not found:
+        return build_parser()
     return p
 
 
@@ -632,7 +666,7 @@ def main(
     try:
         try:
             with contextlib.redirect_stdout(out):
-                ns = build_parser().parse_args(args)
+                ns = build_parser(_command_word(args)).parse_args(args)
         except SystemExit as e:  # --help and --version
             return int(e.code or 0)
         handler: Handler = ns.handler

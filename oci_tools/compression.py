@@ -20,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import queue
-import threading
 from collections.abc import Callable
-from typing import BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+
+if TYPE_CHECKING:
+    import queue
 
 from oci_tools.errors import UnsupportedMediaTypeError, UsageError
 from oci_tools.mediatype import LAYER_CODECS
@@ -194,6 +195,9 @@ class PipeWriter:
     """
 
     def __init__(self, sink: Writable, *, depth: int = 8) -> None:
+        import queue  # here, not at the top: views and other readers never need them
+        import threading
+
         self._sink = sink
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._error: BaseException | None = None
@@ -257,6 +261,9 @@ class ReadAhead:
     def __init__(
         self, read: Callable[[int], bytes], *, chunk: int = 1 << 20, depth: int = 4
     ) -> None:
+        import queue
+        import threading
+
         self._read = read
         self._chunk = chunk
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
@@ -321,6 +328,8 @@ class ReadAhead:
     def close(self) -> None:
         """Stop the worker (it may be blocked on a full queue) and wait for it."""
         self._stop = True
+        import queue
+
         while self._thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)

@@ -13,9 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
-import platform as _platform
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,7 +68,7 @@ _GOARCH = {
 
 def host_platform() -> Platform:
     """The platform of this machine in Go's GOOS/GOARCH terms."""
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()  # what platform.machine() returns, without its import
     arch = _GOARCH.get(machine, machine)
     variant = {"armv7l": "v7", "armv6l": "v6"}.get(machine, "")
     return Platform("linux", arch, variant)
@@ -225,6 +223,8 @@ class Layout:
             return new
 
     def _atomic_write(self, name: str, data: bytes) -> None:
+        import tempfile  # only writers need it (start-up of read-only commands)
+
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.path)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -396,6 +396,8 @@ class Layout:
         os.makedirs(d, exist_ok=True)
         rec = {"descriptor": desc.to_dict(), "owner": owner}
         name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(dump_json(rec))

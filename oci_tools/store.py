@@ -19,7 +19,6 @@ import functools
 import io
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol, cast
 
@@ -123,6 +122,8 @@ def read_small(
 class _DirBlobWriter:
     def __init__(self, store: DirStore) -> None:
         self._store = store
+        import tempfile  # writers only: read-only commands start faster without it
+
         fd, self._tmp = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
         self._f = os.fdopen(fd, "wb")
         self._h: dict[str, Hasher] = {}

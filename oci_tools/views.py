@@ -10,11 +10,11 @@ by decompressing on every call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,7 +24,7 @@ from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError
 from oci_tools.image import UNCOMPRESSED_SIZE, Image
 from oci_tools.layout import PRIVATE_DIR, Layout
-from oci_tools.model import Descriptor, History
+from oci_tools.model import Descriptor, History, Manifest
 
 CHUNK = 1 << 20
 
@@ -84,6 +84,8 @@ class SizeCache:
             return
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            import tempfile  # only when a size was learned (start-up of the views)
+
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".tmp-")
             with os.fdopen(fd, "w") as f:
                 json.dump(self._sizes, f)
@@ -113,13 +115,55 @@ def _state_key(history: Iterable[History], diff_ids: Iterable[Digest]) -> str:
     return h.hexdigest()
 
 
-def tagged_images(layout: Layout) -> list[tuple[str, Image]]:
-    """(ref, image) for every ref that resolves to a single image."""
+def tagged_images(
+    layout: Layout, manifests: Iterable[Descriptor] | None = None
+) -> list[tuple[str, Image]]:
+    """(ref, image) for every ref that resolves to a single image.
+
+    Same result as ``Image.load`` for each ref (the last entry of a duplicated
+    ref wins), but index.json is read once (``manifests``: its entries, when
+    the caller has them) and each manifest and config is read and parsed once,
+    however many refs point at it."""
+    entries = list(layout.index().manifests if manifests is None else manifests)
+    refs = [(d.ref_name, d) for d in entries if d.ref_name]
+    last = dict(refs)
+    loaded: dict[Digest, Image] = {}
     out = []
-    for ref, _ in layout.refs():
+    for ref, _ in refs:
         with contextlib.suppress(OCIToolsError):
-            out.append((ref, Image.load(layout, ref)))
+            mdesc = layout.select(last[ref])
+            img = loaded.get(mdesc.digest)
+            if img is None:
+                img = loaded[mdesc.digest] = Image.from_descriptor(layout, mdesc, ref)
+            elif img.descriptor != mdesc or img.ref != ref:
+                img = dataclasses.replace(img, descriptor=mdesc, ref=ref)
+            out.append((ref, img))
     return out
+
+
+def _reachable(layout: Layout, roots: Iterable[Descriptor], known: dict[Digest, Manifest]
+               ) -> set[Digest]:
+    """``layout.reachable(roots)``, using the manifests already parsed in
+    ``known`` instead of reading them again."""
+    marked: set[Digest] = set()
+    other: list[Descriptor] = []
+    nested = mt.INDEX_TYPES | mt.MANIFEST_TYPES
+    for d in roots:
+        m = known.get(d.digest)
+        if m is None or d.media_type not in mt.MANIFEST_TYPES:
+            other.append(d)
+            continue
+        marked.add(d.digest)
+        for child in ([m.config] if m.config is not None else []) + list(m.layers):
+            if child.media_type in nested:
+                other.append(child)
+            else:
+                marked.add(child.digest)
+        if m.subject is not None:
+            other.append(m.subject)
+    if other:
+        marked |= layout.reachable(other)
+    return marked
 
 
 def history_rows(image: Image, sizes: SizeCache) -> list[HistoryRow]:
@@ -178,14 +222,19 @@ class ImageRow:
     layers: int
 
 
-def image_rows(layout: Layout, sizes: SizeCache | None = None) -> list[ImageRow]:
+def image_rows(
+    layout: Layout,
+    sizes: SizeCache | None = None,
+    images: list[tuple[str, Image]] | None = None,
+) -> list[ImageRow]:
     """Every tagged image with its total, shared and unique (uncompressed) size.
 
     A layer is shared when another distinct image in the layout uses the same
-    blob; images under several refs count as one image.
+    blob; images under several refs count as one image.  ``images``: the
+    layout's ``tagged_images`` when the caller already has them.
     """
     sizes = sizes or SizeCache(layout)
-    imgs = tagged_images(layout)
+    imgs = tagged_images(layout) if images is None else images
     users: dict[Digest, set[Digest]] = {}
     for _ref, img in imgs:
         for ld in img.layers:
@@ -235,12 +284,13 @@ class DiskUsage:
 def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
     """Compute ``df`` figures from the layout's documents and blob sizes."""
     sizes = SizeCache(layout)
-    imgs = tagged_images(layout)
-    blob_size = {d: layout.store.stat_size(d) for d in layout.store.digests()}
     index_roots = list(layout.index().manifests)
+    imgs = tagged_images(layout, index_roots)
+    known = {img.descriptor.digest: img.manifest for _, img in imgs}
+    blob_size = {d: layout.store.stat_size(d) for d in layout.store.digests()}
     extra = layout.extra_roots()
-    reachable = layout.reachable(index_roots)
-    live = reachable | layout.reachable(extra)
+    reachable = _reachable(layout, index_roots, known)
+    live = reachable | _reachable(layout, extra, known)
     distinct = {img.id for _, img in imgs}
     active = {d.digest for d in extra} & distinct
     layer_users: dict[Digest, set[Digest]] = {}
@@ -253,7 +303,7 @@ def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
         LayerUse(str(d), blob_size.get(d, 0), sizes.size(layer_desc[d]) if verbose else 0, len(u))
         for d, u in sorted(layer_users.items())
     ]
-    rows = image_rows(layout, sizes) if verbose else []
+    rows = image_rows(layout, sizes, imgs) if verbose else []
     sizes.save()
     return DiskUsage(
         images=len(distinct),
