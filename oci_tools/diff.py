@@ -166,12 +166,26 @@ def _enc(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _key(rel: str) -> tuple[tuple[int, bytes], ...]:
-    """Depth-first sort key: each component ranked 2 (ordinary), so that
-    markers ranked 0 (opaque) and 1 (whiteouts) sort first in their directory."""
+# Sort keys are flat bytes: each component is a rank byte then its name,
+# components joined by NUL.  Names hold no NUL, so this orders exactly like
+# comparing (rank, name) component by component (a parent before its
+# children, NUL below any name byte) at a fraction of the cost of tuples.
+_RANK_OPAQUE = b"\x01"
+_RANK_WHITEOUT = b"\x02"
+_RANK_ITEM = b"\x03"
+
+
+def _key(rel: str) -> bytes:
+    """Depth-first sort key: every component ranked as an ordinary entry, so
+    that markers (opaque, then whiteouts) sort first in their directory."""
     if not rel:
-        return ()
-    return tuple((2, c) for c in _enc(rel).split(b"/"))
+        return b""
+    return _RANK_ITEM + _enc(rel).replace(b"/", b"\x00" + _RANK_ITEM)
+
+
+def _child_key(parent: str, rank: bytes, name: bytes) -> bytes:
+    """The key of a marker ``name`` of rank ``rank`` inside ``parent``."""
+    return (_key(parent) + b"\x00" if parent else b"") + rank + name
 
 
 class _DirFds:
@@ -345,14 +359,14 @@ class _Plan:
                 self.add(d, self.dir_stats[d], "C" if base is not None and d in base else "A")
                 d = _parent(d)
 
-    def records(self) -> list[tuple[tuple[tuple[int, bytes], ...], int, str]]:
+    def records(self) -> list[tuple[bytes, int, str]]:
         """(sort key, what, rel) in layer order; what: 0 opaque, 1 whiteout, 2 item."""
         recs = [(_key(rel), 2, rel) for rel in self.items]
         for p in self.whiteouts:
             parent, _, name = p.rpartition("/")
-            recs.append(((*_key(parent), (1, _enc(WHITEOUT_PREFIX + name))), 1, p))
+            recs.append((_child_key(parent, _RANK_WHITEOUT, _enc(WHITEOUT_PREFIX + name)), 1, p))
         for d in self.opaque:
-            recs.append(((*_key(d), (0, b"")), 0, d))
+            recs.append((_child_key(d, _RANK_OPAQUE, b""), 0, d))
         recs.sort()
         return recs
 
@@ -582,43 +596,59 @@ def _emit(
             dfd = fds.get(parent)
             name: str | None = base_name if rel else None
             fmt = stat.S_IFMT(st.st_mode)
-            xattrs = layer_xattrs(read_xattrs(dfd, name))
-            # In a rootless bundle the invoking user stands for container root;
-            # other owners were recorded in user.rootlesscontainers at unpack.
-            uid, gid = (0, 0) if rootless else (st.st_uid, st.st_gid)
-            owner = xattrs.pop(ROOTLESS_XATTR, None)
-            if owner is not None:
-                try:
-                    ruid, rgid = decode_rootless(owner)
-                except ValueError as exc:
-                    raise OCIToolsError(
-                        f"/{rel}: malformed {ROOTLESS_XATTR} attribute ({exc})",
-                        hint="fix or remove the attribute (setfattr -x)",
-                    ) from None
-                uid = uid if ruid is None else ruid
-                gid = gid if rgid is None else rgid
-            mtime = st.st_mtime_ns if clamp is None else min(st.st_mtime_ns, clamp)
-            mode = st.st_mode & 0o7777
-            if fmt != stat.S_IFDIR and st.st_nlink > 1:
-                ident = (st.st_dev, st.st_ino)
-                first = first_of.get(ident)
-                if first is not None:
-                    yield (
-                        TarEntry(rel, EntryType.HARDLINK, mode, uid, gid, 0, mtime, first),
-                        None,
-                    )
-                    continue
-                first_of[ident] = rel
-            etype = _ENTRY_TYPES[fmt]
-            if fmt == stat.S_IFREG:
-                assert name is not None
-                f = io.FileIO(_open_checked(dfd, name, st, rel), "rb", closefd=True)
-                try:
+            content_fd: int | None = None
+            if (
+                fmt == stat.S_IFREG
+                and name is not None
+                and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in first_of)
+            ):
+                # Its content goes in the layer: open it now and read the
+                # attributes through that fd (no path lookup through /proc).
+                content_fd = _open_checked(dfd, name, st, rel)
+            f = None if content_fd is None else io.FileIO(content_fd, "rb", closefd=True)
+            try:
+                if content_fd is not None:
+                    raw = read_xattrs(content_fd, None)
+                elif fmt == stat.S_IFDIR:
+                    # Opened anyway to read its children next: use that fd.
+                    raw = read_xattrs(fds.get(rel), None)
+                else:
+                    raw = read_xattrs(dfd, name)
+                xattrs = layer_xattrs(raw)
+                # In a rootless bundle the invoking user stands for container root;
+                # other owners were recorded in user.rootlesscontainers at unpack.
+                uid, gid = (0, 0) if rootless else (st.st_uid, st.st_gid)
+                owner = xattrs.pop(ROOTLESS_XATTR, None)
+                if owner is not None:
+                    try:
+                        ruid, rgid = decode_rootless(owner)
+                    except ValueError as exc:
+                        raise OCIToolsError(
+                            f"/{rel}: malformed {ROOTLESS_XATTR} attribute ({exc})",
+                            hint="fix or remove the attribute (setfattr -x)",
+                        ) from None
+                    uid = uid if ruid is None else ruid
+                    gid = gid if rgid is None else rgid
+                mtime = st.st_mtime_ns if clamp is None else min(st.st_mtime_ns, clamp)
+                mode = st.st_mode & 0o7777
+                if fmt != stat.S_IFDIR and st.st_nlink > 1:
+                    ident = (st.st_dev, st.st_ino)
+                    first = first_of.get(ident)
+                    if first is not None:
+                        yield (
+                            TarEntry(rel, EntryType.HARDLINK, mode, uid, gid, 0, mtime, first),
+                            None,
+                        )
+                        continue
+                    first_of[ident] = rel
+                etype = _ENTRY_TYPES[fmt]
+                if f is not None:
                     entry = TarEntry(rel, etype, mode, uid, gid, st.st_size, mtime, xattrs=xattrs)
                     yield entry, cast(BinaryIO, f)
-                finally:
+                    continue
+            finally:
+                if f is not None:
                     f.close()
-                continue
             linkname = ""
             major = minor = 0
             if fmt == stat.S_IFLNK:

@@ -37,6 +37,7 @@ on the way; hashing, compressing and storing run on a second thread
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -75,6 +76,14 @@ _NUL100 = bytes(100)
 _PLAIN_TAIL = bytes(BLOCK_SIZE - 265)
 _DEVICE_GAP = bytes(329 - 265)
 _DEVICE_TAIL = bytes(BLOCK_SIZE - 345)
+
+
+@functools.lru_cache(maxsize=64)
+def _pax_header(size: int) -> bytes:
+    """The header of a PAX extended header of ``size`` bytes (all else fixed)."""
+    return TarWriter._header(
+        name=_PAX_NAME, mode=0o644, uid=0, gid=0, size=size, mtime=0, typeflag=b"x"
+    )
 
 
 def _checksum(block: bytes) -> int:
@@ -229,6 +238,9 @@ class TarWriter:
         if entry.type in (EntryType.HARDLINK, EntryType.SYMLINK) and not linkname:
             raise _invalid(entry.name, "a link needs a target")
 
+        if self._add_common(entry, typeflag, name, linkname, content):
+            return
+
         pax: dict[bytes, bytes] = {}
         binary = False
         if _needs_pax_string(name):
@@ -314,6 +326,54 @@ class TarWriter:
         if is_reg and content is not None:
             self._copy(entry, content)
         self.entries += 1
+
+    def _add_common(
+        self,
+        entry: TarEntry,
+        typeflag: bytes,
+        name: bytes,
+        linkname: bytes,
+        content: BinaryIO | None,
+    ) -> bool:
+        """The same bytes as the general path of ``add`` for the entries
+        nearly every layer is made of (short ASCII names, ids and size that
+        fit their fields, no xattrs, no device; at most a PAX ``mtime``), in
+        one write and with a cached PAX header; False for anything else."""
+        uid, gid, size, ns = entry.uid, entry.gid, entry.size, entry.mtime_ns
+        if (
+            entry.xattrs
+            or typeflag in (b"3", b"4")
+            or len(name) > _NAME_LEN
+            or len(linkname) > _NAME_LEN
+            or not name.isascii()
+            or not linkname.isascii()
+            or not (0 <= uid <= _MAX_ID and 0 <= gid <= _MAX_ID and 0 <= size <= _MAX_SIZE)
+        ):
+            return False
+        secs, frac = divmod(ns, _NS)
+        if not 0 <= secs <= _MAX_TIME:
+            return False
+        is_reg = typeflag == b"0"
+        head = self._header(
+            name=name,
+            mode=entry.mode & 0o7777,
+            uid=uid,
+            gid=gid,
+            size=size if is_reg else 0,
+            mtime=secs,
+            typeflag=typeflag,
+            linkname=linkname,
+        )
+        if frac:
+            record = _pax_record(b"mtime", _pax_time(ns))
+            n = len(record)
+            self._write(b"".join((_pax_header(n), record, _ZERO_BLOCK[: -n % BLOCK_SIZE], head)))
+        else:
+            self._write(head)
+        if is_reg and content is not None:
+            self._copy(entry, content)
+        self.entries += 1
+        return True
 
     def _pad(self, length: int) -> None:
         rest = length % BLOCK_SIZE
