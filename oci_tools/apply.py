@@ -817,12 +817,20 @@ class _Applier:
         self, entry: TarEntry, content: EntryContent, pfd: int, name: str, path: str
     ) -> None:
         self._space(entry)
+        mode = entry.mode
+        wanted = self.wanted_xattrs(entry)
+        # With a snapshot (unpack), the file is created with its final
+        # permission bits and owner fix-ups happen only when the final fstat
+        # shows they are needed: most files skip fchown and fchmod.  Never
+        # with setuid/setgid/sticky bits: those come from fchmod, after chown.
+        quick = self.snap is not None and not wanted
+        create_mode = mode & 0o777 if quick else 0o600
         try:
-            fd = os.open(name, _O_NEW_FILE, 0o600, dir_fd=pfd)
+            fd = os.open(name, _O_NEW_FILE, create_mode, dir_fd=pfd)
         except FileExistsError:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             self.remove_node(pfd, name, path, st)
-            fd = os.open(name, _O_NEW_FILE, 0o600, dir_fd=pfd)
+            fd = os.open(name, _O_NEW_FILE, create_mode, dir_fd=pfd)
         try:
             h = hashlib.sha256() if self.snap is not None else None
             write = os.write
@@ -833,16 +841,26 @@ class _Applier:
                 while n < len(mv):
                     mv = mv[n:]
                     n = write(fd, mv)
-            if not self.rootless:
-                os.fchown(fd, entry.uid, entry.gid)
-            applied = (
-                self.xattrs(fd, entry, path, clear=False) if self.wanted_xattrs(entry) else {}
-            )
-            os.fchmod(fd, entry.mode)  # after chown (it clears setuid/setgid)
             t = _clamp_ns(entry.mtime_ns)
-            os.utime(fd, ns=(t, t))
-            if h is not None:
-                self.record(path, os.fstat(fd), h.hexdigest(), applied)
+            if quick:
+                os.utime(fd, ns=(t, t))
+                st = os.fstat(fd)
+                owner_ok = self.rootless or (st.st_uid, st.st_gid) == (entry.uid, entry.gid)
+                if not owner_ok or stat.S_IMODE(st.st_mode) != mode:
+                    if not owner_ok:
+                        os.fchown(fd, entry.uid, entry.gid)
+                    os.fchmod(fd, mode)  # after chown (it clears setuid/setgid)
+                    st = os.fstat(fd)
+                assert h is not None
+                self.record(path, st, h.hexdigest(), {})
+            else:
+                if not self.rootless:
+                    os.fchown(fd, entry.uid, entry.gid)
+                applied = self.xattrs(fd, entry, path, clear=False) if wanted else {}
+                os.fchmod(fd, mode)  # after chown (it clears setuid/setgid)
+                os.utime(fd, ns=(t, t))
+                if h is not None:
+                    self.record(path, os.fstat(fd), h.hexdigest(), applied)
         finally:
             os.close(fd)
         self.mark_written(path)
