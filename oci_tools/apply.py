@@ -191,6 +191,11 @@ class _HashingReader:
         self._codec = codec
         self.hasher = Hasher(algorithm)
 
+    @property
+    def counter(self) -> _CountingReader:
+        """The compressed side: bytes read from the blob so far."""
+        return self._counter
+
     def read(self, n: int = -1) -> bytes:
         try:
             data = self._raw.read(n)
@@ -223,6 +228,19 @@ class _HashingReader:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
+
+
+def open_layer_stream(
+    blob: BinaryIO, codec: str, algorithm: str = "sha256", options: ApplyOptions | None = None
+) -> _HashingReader:
+    """The uncompressed stream of a layer blob: hashed (``.hasher`` gives the
+    diff_id once it is drained) and bounded by the bomb limits of
+    ``options``.  Every reader of layer content goes through it."""
+    opts = options if options is not None else ApplyOptions()
+    # Uncompressed layers have nothing to bound: read them in big pieces.
+    counter = _CountingReader(blob, CHUNK if codec == "none" else _COMPRESSED_READ)
+    return _HashingReader(decompressor(codec, cast(BinaryIO, counter)), counter, opts, codec,
+                          algorithm)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -1219,11 +1237,8 @@ def apply_layer(
     applied and must be discarded.
     """
     opts = options if options is not None else ApplyOptions()
-    # Uncompressed layers have nothing to bound: read them in big pieces.
-    counter = _CountingReader(blob, CHUNK if codec == "none" else _COMPRESSED_READ)
-    stream = decompressor(codec, cast(BinaryIO, counter))
     algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
-    tee = _HashingReader(stream, counter, opts, codec, algorithm)
+    tee = open_layer_stream(blob, codec, algorithm, opts)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     # Reading, decompressing, hashing and the bomb checks run on a second
     # thread, a few MiB ahead of the applier (the codecs release the GIL).
@@ -1242,8 +1257,8 @@ def apply_layer(
                 applier.apply(entry, content)
             # Everything after the end-of-archive marker is part of the diff_id,
             # and the blob must reach EOF for its digest to be verified.
-            ahead.drain()  # the worker is done with ``counter`` once this returns
-            counter.drain()
+            ahead.drain()  # the worker is done with the counter once this returns
+            tee.counter.drain()
             applier.finish()
         finally:
             applier.close()
@@ -1259,7 +1274,7 @@ def apply_layer(
     return ApplyResult(
         diff_id=actual,
         uncompressed_size=tee.hasher.size,
-        compressed_size=counter.count,
+        compressed_size=tee.counter.count,
         entries=entries,
         skipped=skipped,
     )
@@ -1270,5 +1285,6 @@ __all__ = [
     "ApplyOptions",
     "ApplyResult",
     "apply_layer",
+    "open_layer_stream",
     "read_file_in_root",
 ]

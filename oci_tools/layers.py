@@ -32,14 +32,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from oci_tools.apply import ApplyOptions, apply_layer
-from oci_tools.compression import codec_for_media_type, decompressor
-from oci_tools.digest import Digest, Hasher
+from oci_tools.apply import ApplyOptions, apply_layer, open_layer_stream
+from oci_tools.compression import codec_for_media_type
+from oci_tools.digest import Digest
 from oci_tools.errors import (
     ClobberError,
     DigestMismatchError,
     OCIToolsError,
-    UnsafeLayerError,
     UsageError,
 )
 from oci_tools.image import Image
@@ -58,7 +57,6 @@ _DIR = EntryType.DIR.value
 _REG = EntryType.REG.value
 _KINDS = frozenset({t.value for t in EntryType} | {WHITEOUT, OPAQUE})
 #: Bytes read from a compressed blob at a time (keeps the ratio check tight).
-_COMPRESSED_READ = 32 << 10
 
 
 # ----------------------------------------------------------------------- indexes
@@ -136,9 +134,7 @@ class LayerIndex:
             ):
                 raise ValueError(f"bad index row {row!r}")
             entries.append(IndexEntry(path, kind, mode, uid, gid, esize, link))
-        return cls(
-            Digest.parse(doc["digest"]), Digest.parse(doc["diff_id"]), size, tuple(entries)
-        )
+        return cls(Digest.parse(doc["digest"]), Digest.parse(doc["diff_id"]), size, tuple(entries))
 
 
 class LayerCache:
@@ -183,62 +179,6 @@ class LayerCache:
                 raise
 
 
-class _Counting:
-    """The compressed side: counts bytes pulled from the blob."""
-
-    def __init__(self, raw: BinaryIO, piece: int) -> None:
-        self._raw = raw
-        self._piece = piece
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(self._piece if n is None or n < 0 else min(n, self._piece))
-        self.count += len(data)
-        return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-
-class _Expanding:
-    """The uncompressed side: hashes every byte (the diff_id) and stops a
-    decompression bomb with the same ratio policy as ``apply``."""
-
-    def __init__(self, raw: BinaryIO, counter: _Counting, codec: str, algorithm: str) -> None:
-        self._raw = raw
-        self._counter = counter
-        self._codec = codec
-        self._policy = ApplyOptions(rootless=True)
-        self.hasher = Hasher(algorithm)
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._raw.read(n)
-        except OCIToolsError:
-            raise
-        except Exception as exc:  # zlib/isal/zstd errors, EOFError on truncation
-            raise UnsafeLayerError(
-                "(layer stream)", f"corrupt {self._codec} data: {exc}"
-            ) from exc
-        if data:
-            self.hasher.update(data)
-            total, policy = self.hasher.size, self._policy
-            if total > policy.ratio_grace_bytes and total > policy.max_ratio * max(
-                self._counter.count, 1
-            ):
-                raise UnsafeLayerError(
-                    "(layer stream)",
-                    f"expansion ratio above {policy.max_ratio:g} "
-                    f"({total} bytes from {self._counter.count}): decompression bomb?",
-                )
-        return data
-
-
 def _check_diff_id(actual: Digest, expected: Digest | None) -> None:
     if expected is not None and expected.computable and actual != expected:
         raise DigestMismatchError("diff_id of layer", expected=str(expected), actual=str(actual))
@@ -256,8 +196,8 @@ def read_index(layout: Layout, desc: Descriptor, diff_id: Digest | None) -> Laye
     algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
     raw = layout.store.open(desc.digest, desc.size)
     try:
-        counter = _Counting(cast(BinaryIO, raw), CHUNK if codec == "none" else _COMPRESSED_READ)
-        tee = _Expanding(decompressor(codec, cast(BinaryIO, counter)), counter, codec, algorithm)
+        # The same bounded, hashing stream unpack uses (bomb limits included).
+        tee = open_layer_stream(cast(BinaryIO, raw), codec, algorithm, ApplyOptions(rootless=True))
         entries = [IndexEntry.from_tar(entry) for entry, _content in iter_entries(tee)]
         while tee.read(CHUNK):  # after the end-of-archive marker: still in the diff_id
             pass
@@ -269,9 +209,7 @@ def read_index(layout: Layout, desc: Descriptor, diff_id: Digest | None) -> Laye
     return LayerIndex(desc.digest, actual, tee.hasher.size, tuple(entries))
 
 
-def layer_index(
-    image: Image, i: int, cache: LayerCache | None = None
-) -> LayerIndex:
+def layer_index(image: Image, i: int, cache: LayerCache | None = None) -> LayerIndex:
     """The index of layer ``i`` of ``image``: from the cache, else streamed
     once and cached."""
     cache = cache or LayerCache(image.layout)
@@ -473,8 +411,16 @@ class _Replay:
             tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname))
             target = "/" + e.linkname if e.kind == EntryType.HARDLINK.value else e.linkname
             rows.append(
-                Change("C" if p in lower else "A", "/" + p, e.kind, e.mode, e.uid, e.gid,
-                       e.size, target)
+                Change(
+                    "C" if p in lower else "A",
+                    "/" + p,
+                    e.kind,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.size,
+                    target,
+                )
             )
         # One D row per removed subtree, at its topmost path, with every byte
         # hidden below it (descendants may have been whited out separately).
@@ -488,8 +434,9 @@ class _Replay:
             hidden[top] = hidden.get(top, 0) + removed[p][1]
         for p, size in hidden.items():
             node = removed[p][0]
-            rows.append(Change("D", "/" + p, node.kind, node.mode, node.uid, node.gid,
-                               size, node.linkname))
+            rows.append(
+                Change("D", "/" + p, node.kind, node.mode, node.uid, node.gid, size, node.linkname)
+            )
         rows.sort(key=lambda c: _sort_key(c.path))
         return rows, whiteouts
 
@@ -528,8 +475,14 @@ def analyze(image: Image, upto: int | None = None, cache: LayerCache | None = No
         index = layer_index(image, li, cache)
         rows, whiteouts = replay.layer(li, index)
         reports.append(
-            LayerReport(li, image.layers[li], created_by.get(li, ""),
-                        index.uncompressed_size, rows, whiteouts)
+            LayerReport(
+                li,
+                image.layers[li],
+                created_by.get(li, ""),
+                index.uncompressed_size,
+                rows,
+                whiteouts,
+            )
         )
     return Analysis(image, reports, replay.waste, replay.total_bytes)
 
@@ -561,8 +514,10 @@ def select_layer(image: Image, text: str) -> int:
         }
     )
     if not hits:
-        raise UsageError(f"no layer of the image has digest {text}",
-                         hint="see the LAYER column of: oci-tools layers")
+        raise UsageError(
+            f"no layer of the image has digest {text}",
+            hint="see the LAYER column of: oci-tools layers",
+        )
     digests = {str(image.layers[i].digest) for i in hits}
     if len(hits) > 1:
         what = "is shared by" if len(digests) == 1 else "matches"
@@ -684,7 +639,11 @@ class ExtractResult:
 
 
 def extract_layer(
-    image: Image, i: int, dest: str, *, rootless: bool | None = None,
+    image: Image,
+    i: int,
+    dest: str,
+    *,
+    rootless: bool | None = None,
     cache: LayerCache | None = None,
 ) -> ExtractResult:
     """Write layer ``i``'s own files into ``dest`` (created, or empty).
@@ -705,14 +664,16 @@ def extract_layer(
     codec = codec_for_media_type(desc.media_type)
     cached = cache.get(desc.digest)
     seen: list[IndexEntry] = []
-    opts = ApplyOptions(on_entry=lambda e: seen.append(IndexEntry.from_tar(e)),
-                        apply_whiteouts=False)
+    opts = ApplyOptions(
+        on_entry=lambda e: seen.append(IndexEntry.from_tar(e)), apply_whiteouts=False
+    )
     if rootless is not None:
         opts.rootless = rootless
     raw = image.layout.store.open(desc.digest, desc.size)
     try:
-        res = apply_layer(cast(BinaryIO, raw), dest, codec=codec,
-                          diff_id=image.config.diff_ids[i], options=opts)
+        res = apply_layer(
+            cast(BinaryIO, raw), dest, codec=codec, diff_id=image.config.diff_ids[i], options=opts
+        )
     finally:
         raw.close()
     if cached is None:
