@@ -12,13 +12,14 @@ Inputs are prepared once into ``bench/cache/`` (git-ignored) and reused:
   image ``big-<MiB>.oci``;
 - ``views.oci``: 50 images sharing a base layer and 10 family layers.
 
-Every case runs each tool as a subprocess and measures the whole process:
-wall time (``perf_counter`` around spawn and ``wait4``), user+sys CPU time
-and peak RSS from the child's ``rusage`` (``wait4``; for a pipeline this is
-the largest single process of it).  Tools take turns within each round (so
-load from elsewhere on the machine hits all of them alike); one warm-up round
-is discarded, then the median of ``BENCH_RUNS`` (default 5) rounds is kept.
-``sync`` runs before each timed command, outside the timing.
+Every case runs each tool as a subprocess under ``/usr/bin/time`` and
+measures the whole process: wall time (``perf_counter`` around it), user+sys
+CPU time and peak RSS (for a pipeline: CPU summed, RSS of its largest
+process).  Tools take turns within each round (so load from elsewhere on the
+machine hits all of them alike); one warm-up round is discarded, then the
+median of ``BENCH_RUNS`` (default 5) rounds is kept.  ``sync`` runs before
+each timed command, outside the timing.  Outputs are moved aside, not deleted,
+until a case ends (see ``trash`` and ``settle``).
 
 Environment:
   BENCH_RUNS=N      timed rounds per case (default 5; 1 with BENCH_QUICK)
@@ -31,7 +32,8 @@ Children run without PYTHONDONTWRITEBYTECODE, as an installed tool would:
 the warm-up round leaves .pyc files behind like ``pip install`` does.
 
 A full run writes ``bench/results.json`` and prints a table of medians with
-the ratio oci-tools / peer, and which targets are met.
+the ratio oci-tools / peer, and which targets are met; ``run.py --markdown``
+prints the last results as markdown tables.
 """
 
 from __future__ import annotations
@@ -857,7 +859,8 @@ def markdown(doc: dict[str, Any]) -> str:
             else:
                 ratio = f"{base / r['wall_s']:.2f}"
             size = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
-            lines.append(f"| {case['title']} | {r['label']} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
+            label = r["label"].replace("|", "\\|")
+            lines.append(f"| {case['title']} | {label} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
                          f"| {r['peak_rss_mb']:.0f} | {size} | {ratio} |")
     lines += ["", "| target | value | limit | |", "|---|---:|---:|---|"]
     for t in doc["targets"]:
