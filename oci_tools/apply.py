@@ -27,11 +27,12 @@ diff_id, for one, can only be checked once everything was applied).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -104,6 +105,10 @@ class ApplyOptions:
     apply_whiteouts:
         False leaves whiteouts and opaque markers unapplied (they are still
         validated and passed to ``on_entry``): extracting one layer on its own.
+    on_missing_link:
+        Called, instead of failing, with a hardlink member whose target does
+        not exist in the rootfs; the member is then skipped.  Extracting one
+        layer on its own: its hardlinks may point at lower layers' files.
     """
 
     rootless: bool = field(default_factory=_default_rootless)
@@ -116,6 +121,7 @@ class ApplyOptions:
     limits: ReadLimits = DEFAULT_LIMITS
     on_entry: Callable[[TarEntry], None] | None = None
     apply_whiteouts: bool = True
+    on_missing_link: Callable[[TarEntry], None] | None = None
 
 
 @dataclass
@@ -938,18 +944,19 @@ class _Applier:
         pfd = os.dup(pfd)  # resolving the target may evict the cached fd
         try:
             got = self.resolve_dir(tlex, create=False, entry=entry.name)
-            if got is None:
-                raise UnsafeLayerError(entry.name, f"hardlink target {entry.linkname!r} missing")
-            tcanon, tpfd = got
-            tpath = _join(tcanon, tbase)
-            try:
+            tst = None
+            if got is not None:
+                tcanon, tpfd = got
+                tpath = _join(tcanon, tbase)
                 # The final component is never followed: a link to a symlink
                 # links the symlink itself.
-                tst = os.stat(tbase, dir_fd=tpfd, follow_symlinks=False)
-            except FileNotFoundError:
-                raise UnsafeLayerError(
-                    entry.name, f"hardlink target {entry.linkname!r} missing"
-                ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    tst = os.stat(tbase, dir_fd=tpfd, follow_symlinks=False)
+            if tst is None:
+                if self.opts.on_missing_link is not None:
+                    self.opts.on_missing_link(entry)
+                    return
+                raise UnsafeLayerError(entry.name, f"hardlink target {entry.linkname!r} missing")
             if stat.S_ISDIR(tst.st_mode):
                 raise UnsafeLayerError(entry.name, "hardlink to a directory")
             tpfd = os.dup(tpfd)
@@ -1243,34 +1250,23 @@ def apply_layer(
     # Reading, decompressing, hashing and the bomb checks run on a second
     # thread, a few MiB ahead of the applier (the codecs release the GIL).
     ahead = ReadAhead(tee.read, chunk=CHUNK)
-    entries = 0
+
+    def end_of_stream() -> None:
+        # Everything after the end-of-archive marker is part of the diff_id,
+        # and the blob must reach EOF for its digest to be verified.
+        ahead.drain()  # the worker is done with the counter once this returns
+        tee.counter.drain()
+
     try:
-        applier = _Applier(rootfd, snapshot, opts)
-        try:
-            for entry, content in iter_entries(ahead, opts.limits):
-                entries += 1
-                if entries > opts.max_entries:
-                    raise UnsafeLayerError(entry.name, f"more than {opts.max_entries} entries")
-                if opts.on_entry is not None:
-                    opts.on_entry(entry)
-                applier.evict()
-                applier.apply(entry, content)
-            # Everything after the end-of-archive marker is part of the diff_id,
-            # and the blob must reach EOF for its digest to be verified.
-            ahead.drain()  # the worker is done with the counter once this returns
-            tee.counter.drain()
-            applier.finish()
-        finally:
-            applier.close()
+        entries, skipped = _run(
+            rootfd, iter_entries(ahead, opts.limits), snapshot, opts, end_of_stream
+        )
     finally:
         ahead.close()  # before the caller closes ``blob``
         os.close(rootfd)
     actual = tee.hasher.digest()
     if diff_id is not None and actual != diff_id:
         raise DigestMismatchError("diff_id of layer", expected=str(diff_id), actual=str(actual))
-    skipped = list(applier.notes)
-    if applier.notes_dropped:
-        skipped.append(f"... and {applier.notes_dropped} more")
     return ApplyResult(
         diff_id=actual,
         uncompressed_size=tee.hasher.size,
@@ -1280,11 +1276,63 @@ def apply_layer(
     )
 
 
+def _run(
+    rootfd: int,
+    members: Iterable[tuple[TarEntry, EntryContent]],
+    snapshot: Snapshot | None,
+    opts: ApplyOptions,
+    before_finish: Callable[[], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Apply ``members`` in order; returns (members seen, skipped notes)."""
+    entries = 0
+    applier = _Applier(rootfd, snapshot, opts)
+    try:
+        for entry, content in members:
+            entries += 1
+            if entries > opts.max_entries:
+                raise UnsafeLayerError(entry.name, f"more than {opts.max_entries} entries")
+            if opts.on_entry is not None:
+                opts.on_entry(entry)
+            applier.evict()
+            applier.apply(entry, content)
+        if before_finish is not None:
+            before_finish()
+        applier.finish()
+    finally:
+        applier.close()
+    skipped = list(applier.notes)
+    if applier.notes_dropped:
+        skipped.append(f"... and {applier.notes_dropped} more")
+    return entries, skipped
+
+
+def apply_members(
+    members: Iterable[tuple[TarEntry, EntryContent]],
+    rootfs: str,
+    *,
+    options: ApplyOptions | None = None,
+) -> list[str]:
+    """Apply already-parsed tar ``members`` onto ``rootfs``, with the same
+    rules as ``apply_layer`` (confinement, links, whiteouts, metadata).
+
+    For members that do not come from one layer stream: ``layer extract``
+    copies a lower layer's file to where a hardlink of its layer points at it.
+    Returns the notes of what was not applied.
+    """
+    opts = options if options is not None else ApplyOptions()
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _run(rootfd, members, None, opts)[1]
+    finally:
+        os.close(rootfd)
+
+
 __all__ = [
     "MAX_SYMLINK_HOPS",
     "ApplyOptions",
     "ApplyResult",
     "apply_layer",
+    "apply_members",
     "open_layer_stream",
     "read_file_in_root",
 ]

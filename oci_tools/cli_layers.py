@@ -292,6 +292,11 @@ def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
     res = extract_layer(img, i, a.dir, rootless=True if a.rootless else None)
     for s in res.skipped:
         c.note(f"warning: not applied: {safe_text(s)}")
+    for cp in res.copies:
+        c.note(
+            f"copied /{safe_text(cp.path)}: a hardlink to /{safe_text(cp.target)} of layer "
+            f"{cp.layer}"
+        )
     for w in res.whiteouts:
         c.print(f"{w.kind} /{safe_text(w.path)}")
     n = len(res.whiteouts)
@@ -360,7 +365,8 @@ def register(add: Callable[..., Any]) -> None:
         help="list one layer's entries: A added, C changed, D removed (whiteouts, and what "
         "opaque markers hide)",
         description="List one layer's entries relative to the layers below it: A added, "
-        "C changed (a lower layer had the path), D removed. With --tree, directory sizes are "
+        "C changed (a lower layer had the path), D removed. Paths are where entries land: a "
+        "name through a symlink is followed inside the rootfs. With --tree, directory sizes are "
         "the bytes this layer adds below them; a D row shows the bytes it hides. "
         "'->' marks a symlink target, '=>' a hardlink's.",
     )
@@ -374,7 +380,8 @@ def register(add: Callable[..., Any]) -> None:
         help="write one layer's own files into DIR (whiteouts listed, not applied)",
         description="Write one layer's own files into DIR (new or empty), with the same "
         "safety checks as unpack. Whiteouts are not applied: they are printed on stdout "
-        "('whiteout PATH', 'opaque DIR'). A hardlink to a lower layer's file is an error.",
+        "('whiteout PATH', 'opaque DIR'). A hardlink to a lower layer's file is written as a "
+        "copy of that file. After an error nothing is left behind.",
     )
     p.set_defaults(handler=cmd_layer_extract)
     _common(p, fmt=False)

@@ -13,8 +13,10 @@ by replaying them on a model of the merged tree (paths and metadata only).
 The replay follows ``apply``'s rules: whiteouts and opaque markers remove only
 what lower layers left, whatever their order in the tar; a non-directory over
 a directory replaces the whole subtree; a directory over a directory merges.
-Paths are the names as stored in the tars: a name that passes through a
-symlink (which ``apply`` would resolve inside the rootfs) is shown as named.
+Paths are where members land, as ``apply`` resolves them: a name whose
+parent passes through a symlink (of a lower layer or of the same layer) is
+followed inside the rootfs, so ``lib/x`` under ``lib -> usr/lib`` is
+``/usr/lib/x``; the last component is never followed.
 
 A path is ``A`` (added) when no lower layer had it, ``C`` (changed) when one
 did.  ``D`` rows are the topmost lower paths a layer removes: the target of a
@@ -24,26 +26,36 @@ subtree), the old children of a directory replaced by a non-directory.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
+import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
-from oci_tools.apply import ApplyOptions, apply_layer, open_layer_stream
+from oci_tools.apply import (
+    MAX_SYMLINK_HOPS,
+    ApplyOptions,
+    apply_layer,
+    apply_members,
+    open_layer_stream,
+)
 from oci_tools.compression import codec_for_media_type
 from oci_tools.digest import Digest
 from oci_tools.errors import (
     ClobberError,
     DigestMismatchError,
     OCIToolsError,
+    UnsafeLayerError,
     UsageError,
 )
 from oci_tools.image import Image
 from oci_tools.layer.entry import EntryType, TarEntry
-from oci_tools.layer.reader import CHUNK, iter_entries
+from oci_tools.layer.reader import CHUNK, EntryContent, iter_entries
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.layout import PRIVATE_DIR, Layout
 from oci_tools.model import Descriptor
@@ -55,6 +67,8 @@ WHITEOUT = "whiteout"
 OPAQUE = "opaque"
 _DIR = EntryType.DIR.value
 _REG = EntryType.REG.value
+_SYMLINK = EntryType.SYMLINK.value
+_HARDLINK = EntryType.HARDLINK.value
 _KINDS = frozenset({t.value for t in EntryType} | {WHITEOUT, OPAQUE})
 #: Bytes read from a compressed blob at a time (keeps the ratio check tight).
 
@@ -184,6 +198,42 @@ def _check_diff_id(actual: Digest, expected: Digest | None) -> None:
         raise DigestMismatchError("diff_id of layer", expected=str(expected), actual=str(actual))
 
 
+class _LayerStream:
+    """One layer blob streamed through apply's bounded, hashing opener (bomb
+    limits included): ``members()``, then ``finish()`` reads to EOF (the blob
+    digest is verified there) and checks the diff_id; ``close()`` always."""
+
+    def __init__(self, layout: Layout, desc: Descriptor, diff_id: Digest | None) -> None:
+        codec = codec_for_media_type(desc.media_type)
+        algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
+        self.diff_id = diff_id
+        self.raw = layout.store.open(desc.digest, desc.size)
+        try:
+            self.tee = open_layer_stream(
+                cast(BinaryIO, self.raw), codec, algorithm, ApplyOptions(rootless=True)
+            )
+        except BaseException:
+            self.raw.close()
+            raise
+
+    def members(self) -> Iterator[tuple[TarEntry, EntryContent]]:
+        """The tar members, in order (each content valid until the next)."""
+        return iter_entries(self.tee)
+
+    def finish(self) -> tuple[Digest, int]:
+        """Read the rest (still part of the diff_id); (diff_id, size)."""
+        while self.tee.read(CHUNK):
+            pass
+        self.raw.drain()
+        actual = self.tee.hasher.digest()
+        _check_diff_id(actual, self.diff_id)
+        return actual, self.tee.hasher.size
+
+    def close(self) -> None:
+        """Release the blob."""
+        self.raw.close()
+
+
 def read_index(layout: Layout, desc: Descriptor, diff_id: Digest | None) -> LayerIndex:
     """Stream the layer ``desc`` once and index it (nothing is cached here).
 
@@ -192,21 +242,13 @@ def read_index(layout: Layout, desc: Descriptor, diff_id: Digest | None) -> Laye
     UnsafeLayerError for a malformed or hostile tar (the strict reader fails
     closed), DigestMismatchError, UnsupportedMediaTypeError.
     """
-    codec = codec_for_media_type(desc.media_type)
-    algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
-    raw = layout.store.open(desc.digest, desc.size)
+    stream = _LayerStream(layout, desc, diff_id)
     try:
-        # The same bounded, hashing stream unpack uses (bomb limits included).
-        tee = open_layer_stream(cast(BinaryIO, raw), codec, algorithm, ApplyOptions(rootless=True))
-        entries = [IndexEntry.from_tar(entry) for entry, _content in iter_entries(tee)]
-        while tee.read(CHUNK):  # after the end-of-archive marker: still in the diff_id
-            pass
-        raw.drain()
+        entries = [IndexEntry.from_tar(entry) for entry, _content in stream.members()]
+        actual, size = stream.finish()
     finally:
-        raw.close()
-    actual = tee.hasher.digest()
-    _check_diff_id(actual, diff_id)
-    return LayerIndex(desc.digest, actual, tee.hasher.size, tuple(entries))
+        stream.close()
+    return LayerIndex(desc.digest, actual, size, tuple(entries))
 
 
 def layer_index(image: Image, i: int, cache: LayerCache | None = None) -> LayerIndex:
@@ -336,6 +378,73 @@ def _sort_key(path: str) -> list[str]:
     return path.split("/")
 
 
+class _Resolver:
+    """Resolves member names the way ``apply`` does, on the modelled tree.
+
+    ``final`` (this layer's members so far) is consulted before ``tree`` (the
+    layers below).  Resolved parents are cached until a symlink appears or
+    goes away; ``..`` is clamped at the root, absolute targets restart there.
+    """
+
+    def __init__(self, tree: _Tree, final: dict[str, IndexEntry]) -> None:
+        self.tree = tree
+        self.final = final
+        self.cache: dict[str, str] = {}
+
+    def _kind_link(self, path: str) -> tuple[str, str] | None:
+        e = self.final.get(path)
+        if e is not None:
+            return e.kind, e.linkname
+        node = self.tree.nodes.get(path)
+        return (node.kind, node.linkname) if node is not None else None
+
+    def is_symlink(self, path: str) -> bool:
+        """Whether ``path`` is currently a symlink."""
+        got = self._kind_link(path)
+        return got is not None and got[0] == _SYMLINK
+
+    def directory(self, lex: str) -> str:
+        """The resolved form of directory path ``lex`` (every component
+        followed); ``lex`` itself when it loops."""
+        if not lex:
+            return ""
+        hit = self.cache.get(lex)
+        if hit is not None:
+            return hit
+        parts: list[str] = []
+        pending = list(reversed(lex.split("/")))
+        hops = 0
+        while pending:
+            comp = pending.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(comp)
+            got = self._kind_link("/".join(parts))
+            if got is not None and got[0] == _SYMLINK:
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    return lex  # apply refuses this member; show it as named
+                parts.pop()
+                if got[1].startswith("/"):
+                    parts = []
+                pending.extend(reversed(got[1].split("/")))
+        out = "/".join(parts)
+        self.cache[lex] = out
+        return out
+
+    def path(self, name: str) -> str:
+        """Where member ``name`` lands (its last component not followed)."""
+        lex, slash, base = name.rpartition("/")
+        if not slash:
+            return name
+        parent = self.directory(lex)
+        return f"{parent}/{base}" if parent else base
+
+
 class _Replay:
     """Applies layer indexes, one after the other, to a ``_Tree``."""
 
@@ -355,20 +464,32 @@ class _Replay:
     def layer(self, li: int, index: LayerIndex) -> tuple[list[Change], list[IndexEntry]]:
         tree = self.tree
         final: dict[str, IndexEntry] = {}
-        whiteouts: list[IndexEntry] = []
+        whiteouts: list[IndexEntry] = []  # as stored, for ``layer extract``
+        hides: list[IndexEntry] = []  # the same, on resolved paths
+        resolve = _Resolver(tree, final)
         for e in index.entries:
             if e.kind in (WHITEOUT, OPAQUE):
                 whiteouts.append(e)
+                p = resolve.directory(e.path) if e.kind == OPAQUE else resolve.path(e.path)
+                hides.append(e if p == e.path else replace(e, path=p))
                 continue
             if e.kind == _REG:
                 self.total_bytes += e.size
             if not e.path:
                 continue  # the root directory entry: metadata of '/', not listed
-            old = final.pop(e.path, None)
+            p = resolve.path(e.path)
+            if not p:
+                continue  # resolved to the root itself: apply treats it as '/'
+            link = resolve.path(e.linkname) if e.kind == _HARDLINK else e.linkname
+            if (p, link) != (e.path, e.linkname):
+                e = replace(e, path=p, linkname=link)
+            if e.kind == _SYMLINK or resolve.is_symlink(p):
+                resolve.cache.clear()  # this member makes or replaces a symlink
+            old = final.pop(p, None)
             if old is not None and old.kind == _REG and old.size > 0:
                 # Shadowed by a later member of the same layer: shipped, never seen.
-                self.waste.append(Waste(e.path, li, old.size, li, "overwritten"))
-            final[e.path] = e  # re-inserted: tar order of the last occurrence
+                self.waste.append(Waste(p, li, old.size, li, "overwritten"))
+            final[p] = e  # re-inserted: tar order of the last occurrence
         lower = {p for p in final if p in tree.nodes}
         keep = set(final)
         for p in final:
@@ -390,7 +511,7 @@ class _Replay:
                     else:
                         drop(child, "deleted")
 
-        for w in whiteouts:
+        for w in hides:
             node = tree.nodes.get(w.path)
             if node is None or (w.kind == OPAQUE and node.kind != _DIR):
                 continue  # hides nothing
@@ -409,7 +530,7 @@ class _Replay:
                 elif old_node.kind == _REG and old_node.size > 0:
                     self.waste.append(Waste(p, old_node.layer, old_node.size, li, "overwritten"))
             tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname))
-            target = "/" + e.linkname if e.kind == EntryType.HARDLINK.value else e.linkname
+            target = "/" + e.linkname if e.kind == _HARDLINK else e.linkname
             rows.append(
                 Change(
                     "C" if p in lower else "A",
@@ -629,6 +750,16 @@ def efficiency(image: Image, cache: LayerCache | None = None) -> Efficiency:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkCopy:
+    """A hardlink of the extracted layer whose target is a lower layer's
+    file: ``path`` was written as a copy of ``target`` from layer ``layer``."""
+
+    path: str
+    target: str
+    layer: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExtractResult:
     """What ``extract_layer`` wrote, and the whiteouts it did not apply."""
 
@@ -636,6 +767,7 @@ class ExtractResult:
     entries: int
     whiteouts: list[IndexEntry]
     skipped: list[str]
+    copies: list[LinkCopy] = field(default_factory=list)
 
 
 def extract_layer(
@@ -650,36 +782,218 @@ def extract_layer(
 
     The layer goes through ``apply`` (same confinement and checks as unpack:
     blob digest, diff_id, path escapes, links, bombs) with whiteouts left
-    unapplied; they are returned instead.  The layer is indexed in the same
-    pass (and cached) when no index was cached yet.  A hardlink to a file of
-    a lower layer cannot be made and is an error.  After an error ``dest``
-    holds a partial extraction.
+    unapplied; they are returned instead.  A hardlink to a file of a lower
+    layer (which ``dest`` does not have) becomes a copy of that file, read
+    from the lower layer that holds it.  The layer is indexed in the same
+    pass (and cached) when no index was cached yet.  After an error, what
+    was written is removed again: ``dest`` is left as it was found.
     """
     image.check_consistent()
     cache = cache or LayerCache(image.layout)
     desc = image.layers[i]
+    made = not os.path.lexists(dest)
     os.makedirs(dest, exist_ok=True)
     if os.listdir(dest):
         raise ClobberError(dest, hint="layer extract needs a new or empty directory")
     codec = codec_for_media_type(desc.media_type)
     cached = cache.get(desc.digest)
     seen: list[IndexEntry] = []
+    missing: list[tuple[int, TarEntry]] = []  # (member position, hardlink)
     opts = ApplyOptions(
-        on_entry=lambda e: seen.append(IndexEntry.from_tar(e)), apply_whiteouts=False
+        on_entry=lambda e: seen.append(IndexEntry.from_tar(e)),
+        apply_whiteouts=False,
+        on_missing_link=lambda e: missing.append((len(seen) - 1, e)),
     )
     if rootless is not None:
         opts.rootless = rootless
-    raw = image.layout.store.open(desc.digest, desc.size)
     try:
-        res = apply_layer(
-            cast(BinaryIO, raw), dest, codec=codec, diff_id=image.config.diff_ids[i], options=opts
-        )
-    finally:
-        raw.close()
+        raw = image.layout.store.open(desc.digest, desc.size)
+        try:
+            res = apply_layer(
+                cast(BinaryIO, raw), dest, codec=codec, diff_id=image.config.diff_ids[i],
+                options=opts,
+            )
+        finally:
+            raw.close()
+        index = LayerIndex(desc.digest, res.diff_id, res.uncompressed_size, tuple(seen))
+        copies, notes = _copy_lower_links(image, i, index, missing, dest, opts, cache)
+    except BaseException:
+        _remove_written(dest, made)
+        raise
     if cached is None:
-        cache.put(LayerIndex(desc.digest, res.diff_id, res.uncompressed_size, tuple(seen)))
+        cache.put(index)
     whiteouts = [e for e in seen if e.kind in (WHITEOUT, OPAQUE)]
-    return ExtractResult(i, res.entries, whiteouts, res.skipped)
+    return ExtractResult(i, res.entries, whiteouts, res.skipped + notes, copies)
+
+
+def _remove_written(dest: str, made: bool) -> None:
+    """Undo a failed extraction: ``dest`` removed (when we made it) or
+    emptied.  rmtree never follows symlinks; unreadable directories (a
+    rootless extraction stopped before their modes were restored) are
+    opened up to be removed."""
+
+    def retry(func: Any, path: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+        func(path)
+
+    def rmtree(path: str) -> None:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=retry)
+        else:
+            shutil.rmtree(path, onerror=retry)
+
+    if made:
+        rmtree(dest)
+        return
+    with os.scandir(dest) as it:
+        names = [e.name for e in it]
+    for name in names:
+        p = os.path.join(dest, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            rmtree(p)
+        else:
+            os.unlink(p)
+
+
+class _Members:
+    """One layer's index, searchable by path (for hardlink targets)."""
+
+    def __init__(self, index: LayerIndex) -> None:
+        self.entries = index.entries
+        self.at: dict[str, list[int]] = {}
+        self.hides: list[IndexEntry] = []
+        for k, e in enumerate(index.entries):
+            if e.kind in (WHITEOUT, OPAQUE):
+                self.hides.append(e)
+            else:
+                self.at.setdefault(e.path, []).append(k)
+
+    def last_before(self, path: str, before: int) -> int | None:
+        """Position of the last member named ``path`` before ``before``."""
+        ks = self.at.get(path, [])
+        j = bisect.bisect_left(ks, before)
+        return ks[j - 1] if j else None
+
+    def hides_lower(self, path: str) -> bool:
+        """Whether this layer removes lower layers' ``path``: a whiteout of
+        it or of an ancestor, an opaque ancestor, or a non-directory member
+        where an ancestor directory was."""
+        for w in self.hides:
+            if w.kind == WHITEOUT and (path == w.path or path.startswith(w.path + "/")):
+                return True
+            if w.kind == OPAQUE and (not w.path or path.startswith(w.path + "/")):
+                return True
+        return any(
+            self.entries[ks[-1]].kind != _DIR
+            for a in _ancestors(path)
+            if a and (ks := self.at.get(a))
+        )
+
+
+def _content_source(
+    members: Callable[[int], _Members], layer: int, path: str, before: int
+) -> tuple[int, int] | None:
+    """(layer, member position) of the file content a hardlink named
+    ``path`` at position ``before`` of ``layer`` refers to, following
+    hardlink chains down the layers; None when no layer has it."""
+    for _ in range(MAX_SYMLINK_HOPS):
+        while layer >= 0:
+            m = members(layer)
+            k = m.last_before(path, before)
+            if k is not None:
+                break
+            if m.hides_lower(path):
+                return None
+            layer -= 1
+            if layer >= 0:
+                before = len(members(layer).entries)
+        else:
+            return None
+        e = m.entries[k]
+        if e.kind == _REG:
+            return layer, k
+        if e.kind != _HARDLINK:
+            return None  # a link to a symlink, device...: nothing to copy
+        path, before = e.linkname, k
+    return None
+
+
+def _copy_lower_links(
+    image: Image,
+    i: int,
+    index: LayerIndex,
+    missing: list[tuple[int, TarEntry]],
+    dest: str,
+    opts: ApplyOptions,
+    cache: LayerCache,
+) -> tuple[list[LinkCopy], list[str]]:
+    """Write each hardlink of ``missing`` (whose targets ``dest`` lacks) as a
+    copy of the lower layers' file it refers to.
+
+    Only a hardlink that is the last member of its name is copied (a later
+    member replaced it).  Each source layer is streamed once, verified like
+    any layer, and its member goes through ``apply_members`` under the
+    hardlink's name, so the same confinement rules hold.
+    """
+    if not missing:
+        return [], []
+    own = _Members(index)
+    lower: dict[int, _Members] = {}
+
+    def members(li: int) -> _Members:
+        if li == i:
+            return own
+        if li not in lower:
+            lower[li] = _Members(layer_index(image, li, cache))
+        return lower[li]
+
+    wanted: dict[int, dict[int, list[TarEntry]]] = {}  # layer -> position -> links
+    for pos, link in missing:
+        if own.last_before(link.name, len(index.entries)) != pos:
+            continue  # replaced by a later member of the layer
+        src = _content_source(members, i, link.linkname, pos)
+        if src is None or src[0] == i:
+            raise UnsafeLayerError(
+                link.name, f"hardlink target {link.linkname!r} missing in this and lower layers"
+            )
+        wanted.setdefault(src[0], {}).setdefault(src[1], []).append(link)
+    copies: list[LinkCopy] = []
+    notes: list[str] = []
+    for li in sorted(wanted):
+        at = wanted[li]
+        for k, links in at.items():
+            copies += [LinkCopy(link.name, members(li).entries[k].path, li) for link in links]
+        notes += apply_members(
+            _lower_members(image, li, at), dest,
+            options=replace(opts, on_entry=None, on_missing_link=None),
+        )
+    copies.sort(key=lambda c: _sort_key(c.path))
+    return copies, notes
+
+
+def _lower_members(
+    image: Image, li: int, at: dict[int, list[TarEntry]]
+) -> Iterator[tuple[TarEntry, EntryContent]]:
+    """Stream layer ``li`` and yield, for each wanted member position, its
+    file under the first hardlink's name, then hardlinks to that copy for
+    the other names.  The whole stream is read and verified (blob digest,
+    diff_id) before the iteration ends."""
+    stream = _LayerStream(image.layout, image.layers[li], image.config.diff_ids[li])
+    try:
+        for k, (entry, content) in enumerate(stream.members()):
+            links = at.get(k)
+            if not links:
+                continue
+            first, *rest = links
+            yield replace(entry, name=first.name), content
+            for link in rest:
+                yield TarEntry(link.name, EntryType.HARDLINK, linkname=first.name), content
+        stream.finish()
+    finally:
+        stream.close()
 
 
 __all__ = [
@@ -694,6 +1008,7 @@ __all__ = [
     "LayerCache",
     "LayerIndex",
     "LayerReport",
+    "LinkCopy",
     "TreeNode",
     "Waste",
     "WastedFile",

@@ -627,6 +627,118 @@ def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
         ("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
 
 
+def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
+    """Names through symlinks (lower layer, same layer, absolute, '..'
+    clamped at the root) are shown where unpack puts them."""
+    l0 = make_layer([
+        directory("usr"), directory("usr/lib"), file("usr/lib/a", b"a" * 10),
+        file("usr/lib/b", b"b" * 7), symlink("lib", "usr/lib"), directory("etc"),
+        symlink("etc/alt", "/usr/lib"),
+    ])
+    l1 = make_layer([
+        file("lib/a", b"A" * 3),  # through a lower relative symlink: C /usr/lib/a
+        whiteout("etc/alt/b"),  # through a lower absolute symlink: D /usr/lib/b
+        symlink("s", "usr"), file("s/new", b"n"),  # a symlink of this very layer
+        symlink("up", "../../usr"), file("up/z", b"z" * 2),  # '..' clamped at /
+        hardlink("lib/h", "s/lib/a"),  # both names resolved
+    ])
+    write_test_image(tmp_path / "lay", [l0, l1])
+    rows = ok("layer", "show", f"{tmp_path / 'lay'}:latest", "1", "--format", "json")
+    got = [(r["Change"], r["Path"], r["Type"], int(r["SizeBytes"]), r["Target"])
+           for r in map(json.loads, rows.splitlines())]
+    assert got == [
+        ("A", "/s", "symlink", 0, "usr"),
+        ("A", "/up", "symlink", 0, "../../usr"),
+        ("C", "/usr/lib/a", "file", 3, ""),
+        ("D", "/usr/lib/b", "file", 7, ""),
+        ("A", "/usr/lib/h", "hardlink", 0, "/usr/lib/a"),
+        ("A", "/usr/new", "file", 1, ""),
+        ("A", "/usr/z", "file", 2, ""),
+    ]
+    doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json"))
+    assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
+        "/usr/lib/a": "10", "/usr/lib/b": "7"}
+    # The same image unpacked: every A/C row exists there, the D row does not.
+    bundle = tmp_path / "bundle"
+    ok("unpack", f"{tmp_path / 'lay'}:latest", str(bundle))
+    rootfs = bundle / "rootfs"
+    for change, path, *_ in got:
+        assert os.path.lexists(f"{rootfs}{path}") == (change != "D"), path
+    assert (rootfs / "usr/lib/a").read_bytes() == b"AAA"
+    assert os.stat(rootfs / "usr/lib/h").st_ino == os.stat(rootfs / "usr/lib/a").st_ino
+
+
+def test_show_of_a_symlink_loop_names_the_member_as_stored(tmp_path: Path) -> None:
+    write_test_image(tmp_path / "lay", [
+        make_layer([symlink("loop", "loop"), symlink("p", "q"), symlink("q", "p")]),
+        make_layer([file("loop/x", b"1"), file("p/y", b"2")]),
+    ])
+    assert show_rows(tmp_path / "lay", 1) == [("A", "/loop/x", "file", 1),
+                                             ("A", "/p/y", "file", 1)]
+
+
+def _lower_links_image(path: Path) -> None:
+    l0 = make_layer([
+        directory("usr"), directory("usr/bin"),
+        file("usr/bin/tool", b"T" * 300, mode=0o750, uid=5, gid=6),
+        file("usr/bin/other", b"O" * 40),
+    ])
+    l1 = make_layer([
+        directory("bin"),
+        hardlink("bin/t2", "usr/bin/tool"), hardlink("bin/t3", "usr/bin/tool"),
+        hardlink("bin/t4", "bin/t2"),  # a chain through this layer's own link
+        hardlink("bin/r", "usr/bin/other"), file("bin/r", b"own"),  # replaced later
+        file("bin/plain", b"p"),
+    ])
+    l2 = make_layer([hardlink("x", "bin/t2")])  # a chain down two layers
+    write_test_image(path, [l0, l1, l2])
+
+
+def test_extract_copies_hardlink_targets_from_lower_layers(tmp_path: Path) -> None:
+    _lower_links_image(tmp_path / "lay")
+    ref = f"{tmp_path / 'lay'}:latest"
+    dest = tmp_path / "x1"
+    r = cli("layer", "extract", ref, "1", str(dest))
+    assert r.code == 0, r.err
+    for name in ("t2", "t3", "t4"):
+        assert f"copied /bin/{name}: a hardlink to /usr/bin/tool of layer 0" in r.err
+    assert "/bin/r" not in r.err
+    assert _tree(dest) == {
+        "bin": ("dir", "0o755"),
+        "bin/plain": ("file", "0o644", b"p", 1),
+        "bin/r": ("file", "0o644", b"o", 3),
+        "bin/t2": ("file", "0o750", b"T", 300),
+        "bin/t3": ("file", "0o750", b"T", 300),
+        "bin/t4": ("file", "0o750", b"T", 300),
+    }
+    inodes = {os.stat(dest / "bin" / n).st_ino for n in ("t2", "t3", "t4")}
+    assert len(inodes) == 1 and os.stat(dest / "bin/t2").st_nlink == 3
+    if os.geteuid() == 0:
+        assert (os.stat(dest / "bin/t2").st_uid, os.stat(dest / "bin/t2").st_gid) == (5, 6)
+    # Two layers down: layer 2's link -> layer 1's link -> layer 0's file.
+    r = cli("layer", "extract", ref, "2", str(tmp_path / "x2"))
+    assert r.code == 0, r.err
+    assert "copied /x: a hardlink to /usr/bin/tool of layer 0" in r.err
+    assert _tree(tmp_path / "x2") == {"x": ("file", "0o750", b"T", 300)}
+    assert_valid_layout(str(tmp_path / "lay"))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_failed_extract_leaves_nothing_behind(tmp_path: Path, existing: bool) -> None:
+    write_test_image(tmp_path / "lay", [
+        make_layer([file("a", b"1")]),
+        make_layer([directory("d", mode=0o500), file("d/f", b"2"), file("g", b"3"),
+                    hardlink("h", "nothere")]),
+    ])
+    dest = tmp_path / "dest"
+    if existing:
+        dest.mkdir()
+    r = cli("layer", "extract", f"{tmp_path / 'lay'}:latest", "1", str(dest))
+    assert r.code == 1
+    assert r.err.count("\n") == 1 and "'nothere' missing" in r.err, r.err
+    assert (os.listdir(dest) == []) if existing else not dest.exists()
+
+
 # ------------------------------------------------------------------- hostile
 
 
@@ -709,7 +821,7 @@ def test_hostile_hardlink_to_host_absolute_path(work: Work) -> None:
     ref = work.image([hardlink("h", str(work.canary_file))])
     r = cli("layer", "extract", ref, "0", str(work.dest))
     assert r.code == 1 and "missing" in r.err
-    assert os.listdir(work.dest) == []
+    assert not work.dest.exists()  # made by the failed extraction, so removed again
     r = _show_writes_nothing(work, ref, "0")
     assert r.code == 0
     assert r.out.splitlines()[1].split() == ["A", "hardlink", "-rw-r--r--", "0:0", "0B", "/h",
@@ -728,13 +840,14 @@ def test_hostile_absolute_symlink_then_write_through_it(work: Work) -> None:
     assert (work.dest / "canary.txt").read_bytes() == b"x"
     r = _show_writes_nothing(work, ref, "0")
     assert r.code == 0
-    assert [line.split() for line in r.out.splitlines()[1:]] == [
+    # Names through a symlink are shown where they land, inside the rootfs.
+    assert sorted(line.split() for line in r.out.splitlines()[1:]) == sorted([
         ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/esc", str(work.canary)],
-        ["A", "file", "-rw-r--r--", "0:0", "5B", "/esc/secret"],
-        ["A", "dir", "drwxrwxrwx", "0:0", "0B", "/esc/sub"],
+        ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"],
+        ["A", "dir", "drwxrwxrwx", "0:0", "0B", f"{work.canary}/sub"],
         ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/up", "../../.."],
-        ["A", "file", "-rw-r--r--", "0:0", "1B", "/up/canary.txt"],
-    ]
+        ["A", "file", "-rw-r--r--", "0:0", "1B", "/canary.txt"],
+    ])
 
 
 def test_hostile_symlink_in_lower_layer_then_write(work: Work) -> None:
@@ -750,7 +863,7 @@ def test_hostile_symlink_in_lower_layer_then_write(work: Work) -> None:
     r = _show_writes_nothing(work, ref, "1")
     assert r.code == 0
     assert [line.split()[:6] for line in r.out.splitlines()[1:]] == [
-        ["A", "file", "-rw-r--r--", "0:0", "5B", "/esc/secret"]]
+        ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"]]
 
 
 def test_hostile_names_are_escaped(work: Work) -> None:
@@ -770,3 +883,15 @@ def test_hostile_names_are_escaped(work: Work) -> None:
     r = cli("layer", "extract", ref, "0", str(work.dest))
     assert r.code == 0, r.err
     assert sorted(os.listdir(os.fsencode(work.dest))) == sorted([os.fsencode(name), b"s"])
+
+
+def test_hostile_copied_hardlink_lands_inside_dest(work: Work) -> None:
+    """The copy of a lower layer's file goes through apply's confinement:
+    written through a symlink to the host path, it lands inside dest."""
+    ref = work.image([file("t", b"pwned")],
+                     [symlink("esc", str(work.canary)), hardlink("esc/secret", "t"),
+                      symlink("up", "../.."), hardlink("up/canary.txt", "t")])
+    r = cli("layer", "extract", ref, "1", str(work.dest))
+    assert r.code == 0, r.err
+    assert (work.dest / str(work.canary).lstrip("/") / "secret").read_bytes() == b"pwned"
+    assert (work.dest / "canary.txt").read_bytes() == b"pwned"
