@@ -188,7 +188,9 @@ def efficiency_text(e: Efficiency, top: int) -> str:
         f"Efficiency:   {e.score * 100:.2f}%\n"
         f"Wasted:       {render.human_size(e.wasted_bytes)} ({e.wasted_bytes} bytes)\n"
         f"Total:        {render.human_size(e.total_bytes)} ({e.total_bytes} bytes of files "
-        f"in {e.layers} layer{'s' if e.layers != 1 else ''})\n\n"
+        f"in {e.layers} layer{'s' if e.layers != 1 else ''})\n"
+        f"User wasted:  {e.user_wasted * 100:.2f}% (of {render.human_size(e.user_bytes)} "
+        "added above the first layer)\n\n"
     )
     rows = [
         [str(f.count), render.human_size(f.size), ",".join(map(str, f.layers)), safe_text(f.path)]
@@ -209,6 +211,8 @@ def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
         "Total": render.human_size(e.total_bytes),
         "TotalBytes": str(e.total_bytes),
         "Layers": str(e.layers),
+        "UserWasted": f"{e.user_wasted:.4f}",
+        "UserBytes": str(e.user_bytes),
         "Files": [
             {
                 "Path": json_text(f.path),
@@ -308,7 +312,7 @@ def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
 
 
 def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
-    """``efficiency``: wasted bytes and score; a CI gate with --lowest-efficiency."""
+    """``efficiency``: wasted bytes and score; CI gates like dive's rules."""
     from oci_tools import render
     from oci_tools.layers import efficiency
 
@@ -317,18 +321,39 @@ def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
         c.out.write(render.json_lines([efficiency_json(e, a.top)]))
     else:
         c.out.write(efficiency_text(e, a.top))
-    gate = a.lowest_efficiency
-    if gate is None:
-        return 0
-    if e.score < gate:
-        c.note(
-            f"FAIL: efficiency {e.score:.4f} is below --lowest-efficiency {gate:g}: "
-            f"{e.wasted_bytes} of {e.total_bytes} bytes are overwritten or deleted by later "
-            "layers"
-        )
-        return 1
-    c.note(f"PASS: efficiency {e.score:.4f} >= --lowest-efficiency {gate:g}")
-    return 0
+    # dive's CI rules: every given gate is checked and reported; any failure
+    # makes the exit status 1.
+    gates: list[tuple[bool, str]] = []
+    if a.lowest_efficiency is not None:
+        gates.append((
+            e.score >= a.lowest_efficiency,
+            f"efficiency {e.score:.4f} ({e.wasted_bytes} of {e.total_bytes} bytes wasted), "
+            f"--lowest-efficiency {a.lowest_efficiency:g}",
+        ))
+    if a.highest_wasted_bytes is not None:
+        gates.append((
+            e.wasted_bytes <= a.highest_wasted_bytes,
+            f"wasted {e.wasted_bytes} bytes, --highest-wasted-bytes {a.highest_wasted_bytes}",
+        ))
+    if a.highest_user_wasted is not None:
+        gates.append((
+            e.user_wasted <= a.highest_user_wasted,
+            f"user wasted {e.user_wasted:.4f} ({e.wasted_bytes} bytes wasted, {e.user_bytes} "
+            f"added above the first layer), --highest-user-wasted {a.highest_user_wasted:g}",
+        ))
+    for passed, text in gates:
+        c.note(f"{'PASS' if passed else 'FAIL'}: {text}")
+    return 0 if all(passed for passed, _ in gates) else 1
+
+
+def _size(text: str) -> int:
+    """``20MB``, ``1GiB``, ``512`` -> bytes (argparse type)."""
+    from oci_tools import render
+
+    try:
+        return render.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------- parser
@@ -395,5 +420,10 @@ def register(add: Callable[..., Any]) -> None:
     _common(sp)
     sp.add_argument("--lowest-efficiency", type=_fraction, metavar="X",
                     help="exit 1 when the score (1 - wasted/total) is below X (0..1 or N%%)")
+    sp.add_argument("--highest-wasted-bytes", type=_size, metavar="SIZE",
+                    help="exit 1 when more than SIZE bytes are wasted (512, 20MB, 1GiB)")
+    sp.add_argument("--highest-user-wasted", type=_fraction, metavar="X",
+                    help="exit 1 when wasted bytes exceed X (0..1 or N%%) of the file bytes "
+                    "the layers above the first add")
     sp.add_argument("-n", "--top", type=int, default=10, metavar="N",
                     help="list the N largest wasted files (default 10; 0 for all)")

@@ -452,6 +452,7 @@ class _Replay:
         self.tree = _Tree()
         self.waste: list[Waste] = []
         self.total_bytes = 0
+        self.layer_bytes: list[int] = []  # file content bytes per layer
 
     def _gone(self, removed: list[tuple[str, _Node]], by: int, how: str) -> int:
         hidden = 0
@@ -467,6 +468,7 @@ class _Replay:
         whiteouts: list[IndexEntry] = []  # as stored, for ``layer extract``
         hides: list[IndexEntry] = []  # the same, on resolved paths
         resolve = _Resolver(tree, final)
+        own_bytes = 0
         for e in index.entries:
             if e.kind in (WHITEOUT, OPAQUE):
                 whiteouts.append(e)
@@ -474,7 +476,7 @@ class _Replay:
                 hides.append(e if p == e.path else replace(e, path=p))
                 continue
             if e.kind == _REG:
-                self.total_bytes += e.size
+                own_bytes += e.size
             if not e.path:
                 continue  # the root directory entry: metadata of '/', not listed
             p = resolve.path(e.path)
@@ -490,6 +492,8 @@ class _Replay:
                 # Shadowed by a later member of the same layer: shipped, never seen.
                 self.waste.append(Waste(p, li, old.size, li, "overwritten"))
             final[p] = e  # re-inserted: tar order of the last occurrence
+        self.total_bytes += own_bytes
+        self.layer_bytes.append(own_bytes)
         lower = {p for p in final if p in tree.nodes}
         keep = set(final)
         for p in final:
@@ -570,6 +574,7 @@ class Analysis:
     layers: list[LayerReport]
     waste: list[Waste]
     total_bytes: int  # file content bytes in all layers (every version)
+    layer_bytes: list[int]  # the same, per layer
 
 
 def _created_by(image: Image) -> dict[int, str]:
@@ -605,7 +610,7 @@ def analyze(image: Image, upto: int | None = None, cache: LayerCache | None = No
                 whiteouts,
             )
         )
-    return Analysis(image, reports, replay.waste, replay.total_bytes)
+    return Analysis(image, reports, replay.waste, replay.total_bytes, replay.layer_bytes)
 
 
 def select_layer(image: Image, text: str) -> int:
@@ -725,11 +730,18 @@ class Efficiency:
     total_bytes: int
     wasted_bytes: int
     files: list[WastedFile]  # largest first
+    user_bytes: int = 0  # file bytes of the layers above the first (the base)
 
     @property
     def score(self) -> float:
         """1.0 for an image that wastes nothing (or has no file bytes)."""
         return 1.0 - self.wasted_bytes / self.total_bytes if self.total_bytes else 1.0
+
+    @property
+    def user_wasted(self) -> float:
+        """Wasted bytes relative to the bytes the layers above the base add
+        (dive's ``highestUserWastedPercent`` measure); 0.0 when they add none."""
+        return self.wasted_bytes / self.user_bytes if self.user_bytes else 0.0
 
 
 def efficiency(image: Image, cache: LayerCache | None = None) -> Efficiency:
@@ -743,7 +755,13 @@ def efficiency(image: Image, cache: LayerCache | None = None) -> Efficiency:
         for p, ws in per.items()
     ]
     files.sort(key=lambda f: (-f.size, _sort_key(f.path)))
-    return Efficiency(len(image.layers), a.total_bytes, sum(w.size for w in a.waste), files)
+    return Efficiency(
+        len(image.layers),
+        a.total_bytes,
+        sum(w.size for w in a.waste),
+        files,
+        user_bytes=sum(a.layer_bytes[1:]),
+    )
 
 
 # --------------------------------------------------------------------- extract

@@ -52,6 +52,28 @@ def human_size(n: int | float, precision: int = 3) -> str:
     return f"{size:.{precision}g}{_DECIMAL_UNITS[unit]}"
 
 
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+    "t": 10**12, "tb": 10**12,
+    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+
+def parse_size(text: str) -> int:
+    """``20MB`` -> 20000000, ``1.5GiB`` -> 1610612736, ``512`` -> 512.
+
+    Decimal units as docker prints them (kB, MB, GB, TB; case-insensitive)
+    and binary ones (KiB, MiB, GiB, TiB).  ValueError for anything else.
+    """
+    m = _SIZE_RE.fullmatch(text)
+    unit = _SIZE_UNITS.get(m.group(2).lower()) if m else None
+    if m is None or unit is None:
+        raise ValueError(f"{text!r} is not a size (such as 512, 20MB or 1.5GiB)")
+    return int(float(m.group(1)) * unit)
+
+
 # ------------------------------------------------------------------------------ times
 
 
@@ -283,6 +305,7 @@ __all__ = [
     "human_size",
     "json_line",
     "json_lines",
+    "parse_size",
     "parse_time",
     "short_id",
     "table",

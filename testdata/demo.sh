@@ -53,6 +53,10 @@ say oci-tools status "$OUT/container"
 say oci-tools diff "$OUT/container"
 say oci-tools commit "$OUT/container" "$L:app-v2" -m "wrote data.bin"
 say oci-tools history "$L:app-v2"
+# --- dig into the layers: what each adds, changes, removes and wastes ----------
+say oci-tools layers "$L:app-v2"
+say oci-tools layer show "$L:app-v2" -1
+say oci-tools efficiency "$L:app-v2"
 say oci-tools validate "$L"
 if [ -f "$(dirname "$0")/demo-build.sh" ]; then
     # shellcheck source=/dev/null

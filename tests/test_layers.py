@@ -399,6 +399,7 @@ EFFICIENCY = """\
 Efficiency:   65.86%
 Wasted:       5.52kB (5520 bytes)
 Total:        16.2kB (16170 bytes of files in 3 layers)
+User wasted:  97.70% (of 5.65kB added above the first layer)
 
 COUNT     WASTED    LAYERS    PATH
 1         1.5kB     1         /app/config
@@ -427,6 +428,8 @@ def test_efficiency_report(img: Built) -> None:
         "Total": "16.2kB",
         "TotalBytes": "16170",
         "Layers": "3",
+        "UserWasted": "0.9770",
+        "UserBytes": "5650",
         "Files": [{"Path": "/app/config", "Count": "1", "Wasted": "1.5kB",
                    "WastedBytes": "1500", "Layers": "1"}],
     }
@@ -441,11 +444,32 @@ def test_efficiency_gate(img: Built, gate: str, code: int) -> None:
     r = cli("efficiency", img.ref, "--lowest-efficiency", gate)
     assert r.code == code, r.err
     assert r.out == EFFICIENCY  # the report is printed either way
-    if code:
-        assert r.err.startswith("FAIL: efficiency 0.6586 is below --lowest-efficiency")
-        assert "5520 of 16170 bytes" in r.err
-    else:
-        assert r.err.startswith("PASS: efficiency 0.6586 >= --lowest-efficiency")
+    verdict = "FAIL" if code else "PASS"
+    shown = {"65%": "0.65", "66%": "0.66"}.get(gate, gate)
+    assert r.err == (f"{verdict}: efficiency 0.6586 (5520 of 16170 bytes wasted), "
+                     f"--lowest-efficiency {shown}\n")
+
+
+def test_efficiency_dive_style_gates(img: Built) -> None:
+    """Every gate given is reported; any failure fails the run."""
+    r = cli("efficiency", img.ref, "--highest-wasted-bytes", "5520",
+            "--highest-user-wasted", "98%")
+    assert r.code == 0, r.err
+    assert r.err == (
+        "PASS: wasted 5520 bytes, --highest-wasted-bytes 5520\n"
+        "PASS: user wasted 0.9770 (5520 bytes wasted, 5650 added above the first layer), "
+        "--highest-user-wasted 0.98\n")
+    r = cli("efficiency", img.ref, "--lowest-efficiency", "0.5", "--highest-wasted-bytes",
+            "5.5kB", "--highest-user-wasted", "0.98")
+    assert r.code == 1
+    assert [line.split(":")[0] for line in r.err.splitlines()] == ["PASS", "FAIL", "PASS"]
+    assert "--highest-wasted-bytes 5500" in r.err
+    r = cli("efficiency", img.ref, "--highest-user-wasted", "0.97")
+    assert r.code == 1 and r.err.startswith("FAIL: user wasted 0.9770")
+    r = cli("efficiency", img.ref, "--highest-wasted-bytes", "5KiB")
+    assert r.code == 1 and "--highest-wasted-bytes 5120" in r.err
+    r = cli("efficiency", img.ref, "--highest-wasted-bytes", "5 parsecs")
+    assert r.code == 2 and "'5 parsecs' is not a size" in r.err
 
 
 @pytest.mark.parametrize("gate", ["1.5", "-0.1", "abc", "101%"])

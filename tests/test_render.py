@@ -313,3 +313,19 @@ def test_json_line_escapes_line_separators_and_keys() -> None:
 
 def test_json_lines_empty() -> None:
     assert render.json_lines([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [("512", 512), ("0", 0), ("20MB", 20_000_000), ("20 mb", 20_000_000), ("1.5kB", 1500),
+     ("1k", 1000), ("1.5GiB", 3 << 29), ("2KiB", 2048), ("1TB", 10**12), (".5MiB", 1 << 19),
+     ("7B", 7)],
+)
+def test_parse_size(text: str, n: int) -> None:
+    assert render.parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["", "MB", "-1", "1..2", "5 parsecs", "1e3", "1 k b"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a size"):
+        render.parse_size(text)
