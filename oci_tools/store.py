@@ -258,8 +258,9 @@ class DirStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_of(digest))
 
-    def digests(self) -> Iterator[Digest]:
-        """Every blob file whose name is a valid digest (others are skipped)."""
+    def _listing(self) -> Iterator[tuple[str, str | None]]:
+        """(algorithm, file name) for every file under blobs/, sorted;
+        (name, None) for a non-directory directly in blobs/."""
         try:
             algs = sorted(os.listdir(self.blobs))
         except FileNotFoundError:
@@ -267,26 +268,24 @@ class DirStore:
         for alg in algs:
             d = os.path.join(self.blobs, alg)
             if not os.path.isdir(d):
+                yield alg, None
                 continue
             for name in sorted(os.listdir(d)):
-                value = f"{alg}:{name}"
-                if digest_problem(value) is None:
-                    yield Digest(alg, name)
+                yield alg, name
+
+    def digests(self) -> Iterator[Digest]:
+        """Every blob file whose name is a valid digest (others are skipped)."""
+        for alg, name in self._listing():
+            if name is not None and digest_problem(f"{alg}:{name}") is None:
+                yield Digest(alg, name)
 
     def stray_files(self) -> Iterator[str]:
         """Paths under blobs/ whose names are not valid digests."""
-        try:
-            algs = sorted(os.listdir(self.blobs))
-        except FileNotFoundError:
-            return
-        for alg in algs:
-            d = os.path.join(self.blobs, alg)
-            if not os.path.isdir(d):
+        for alg, name in self._listing():
+            if name is None:
                 yield f"blobs/{alg}"
-                continue
-            for name in sorted(os.listdir(d)):
-                if digest_problem(f"{alg}:{name}") is not None:
-                    yield f"blobs/{alg}/{name}"
+            elif digest_problem(f"{alg}:{name}") is not None:
+                yield f"blobs/{alg}/{name}"
 
     @staticmethod
     def sync_dir(path: str) -> None:
