@@ -45,6 +45,7 @@ from oci_tools.errors import (
     UnsafeLayerError,
 )
 from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.paths import MAX_SYMLINK_HOPS
 from oci_tools.layer.reader import (
     CHUNK,
     DEFAULT_LIMITS,
@@ -57,8 +58,6 @@ from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.snapshot import FileState, Snapshot
 
 _STREAM = "(layer stream)"
-#: Symlink hops allowed while resolving one path (the kernel's ELOOP limit).
-MAX_SYMLINK_HOPS = 40
 #: Directory fds kept open between entries.
 _FD_CACHE = 256
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -74,6 +74,7 @@ from oci_tools.image import (
     write_image,
 )
 from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.paths import resolve_in_root
 from oci_tools.layer.reader import iter_entries
 from oci_tools.layer.writer import write_layer
 from oci_tools.layout import PRIVATE_DIR, Layout, check_ref, host_platform, split_image_ref
@@ -114,7 +115,6 @@ _DOCKER_CAPS = [
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ]
-_MAX_SYMLINK_HOPS = 40
 
 
 # ---------------------------------------------------------------------------
@@ -580,35 +580,23 @@ def _resolve_in(root: str, path: str) -> str | None:
 
     For reading only: writes into a rootfs always go through ``apply``.
     """
-    parts: list[str] = []
-    pending = list(reversed(path.split("/")))
-    hops = 0
-    while pending:
-        comp = pending.pop()
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if parts:
-                parts.pop()
-            continue
-        host = os.path.join(root, *parts, comp)
-        try:
-            st = os.lstat(host)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+
+    def readlink(prefix: str, more: bool) -> str | None:
+        host = os.path.join(root, prefix)
+        st = os.lstat(host)
         if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > _MAX_SYMLINK_HOPS:
-                raise OCIToolsError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                parts = []
-            pending.extend(reversed(target.split("/")))
-            continue
-        if any(c not in ("", ".") for c in pending) and not stat.S_ISDIR(st.st_mode):
-            return None
-        parts.append(comp)
-    return os.path.join(root, *parts) if parts else root
+            return os.readlink(host)
+        if more and not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(host)
+        return None
+
+    try:
+        rel = resolve_in_root(path, readlink)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if rel is None:
+        raise OCIToolsError(f"{path}: too many levels of symbolic links")
+    return os.path.join(root, rel) if rel else root
 
 
 def _rel(path: str) -> str:

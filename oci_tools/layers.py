@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
 from oci_tools.apply import (
-    MAX_SYMLINK_HOPS,
     ApplyOptions,
     apply_layer,
     apply_members,
@@ -55,6 +54,7 @@ from oci_tools.errors import (
 )
 from oci_tools.image import Image
 from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.paths import MAX_SYMLINK_HOPS, resolve_in_root
 from oci_tools.layer.reader import CHUNK, EntryContent, iter_entries
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.layout import PRIVATE_DIR, Layout
@@ -411,28 +411,14 @@ class _Resolver:
         hit = self.cache.get(lex)
         if hit is not None:
             return hit
-        parts: list[str] = []
-        pending = list(reversed(lex.split("/")))
-        hops = 0
-        while pending:
-            comp = pending.pop()
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if parts:
-                    parts.pop()
-                continue
-            parts.append(comp)
-            got = self._kind_link("/".join(parts))
-            if got is not None and got[0] == _SYMLINK:
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    return lex  # apply refuses this member; show it as named
-                parts.pop()
-                if got[1].startswith("/"):
-                    parts = []
-                pending.extend(reversed(got[1].split("/")))
-        out = "/".join(parts)
+
+        def readlink(prefix: str, _more: bool) -> str | None:
+            got = self._kind_link(prefix)
+            return got[1] if got is not None and got[0] == _SYMLINK else None
+
+        out = resolve_in_root(lex, readlink)
+        if out is None:
+            return lex  # a loop: apply refuses this member; show it as named
         self.cache[lex] = out
         return out
 
