@@ -62,7 +62,6 @@ while diffing cannot make us archive a file outside the tree.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -79,6 +78,7 @@ from oci_tools.layer.writer import LayerInfo, write_layer
 from oci_tools.snapshot import (
     FileState,
     Snapshot,
+    hash_fd,
     hash_link_at,
     join,
     layer_xattrs,
@@ -150,10 +150,7 @@ def _open_checked(dir_fd: int, name: str, st: os.stat_result, rel: str) -> int:
 def _digest_at(dir_fd: int, name: str, st: os.stat_result, rel: str) -> str:
     fd = _open_checked(dir_fd, name, st, rel)
     try:
-        h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
-            h.update(chunk)
-        return h.hexdigest()
+        return hash_fd(fd)
     finally:
         os.close(fd)
 

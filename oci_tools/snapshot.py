@@ -242,6 +242,14 @@ def scan_tree(root: str) -> Iterator[DirListing]:
             os.close(fd)
 
 
+def hash_fd(fd: int) -> str:
+    """sha256 hex of what is left to read from ``fd`` (a file's content)."""
+    h = hashlib.sha256()
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def hash_file_at(dir_fd: int, name: str) -> str:
     """sha256 hex of a regular file, opened relative to ``dir_fd`` without
     following a symlink."""
@@ -249,10 +257,7 @@ def hash_file_at(dir_fd: int, name: str) -> str:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise tree_changed(name, "no longer a regular file")
-        h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
-            h.update(chunk)
-        return h.hexdigest()
+        return hash_fd(fd)
     finally:
         os.close(fd)
 
@@ -705,6 +710,7 @@ __all__ = [
     "DirListing",
     "FileState",
     "Snapshot",
+    "hash_fd",
     "hash_file_at",
     "hash_link_at",
     "join",
