@@ -1,9 +1,9 @@
-"""What we write loads in skopeo, umoci, containerd and podman; what they write
+"""What we write loads in skopeo, umoci, containerd, podman and docker; what they write
 imports with ``oci-tools import`` and validates.
 
 Each test skips only when its tool is missing.  Everything lives in temp
-dirs: containerd runs privately (own root, state and socket; stopped after
-the module, also on failure) and podman uses its own vfs store.
+dirs: containerd and dockerd run privately (own roots and sockets; stopped
+after the module, also on failure) and podman uses its own vfs store.
 """
 
 from __future__ import annotations
@@ -294,3 +294,96 @@ def test_podman_save_imports(made: Made, podman: list[str], tmp_path: Path) -> N
         img = Image.load(Layout.open(str(target)), ref)
         assert [str(d) for d in img.config.diff_ids] == made.diff_ids
         assert img.config.config["Env"] == ENV
+
+
+# --------------------------------------------------------------------------- docker
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[list[str]]:
+    """A private Docker engine (own data root, exec root and socket; vfs, no
+    networking set-up); yields the ``docker`` command that talks to it."""
+    need_tool("dockerd")
+    need_tool("docker")
+    if os.geteuid() != 0:
+        pytest.skip("dockerd needs root")
+    # Short path: unix socket names are limited to 108 bytes.
+    d = Path(tempfile.mkdtemp(prefix="ocdk-"))
+    sock = f"unix://{d}/d.sock"
+    cmd = ["docker", "-H", sock]
+    log = open(d / "log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        [
+            "dockerd", "--data-root", str(d / "root"), "--exec-root", str(d / "exec"),
+            "-H", sock, "--pidfile", str(d / "pid"), "--storage-driver", "vfs",
+            "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([*cmd, "version"], capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("dockerd did not start:\n" + (d / "log").read_text()[-3000:])
+            time.sleep(0.2)
+        yield cmd
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_docker_loads_our_archives(made: Made, docker: list[str]) -> None:
+    for archive, name in ((made.oci_tar, NAME), (made.docker_tar, DOCKER_NAME)):
+        out = run(*docker, "load", "-i", str(archive)).stdout
+        assert f"Loaded image: {name}" in out, out
+        [info] = json.loads(run(*docker, "image", "inspect", name).stdout)
+        assert info["Config"]["Env"] == ENV
+        assert info["Config"]["Cmd"] == CMD
+        assert info["RootFS"]["Layers"] == made.diff_ids
+        # docker's image id is the config digest, whichever form was loaded.
+        assert info["Id"] == made.config_digest
+        rows = run(*docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}", name)
+        assert rows.stdout.splitlines() == CREATED_BY[::-1]
+
+
+def test_docker_runs_our_image_and_its_save_imports(
+    docker: list[str], tmp_path: Path
+) -> None:
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    lay = tmp_path / "lay"
+    assert cli("new", f"{lay}:scratch").code == 0
+    b = tmp_path / "b"
+    assert cli("unpack", f"{lay}:scratch", str(b)).code == 0
+    (b / "rootfs/bin").mkdir()
+    shutil.copy2("/bin/busybox", b / "rootfs/bin/busybox")
+    (b / "rootfs/bin/sh").symlink_to("busybox")
+    (b / "rootfs/msg").write_text("hello from docker\n")
+    assert cli("commit", str(b), f"{lay}:run").code == 0
+    r = cli("config", f"{lay}:run", "--env", "WHO=oci-tools", "--cmd",
+            '["sh","-c","cat /msg; echo $WHO"]')
+    assert r.code == 0, r.err
+    for fmt in ("oci-archive", "docker-archive"):
+        archive = tmp_path / f"{fmt}.tar"
+        r = cli("export", f"{lay}:run", str(archive), "--format", fmt,
+                "--name", f"localhost/oct-{fmt}:run")
+        assert r.code == 0, r.err
+        run(*docker, "load", "-i", str(archive))
+        p = run(*docker, "run", "--rm", "--network", "none", f"localhost/oct-{fmt}:run",
+                timeout=120)
+        assert p.stdout == "hello from docker\noci-tools\n"
+    # The reverse: docker save imports, validates and keeps every layer.
+    run(*docker, "save", "-o", str(tmp_path / "saved.tar"), "localhost/oct-oci-archive:run")
+    [(ref, _)] = _import(tmp_path / "saved.tar", tmp_path / "imported")
+    assert ref == "run"
+    theirs = Image.load(Layout.open(str(tmp_path / "imported")), ref)
+    ours = Image.load(Layout.open(str(lay)), "run")
+    assert theirs.config.diff_ids == ours.config.diff_ids
+    assert theirs.config.config["Env"] == ours.config.config["Env"]
