@@ -26,14 +26,13 @@ subtree), the old children of a directory replaced by a non-directory.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
@@ -54,7 +53,7 @@ from oci_tools.errors import (
 )
 from oci_tools.image import Image
 from oci_tools.layer.entry import EntryType, TarEntry
-from oci_tools.layer.paths import MAX_SYMLINK_HOPS, resolve_in_root
+from oci_tools.layer.paths import resolve_in_root
 from oci_tools.layer.reader import CHUNK, EntryContent, iter_entries
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.layout import PRIVATE_DIR, Layout
@@ -311,6 +310,9 @@ class _Node:
     size: int
     layer: int
     linkname: str = ""
+    # (layer, member position) holding the file's content: a regular file's
+    # own member, or for a hardlink the member its target's content came from.
+    src: tuple[int, int] | None = None
 
 
 def _parent(path: str) -> str:
@@ -439,6 +441,9 @@ class _Replay:
         self.waste: list[Waste] = []
         self.total_bytes = 0
         self.layer_bytes: list[int] = []  # file content bytes per layer
+        # (layer, position) of each hardlink member -> (layer, position) of
+        # the member holding its content (None: no regular file there).
+        self.link_sources: dict[tuple[int, int], tuple[int, int] | None] = {}
 
     def _gone(self, removed: list[tuple[str, _Node]], by: int, how: str) -> int:
         hidden = 0
@@ -448,14 +453,28 @@ class _Replay:
                 hidden += node.size
         return hidden
 
+    def _source(
+        self, path: str, li: int, final: dict[str, IndexEntry], final_pos: dict[str, int]
+    ) -> tuple[int, int] | None:
+        """Where the content of ``path`` is, at this point of layer ``li``."""
+        e = final.get(path)
+        if e is None:
+            node = self.tree.nodes.get(path)
+            return node.src if node is not None else None
+        k = final_pos[path]
+        if e.kind == _REG:
+            return li, k
+        return self.link_sources.get((li, k)) if e.kind == _HARDLINK else None
+
     def layer(self, li: int, index: LayerIndex) -> tuple[list[Change], list[IndexEntry]]:
         tree = self.tree
         final: dict[str, IndexEntry] = {}
+        final_pos: dict[str, int] = {}  # path -> position of its last member
         whiteouts: list[IndexEntry] = []  # as stored, for ``layer extract``
         hides: list[IndexEntry] = []  # the same, on resolved paths
         resolve = _Resolver(tree, final)
         own_bytes = 0
-        for e in index.entries:
+        for pos, e in enumerate(index.entries):
             if e.kind in (WHITEOUT, OPAQUE):
                 whiteouts.append(e)
                 p = resolve.directory(e.path) if e.kind == OPAQUE else resolve.path(e.path)
@@ -477,7 +496,10 @@ class _Replay:
             if old is not None and old.kind == _REG and old.size > 0:
                 # Shadowed by a later member of the same layer: shipped, never seen.
                 self.waste.append(Waste(p, li, old.size, li, "overwritten"))
+            if e.kind == _HARDLINK:
+                self.link_sources[(li, pos)] = self._source(link, li, final, final_pos)
             final[p] = e  # re-inserted: tar order of the last occurrence
+            final_pos[p] = pos
         self.total_bytes += own_bytes
         self.layer_bytes.append(own_bytes)
         lower = {p for p in final if p in tree.nodes}
@@ -519,7 +541,9 @@ class _Replay:
                         drop(child, "overwritten")
                 elif old_node.kind == _REG and old_node.size > 0:
                     self.waste.append(Waste(p, old_node.layer, old_node.size, li, "overwritten"))
-            tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname))
+            pos = final_pos[p]
+            src = (li, pos) if e.kind == _REG else self.link_sources.get((li, pos))
+            tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname, src))
             target = "/" + e.linkname if e.kind == _HARDLINK else e.linkname
             rows.append(
                 Change(
@@ -862,69 +886,6 @@ def _remove_written(dest: str, made: bool) -> None:
             os.unlink(p)
 
 
-class _Members:
-    """One layer's index, searchable by path (for hardlink targets)."""
-
-    def __init__(self, index: LayerIndex) -> None:
-        self.entries = index.entries
-        self.at: dict[str, list[int]] = {}
-        self.hides: list[IndexEntry] = []
-        for k, e in enumerate(index.entries):
-            if e.kind in (WHITEOUT, OPAQUE):
-                self.hides.append(e)
-            else:
-                self.at.setdefault(e.path, []).append(k)
-
-    def last_before(self, path: str, before: int) -> int | None:
-        """Position of the last member named ``path`` before ``before``."""
-        ks = self.at.get(path, [])
-        j = bisect.bisect_left(ks, before)
-        return ks[j - 1] if j else None
-
-    def hides_lower(self, path: str) -> bool:
-        """Whether this layer removes lower layers' ``path``: a whiteout of
-        it or of an ancestor, an opaque ancestor, or a non-directory member
-        where an ancestor directory was."""
-        for w in self.hides:
-            if w.kind == WHITEOUT and (path == w.path or path.startswith(w.path + "/")):
-                return True
-            if w.kind == OPAQUE and (not w.path or path.startswith(w.path + "/")):
-                return True
-        return any(
-            self.entries[ks[-1]].kind != _DIR
-            for a in _ancestors(path)
-            if a and (ks := self.at.get(a))
-        )
-
-
-def _content_source(
-    members: Callable[[int], _Members], layer: int, path: str, before: int
-) -> tuple[int, int] | None:
-    """(layer, member position) of the file content a hardlink named
-    ``path`` at position ``before`` of ``layer`` refers to, following
-    hardlink chains down the layers; None when no layer has it."""
-    for _ in range(MAX_SYMLINK_HOPS):
-        while layer >= 0:
-            m = members(layer)
-            k = m.last_before(path, before)
-            if k is not None:
-                break
-            if m.hides_lower(path):
-                return None
-            layer -= 1
-            if layer >= 0:
-                before = len(members(layer).entries)
-        else:
-            return None
-        e = m.entries[k]
-        if e.kind == _REG:
-            return layer, k
-        if e.kind != _HARDLINK:
-            return None  # a link to a symlink, device...: nothing to copy
-        path, before = e.linkname, k
-    return None
-
-
 def _copy_lower_links(
     image: Image,
     i: int,
@@ -944,21 +905,18 @@ def _copy_lower_links(
     """
     if not missing:
         return [], []
-    own = _Members(index)
-    lower: dict[int, _Members] = {}
-
-    def members(li: int) -> _Members:
-        if li == i:
-            return own
-        if li not in lower:
-            lower[li] = _Members(layer_index(image, li, cache))
-        return lower[li]
-
+    # The replay knows, for every hardlink member, which member holds its
+    # content, following symlinks and link chains down the layers.
+    replay = _Replay()
+    indexes = [layer_index(image, li, cache) for li in range(i)] + [index]
+    for li, idx in enumerate(indexes):
+        replay.layer(li, idx)
+    last = {e.path: k for k, e in enumerate(index.entries) if e.kind not in (WHITEOUT, OPAQUE)}
     wanted: dict[int, dict[int, list[TarEntry]]] = {}  # layer -> position -> links
     for pos, link in missing:
-        if own.last_before(link.name, len(index.entries)) != pos:
+        if last.get(link.name) != pos:
             continue  # replaced by a later member of the layer
-        src = _content_source(members, i, link.linkname, pos)
+        src = replay.link_sources.get((i, pos))
         if src is None or src[0] == i:
             raise UnsafeLayerError(
                 link.name, f"hardlink target {link.linkname!r} missing in this and lower layers"
@@ -969,7 +927,7 @@ def _copy_lower_links(
     for li in sorted(wanted):
         at = wanted[li]
         for k, links in at.items():
-            copies += [LinkCopy(link.name, members(li).entries[k].path, li) for link in links]
+            copies += [LinkCopy(link.name, indexes[li].entries[k].path, li) for link in links]
         notes += apply_members(
             _lower_members(image, li, at), dest,
             options=replace(opts, on_entry=None, on_missing_link=None),

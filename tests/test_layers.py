@@ -15,11 +15,17 @@ import pytest
 from builders import (
     Layer,
     Member,
+    base256,
+    build_tar,
+    chardev,
+    compress,
+    corrupt_checksum,
     directory,
     file,
     hardlink,
     make_layer,
     opaque,
+    sha256_digest,
     symlink,
     whiteout,
 )
@@ -29,6 +35,7 @@ from verify import assert_valid_layout
 import oci_tools.apply
 import oci_tools.layers
 from oci_tools import mediatype as mt
+from oci_tools.bundle import remove_tree
 from oci_tools.digest import Digest
 from oci_tools.image import Image, empty_config, write_image
 from oci_tools.layers import LayerCache
@@ -705,12 +712,13 @@ def _lower_links_image(path: Path) -> None:
     l0 = make_layer([
         directory("usr"), directory("usr/bin"),
         file("usr/bin/tool", b"T" * 300, mode=0o750, uid=5, gid=6),
-        file("usr/bin/other", b"O" * 40),
+        file("usr/bin/other", b"O" * 40), symlink("ub", "/usr/./bin"),
     ])
     l1 = make_layer([
         directory("bin"),
         hardlink("bin/t2", "usr/bin/tool"), hardlink("bin/t3", "usr/bin/tool"),
         hardlink("bin/t4", "bin/t2"),  # a chain through this layer's own link
+        hardlink("bin/t5", "ub/tool"),  # through a lower layer's symlink
         hardlink("bin/r", "usr/bin/other"), file("bin/r", b"own"),  # replaced later
         file("bin/plain", b"p"),
     ])
@@ -724,7 +732,7 @@ def test_extract_copies_hardlink_targets_from_lower_layers(tmp_path: Path) -> No
     dest = tmp_path / "x1"
     r = cli("layer", "extract", ref, "1", str(dest))
     assert r.code == 0, r.err
-    for name in ("t2", "t3", "t4"):
+    for name in ("t2", "t3", "t4", "t5"):
         assert f"copied /bin/{name}: a hardlink to /usr/bin/tool of layer 0" in r.err
     assert "/bin/r" not in r.err
     assert _tree(dest) == {
@@ -734,9 +742,10 @@ def test_extract_copies_hardlink_targets_from_lower_layers(tmp_path: Path) -> No
         "bin/t2": ("file", "0o750", b"T", 300),
         "bin/t3": ("file", "0o750", b"T", 300),
         "bin/t4": ("file", "0o750", b"T", 300),
+        "bin/t5": ("file", "0o750", b"T", 300),
     }
-    inodes = {os.stat(dest / "bin" / n).st_ino for n in ("t2", "t3", "t4")}
-    assert len(inodes) == 1 and os.stat(dest / "bin/t2").st_nlink == 3
+    inodes = {os.stat(dest / "bin" / n).st_ino for n in ("t2", "t3", "t4", "t5")}
+    assert len(inodes) == 1 and os.stat(dest / "bin/t2").st_nlink == 4
     if os.geteuid() == 0:
         assert (os.stat(dest / "bin/t2").st_uid, os.stat(dest / "bin/t2").st_gid) == (5, 6)
     # Two layers down: layer 2's link -> layer 1's link -> layer 0's file.
@@ -919,3 +928,109 @@ def test_hostile_copied_hardlink_lands_inside_dest(work: Work) -> None:
     assert r.code == 0, r.err
     assert (work.dest / str(work.canary).lstrip("/") / "secret").read_bytes() == b"pwned"
     assert (work.dest / "canary.txt").read_bytes() == b"pwned"
+
+
+def _raw_layer(tar: bytes, codec: str = "gzip") -> Layer:
+    blob = compress(tar, codec)
+    return Layer(tar, blob, codec, sha256_digest(blob), sha256_digest(tar))
+
+
+#: The unpack tests' hostile layers (tests/test_hostile.py), as images: each
+#: case gives the layers, given the work dir's canary paths.
+HOSTILE: dict[str, Any] = {
+    "dotdot": lambda w: [[file("../canary/secret", b"pwned")]],
+    "deep-dotdot": lambda w: [[directory("a"), file("a/b/../../../canary.txt", b"pwned")]],
+    "gnu-long-dotdot": lambda w: [[file("../" * 40 + "canary.txt", b"x", long_names="gnu",
+                                        fmt="gnu")]],
+    "pax-path-dotdot": lambda w: [[file("ok", b"x", pax={"path": "../canary.txt"})]],
+    "symlink-rel-write": lambda w: [[symlink("esc", "../canary"), file("esc/secret", b"pwned")]],
+    "symlink-chain": lambda w: [[symlink("a", "b/../../../../.."), symlink("b", "/../../.."),
+                                 file("a/canary.txt", b"pwned")]],
+    "symlink-two-layers": lambda w: [[symlink("esc", "../../canary")],
+                                     [file("esc/secret", b"pwned"),
+                                      directory("esc/sub", mode=0o777)]],
+    "file-over-host-symlink": lambda w: [
+        [symlink("f", str(w.canary_file)), symlink("g", "../canary.txt")],
+        [file("f", b"replaced", mode=0o777), file("g", b"replaced")]],
+    "dir-over-host-symlink": lambda w: [
+        [symlink("d", str(w.canary))],
+        [directory("d", mode=0o777, mtime=5, pax={"SCHILY.xattr.user.pwn": b"1"})]],
+    "symlink-loop": lambda w: [[symlink("a", "b"), symlink("b", "a"), file("a/x", b"x")]],
+    "hardlink-via-symlink": lambda w: [[symlink("up", "../../.."),
+                                        hardlink("h", "up/canary.txt")]],
+    "hardlink-host-dir": lambda w: [[symlink("hostdir", str(w.dir)),
+                                     hardlink("h", "hostdir/canary.txt")]],
+    "hardlink-to-host-symlink": lambda w: [[symlink("s", str(w.canary_file)),
+                                            hardlink("h", "s", mode=0o777), file("s2", b"x"),
+                                            hardlink("s2", "s")]],
+    "hardlink-lower-through-symlink": lambda w: [[file("t", b"1"), symlink("up", "../..")],
+                                                 [hardlink("h", "up/t"),
+                                                  hardlink("up/x", "t")]],
+    "hardlink-to-dir": lambda w: [[directory("d"), hardlink("h", "d")]],
+    "root-symlink": lambda w: [[Member(".", b"2", linkname=str(w.canary)),
+                                file("secret", b"pwned")]],
+    "root-file": lambda w: [[file(".", b"x")]],
+    "whiteout-via-symlinks": lambda w: [
+        [symlink("rel", "../canary"), symlink("abs", str(w.canary)), symlink("host", str(w.dir)),
+         directory("canary"), file("canary/secret")],
+        [whiteout("rel/secret"), whiteout("abs/secret"), whiteout("abs/sub"),
+         whiteout("host/canary"), whiteout("host/canary.txt"), opaque("abs"), opaque("host"),
+         opaque("host/canary")]],
+    "opaque-clamped-root": lambda w: [[file("lower", b"1"), symlink("up", "../../..")],
+                                      [opaque("up"), file("mine", b"2")]],
+    "whiteout-symlink-dance": lambda w: [[directory("d"), file("d/x", b"1")],
+                                         [whiteout("d"), symlink("d", str(w.canary))],
+                                         [whiteout("d/secret"), file("d/new", b"n")]],
+    "corrupt-header": lambda w: [_raw_layer(corrupt_checksum(
+        build_tar([file("a", b"1"), file("b", b"2"), file("c", b"3")]), 1))],
+    "truncated": lambda w: [_raw_layer(build_tar([file("a", b"1" * 5000)])[:3000], "zstd")],
+    "unknown-type": lambda w: [_raw_layer(build_tar([Member("x", b"7", b"data")]))],
+    "sparse": lambda w: [[file("s", pax={"GNU.sparse.realsize": "1" + "0" * 12})]],
+    "bad-uid": lambda w: [[file("u", raw={"uid": base256(-1, 8)})]],
+    "pax-size-bomb": lambda w: [_raw_layer(build_tar(
+        [file("f", b"tiny", pax={"size": str(1 << 60)}, pad_data=False)]))],
+    "invalid-whiteout": lambda w: [[file("a/.wh.b/c", b"x")]],
+    "nul-name": lambda w: [[file("ok", pax={"path": b"a\0../../canary.txt"})]],
+    "setuid-via-symlink": lambda w: [[symlink("bin", str(w.canary)),
+                                      file("bin/secret", b"#!/bin/sh\n", mode=0o4755),
+                                      symlink("s", str(w.canary / "secret")),
+                                      hardlink("h", "s", mode=0o4777)]],
+    "device": lambda w: [[chardev("dev/mem", 1, 1)]],
+}
+
+
+#: Cases whose (only) layer the strict reader refuses: show and extract fail.
+UNREADABLE = {
+    "bad-uid", "corrupt-header", "deep-dotdot", "dotdot", "gnu-long-dotdot", "invalid-whiteout",
+    "nul-name", "pax-path-dotdot", "pax-size-bomb", "root-file", "root-symlink", "sparse",
+    "truncated", "unknown-type",
+}
+#: Readable, listed by show, but refused by extract as by unpack.
+UNEXTRACTABLE = {"hardlink-host-dir", "hardlink-to-dir", "hardlink-via-symlink", "symlink-loop"}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_layers_through_show_and_extract(work: Work, case: str) -> None:
+    """Every layer of every case: ``layer show`` writes nothing but its cache,
+    ``layer extract`` writes only inside DEST; both succeed or fail with one
+    line and exit 1; a failed extract leaves no DEST behind.  The fixture
+    checks the canary and that nothing else appeared in the work dir."""
+    layers = [
+        lyr if isinstance(lyr, Layer) else make_layer(lyr) for lyr in HOSTILE[case](work)
+    ]
+    write_test_image(work.layout, layers)
+    ref = f"{work.layout}:latest"
+    for n in range(len(layers)):
+        for argv in (("show", ref, str(n)), ("show", ref, str(n), "--tree")):
+            r = _show_writes_nothing(work, *argv[1:])
+            assert r.code == (case in UNREADABLE), (argv, r.err)
+            if r.code:
+                assert r.err.startswith("oci-tools: error: ") and r.err.count("\n") == 1, r.err
+        dest = work.dest
+        r = cli("layer", "extract", ref, str(n), str(dest))
+        assert r.code == (case in UNREADABLE | UNEXTRACTABLE), r.err
+        if r.code:
+            assert r.err.startswith("oci-tools: error: ") and r.err.count("\n") == 1, r.err
+            assert not dest.exists()
+        else:
+            remove_tree(str(dest))
