@@ -22,6 +22,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from oci_tools import mediatype as mt
 from oci_tools.image import UNCOMPRESSED_SIZE, write_image
 from oci_tools.layout import Layout, host_platform
@@ -186,3 +188,15 @@ def tree_of(root: str | Path) -> dict[str, tuple[str, int, bytes | str, int, int
                 with open(full, "rb") as f:
                     out[rel] = ("file", perm, f.read(), st.st_uid, st.st_gid)
     return out
+
+
+def add_busybox(rootfs: Path, *tools: str) -> None:
+    """Put the host's static busybox in ``rootfs/bin`` with ``tools`` as
+    symlinks to it (skips the test when busybox-static is not installed)."""
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    (rootfs / "bin").mkdir(exist_ok=True)
+    (rootfs / "bin/busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    os.chmod(rootfs / "bin/busybox", 0o755)
+    for tool in tools:
+        (rootfs / "bin" / tool).symlink_to("busybox")

@@ -8,6 +8,7 @@ after the module, also on failure) and podman uses its own vfs store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,16 @@ import pytest
 from helpers import cli, need_tool, run
 from verify import assert_valid_layout
 
-from interop.imagefixture import CMD, CREATED_BY, ENV, EXPECTED, HARDLINKS, make_image, tree_of
+from interop.imagefixture import (
+    CMD,
+    CREATED_BY,
+    ENV,
+    EXPECTED,
+    HARDLINKS,
+    add_busybox,
+    make_image,
+    tree_of,
+)
 from oci_tools.image import Image
 from oci_tools.layout import Layout
 
@@ -165,6 +175,34 @@ def test_umoci_written_image_imports(tmp_path: Path) -> None:
     assert len(img.layers) == 1 and "FROM=umoci" in img.config.config["Env"]
 
 
+# --------------------------------------------------------------------------- daemons
+
+
+@contextlib.contextmanager
+def _daemon(d: Path, argv: list[str], probe: list[str]) -> Iterator[None]:
+    """Run the daemon ``argv`` (log in ``d/log``) until ``probe`` succeeds;
+    on exit stop it and remove ``d``, also when the test failed."""
+    name = argv[0]
+    log = open(d / "log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(argv, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{name} did not start:\n" + (d / "log").read_text()[-3000:])
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- containerd
 
 
@@ -196,29 +234,9 @@ def containerd() -> Iterator[str]:
         '[metrics]\n  address = ""\n'
         f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{d}/opt"\n'
     )
-    log = open(d / "log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        ["containerd", "--config", str(d / "config.toml")], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            ok = subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True)
-            if ok.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("containerd did not start:\n" + (d / "log").read_text()[-3000:])
-            time.sleep(0.1)
+    with _daemon(d, ["containerd", "--config", str(d / "config.toml")],
+                 ["ctr", "-a", str(sock), "version"]):
         yield str(sock)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _ctr(sock: str, *args: str) -> str:
@@ -311,32 +329,13 @@ def docker() -> Iterator[list[str]]:
     d = Path(tempfile.mkdtemp(prefix="ocdk-"))
     sock = f"unix://{d}/d.sock"
     cmd = ["docker", "-H", sock]
-    log = open(d / "log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [
-            "dockerd", "--data-root", str(d / "root"), "--exec-root", str(d / "exec"),
-            "-H", sock, "--pidfile", str(d / "pid"), "--storage-driver", "vfs",
-            "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([*cmd, "version"], capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("dockerd did not start:\n" + (d / "log").read_text()[-3000:])
-            time.sleep(0.2)
+    argv = [
+        "dockerd", "--data-root", str(d / "root"), "--exec-root", str(d / "exec"),
+        "-H", sock, "--pidfile", str(d / "pid"), "--storage-driver", "vfs",
+        "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false",
+    ]
+    with _daemon(d, argv, [*cmd, "version"]):
         yield cmd
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_docker_loads_our_archives(made: Made, docker: list[str]) -> None:
@@ -356,15 +355,11 @@ def test_docker_loads_our_archives(made: Made, docker: list[str]) -> None:
 def test_docker_runs_our_image_and_its_save_imports(
     docker: list[str], tmp_path: Path
 ) -> None:
-    if not os.path.exists("/bin/busybox"):
-        pytest.skip("busybox-static is not installed")
     lay = tmp_path / "lay"
     assert cli("new", f"{lay}:scratch").code == 0
     b = tmp_path / "b"
     assert cli("unpack", f"{lay}:scratch", str(b)).code == 0
-    (b / "rootfs/bin").mkdir()
-    shutil.copy2("/bin/busybox", b / "rootfs/bin/busybox")
-    (b / "rootfs/bin/sh").symlink_to("busybox")
+    add_busybox(b / "rootfs", "sh")
     (b / "rootfs/msg").write_text("hello from docker\n")
     assert cli("commit", str(b), f"{lay}:run").code == 0
     r = cli("config", f"{lay}:run", "--env", "WHO=oci-tools", "--cmd",

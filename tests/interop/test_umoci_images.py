@@ -10,6 +10,8 @@ import pytest
 from helpers import cli, need_root, need_tool, run
 from treecmp import assert_same_tree
 
+from interop.imagefixture import add_busybox
+
 pytestmark = pytest.mark.interop
 
 
@@ -71,18 +73,12 @@ def test_umoci_and_skopeo_images_unpack_like_umoci(tmp_path: Path) -> None:
 def test_runc_runs_a_command_from_our_bundle(tmp_path: Path) -> None:
     need_root()
     need_tool("runc")
-    if not os.path.exists("/bin/busybox"):
-        pytest.skip("busybox-static is not installed")
     lay = tmp_path / "lay"
     assert cli("new", f"{lay}:scratch").code == 0
     b = tmp_path / "b"
     assert cli("unpack", f"{lay}:scratch", str(b)).code == 0
     r = b / "rootfs"
-    (r / "bin").mkdir()
-    (r / "bin/busybox").write_bytes(Path("/bin/busybox").read_bytes())
-    os.chmod(r / "bin/busybox", 0o755)
-    for tool in ("sh", "cat", "id"):
-        (r / "bin" / tool).symlink_to("busybox")
+    add_busybox(r, "sh", "cat", "id")
     (r / "etc").mkdir()
     (r / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nsvc:x:100:101::/srv:/bin/sh\n")
     (r / "etc/group").write_text("root:x:0:\nsvc:x:101:\n")
