@@ -207,16 +207,22 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
-def _remove_bundle_contents(bundle: str) -> None:
-    # The record goes first, so an interrupted cleanup never looks finished.
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(bundle, RECORD))
-    for name in os.listdir(bundle):
-        p = os.path.join(bundle, name)
+def empty_dir(path: str) -> None:
+    """Delete everything inside directory ``path`` (as ``remove_tree``),
+    keeping ``path`` itself."""
+    for name in os.listdir(path):
+        p = os.path.join(path, name)
         if os.path.isdir(p) and not os.path.islink(p):
             remove_tree(p)
         else:
             os.unlink(p)
+
+
+def _remove_bundle_contents(bundle: str) -> None:
+    # The record goes first, so an interrupted cleanup never looks finished.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(bundle, RECORD))
+    empty_dir(bundle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +376,7 @@ __all__ = [
     "UnpackResult",
     "changes_of",
     "commit",
+    "empty_dir",
     "refresh",
     "remove_tree",
     "unpack",

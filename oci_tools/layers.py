@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -42,6 +40,7 @@ from oci_tools.apply import (
     apply_members,
     open_layer_stream,
 )
+from oci_tools.bundle import empty_dir, remove_tree
 from oci_tools.compression import codec_for_media_type
 from oci_tools.digest import Digest
 from oci_tools.errors import (
@@ -69,7 +68,6 @@ _REG = EntryType.REG.value
 _SYMLINK = EntryType.SYMLINK.value
 _HARDLINK = EntryType.HARDLINK.value
 _KINDS = frozenset({t.value for t in EntryType} | {WHITEOUT, OPAQUE})
-#: Bytes read from a compressed blob at a time (keeps the ratio check tight).
 
 
 # ----------------------------------------------------------------------- indexes
@@ -439,7 +437,6 @@ class _Replay:
     def __init__(self) -> None:
         self.tree = _Tree()
         self.waste: list[Waste] = []
-        self.total_bytes = 0
         self.layer_bytes: list[int] = []  # file content bytes per layer
         # (layer, position) of each hardlink member -> (layer, position) of
         # the member holding its content (None: no regular file there).
@@ -500,7 +497,6 @@ class _Replay:
                 self.link_sources[(li, pos)] = self._source(link, li, final, final_pos)
             final[p] = e  # re-inserted: tar order of the last occurrence
             final_pos[p] = pos
-        self.total_bytes += own_bytes
         self.layer_bytes.append(own_bytes)
         lower = {p for p in final if p in tree.nodes}
         keep = set(final)
@@ -583,8 +579,12 @@ class Analysis:
     image: Image
     layers: list[LayerReport]
     waste: list[Waste]
-    total_bytes: int  # file content bytes in all layers (every version)
-    layer_bytes: list[int]  # the same, per layer
+    layer_bytes: list[int]  # file content bytes per layer (every version)
+
+    @property
+    def total_bytes(self) -> int:
+        """File content bytes in all layers."""
+        return sum(self.layer_bytes)
 
 
 def _created_by(image: Image) -> dict[int, str]:
@@ -620,7 +620,7 @@ def analyze(image: Image, upto: int | None = None, cache: LayerCache | None = No
                 whiteouts,
             )
         )
-    return Analysis(image, reports, replay.waste, replay.total_bytes, replay.layer_bytes)
+    return Analysis(image, reports, replay.waste, replay.layer_bytes)
 
 
 def select_layer(image: Image, text: str) -> int:
@@ -846,44 +846,16 @@ def extract_layer(
         index = LayerIndex(desc.digest, res.diff_id, res.uncompressed_size, tuple(seen))
         copies, notes = _copy_lower_links(image, i, index, missing, dest, opts, cache)
     except BaseException:
-        _remove_written(dest, made)
+        # Undo: nothing of a failed extraction stays (never through a symlink).
+        if made:
+            remove_tree(dest)
+        else:
+            empty_dir(dest)
         raise
     if cached is None:
         cache.put(index)
     whiteouts = [e for e in seen if e.kind in (WHITEOUT, OPAQUE)]
     return ExtractResult(i, res.entries, whiteouts, res.skipped + notes, copies)
-
-
-def _remove_written(dest: str, made: bool) -> None:
-    """Undo a failed extraction: ``dest`` removed (when we made it) or
-    emptied.  rmtree never follows symlinks; unreadable directories (a
-    rootless extraction stopped before their modes were restored) are
-    opened up to be removed."""
-
-    def retry(func: Any, path: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(path), 0o700)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.chmod(path, 0o700)
-        func(path)
-
-    def rmtree(path: str) -> None:
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=retry)
-        else:
-            shutil.rmtree(path, onerror=retry)
-
-    if made:
-        rmtree(dest)
-        return
-    with os.scandir(dest) as it:
-        names = [e.name for e in it]
-    for name in names:
-        p = os.path.join(dest, name)
-        if os.path.isdir(p) and not os.path.islink(p):
-            rmtree(p)
-        else:
-            os.unlink(p)
 
 
 def _copy_lower_links(
