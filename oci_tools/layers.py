@@ -40,7 +40,6 @@ from oci_tools.apply import (
     apply_members,
     open_layer_stream,
 )
-from oci_tools.bundle import empty_dir, remove_tree
 from oci_tools.compression import codec_for_media_type
 from oci_tools.digest import Digest
 from oci_tools.errors import (
@@ -499,9 +498,13 @@ class _Replay:
             final_pos[p] = pos
         self.layer_bytes.append(own_bytes)
         lower = {p for p in final if p in tree.nodes}
-        keep = set(final)
-        for p in final:
-            keep.update(_ancestors(p))
+        # What this layer writes, with every ancestor: whiteouts never remove it.
+        keep = set(final) if hides else set()
+        for p in final if hides else ():
+            for a in _ancestors(p):
+                if a in keep:
+                    break  # its ancestors are (or will be) added by it
+                keep.add(a)
         removed: dict[str, tuple[_Node, int]] = {}  # topmost removed path -> (node, bytes)
 
         def drop(path: str, how: str) -> None:
@@ -847,6 +850,9 @@ def extract_layer(
         copies, notes = _copy_lower_links(image, i, index, missing, dest, opts, cache)
     except BaseException:
         # Undo: nothing of a failed extraction stays (never through a symlink).
+        # Imported here: bundle is heavy, and only a failure needs it.
+        from oci_tools.bundle import empty_dir, remove_tree
+
         if made:
             remove_tree(dest)
         else:
