@@ -344,7 +344,12 @@ def _now() -> Any:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _emit(c: Console, listing: Any, fmt: str) -> None:
+def _emit(c: Console, listing: Any, fmt: str, *, quiet: bool = False) -> None:
+    """A listing as a table or JSON Lines; ``quiet``: only its IDs (docker -q)."""
+    if quiet:
+        for r in listing.rows:
+            c.print(r["ID"])
+        return
     c.out.write(listing.json() if fmt == "json" else listing.table())
 
 
@@ -355,11 +360,7 @@ def cmd_history(a: argparse.Namespace, c: Console) -> int:
     lay, ref, plat = image_arg(a.image, a.platform)
     rows = history_rows(Image.load(lay, ref, plat), SizeCache(lay))
     listing = history_listing(rows, human=a.human, no_trunc=a.no_trunc, now=_now())
-    if a.quiet:
-        for r in listing.rows:
-            c.print(r["ID"])
-        return 0
-    _emit(c, listing, a.format)
+    _emit(c, listing, a.format, quiet=a.quiet)
     return 0
 
 
@@ -368,11 +369,7 @@ def cmd_images(a: argparse.Namespace, c: Console) -> int:
 
     lay = open_layout(a.layout)
     listing = images_listing(image_rows(lay), digests=a.digests, no_trunc=a.no_trunc, now=_now())
-    if a.quiet:
-        for r in listing.rows:
-            c.print(r["ID"])
-        return 0
-    _emit(c, listing, a.format)
+    _emit(c, listing, a.format, quiet=a.quiet)
     return 0
 
 

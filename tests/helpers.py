@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,26 @@ def run(*cmd: str, check: bool = True, **kw: object) -> subprocess.CompletedProc
             f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
         )
     return p  # type: ignore[no-any-return]
+
+
+def canary_state(top: Path) -> dict[str, tuple[object, ...]]:
+    """Every path under ``top`` (``top`` included, keyed relative to its
+    parent) with mode, owner, link count, mtime, inode, content and xattr
+    names: a canary that a breakout cannot touch without changing this."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in [".", *dirnames, *filenames]:
+            p = os.path.normpath(os.path.join(dirpath, n))
+            st = os.lstat(p)
+            data = Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else None
+            out[os.path.relpath(p, top.parent)] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_nlink,
+                st.st_mtime_ns,
+                st.st_ino,
+                data,
+                sorted(os.listxattr(p, follow_symlinks=False)),
+            )
+    return out

@@ -44,6 +44,7 @@ from builders import (
     symlink,
     whiteout,
 )
+from helpers import canary_state
 
 from oci_tools.apply import ApplyOptions, ApplyResult, apply_layer
 from oci_tools.digest import Digest
@@ -100,26 +101,6 @@ class Work:
         )
 
 
-def _state(top: Path) -> dict[str, tuple[object, ...]]:
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in [".", *dirnames, *filenames]:
-            p = os.path.normpath(os.path.join(dirpath, n))
-            st = os.lstat(p)
-            data = Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else None
-            out[os.path.relpath(p, top.parent)] = (
-                st.st_mode,
-                st.st_uid,
-                st.st_gid,
-                st.st_nlink,
-                st.st_mtime_ns,
-                st.st_ino,
-                data,
-                sorted(os.listxattr(p, follow_symlinks=False)),
-            )
-    return out
-
-
 @pytest.fixture()
 def work(tmp_path: Path) -> Iterator[Work]:
     w = tmp_path / "work"
@@ -137,12 +118,12 @@ def work(tmp_path: Path) -> Iterator[Work]:
     old = 1_000_000_000_000_000_000
     for p in [canary / "secret", canary / "sub" / "deep", canary / "sub", canary, canary_file]:
         os.utime(p, ns=(old, old))
-    before = _state(canary)
-    before_file = _state(canary_file)
+    before = canary_state(canary)
+    before_file = canary_state(canary_file)
     before_dir = os.lstat(w).st_mtime_ns
     yield Work(w, rootfs, canary, canary_file)
-    assert _state(canary) == before, "the canary directory changed"
-    assert _state(canary_file) == before_file, "the canary file changed"
+    assert canary_state(canary) == before, "the canary directory changed"
+    assert canary_state(canary_file) == before_file, "the canary file changed"
     assert sorted(os.listdir(w)) == ["canary", "canary.txt", "rootfs"]
     assert os.lstat(w).st_mtime_ns == before_dir
     assert sorted(os.listdir(tmp_path)) == ["work"]

@@ -29,7 +29,7 @@ from builders import (
     symlink,
     whiteout,
 )
-from helpers import cli
+from helpers import canary_state, cli
 from verify import assert_valid_layout
 
 import oci_tools.apply
@@ -775,18 +775,6 @@ def test_failed_extract_leaves_nothing_behind(tmp_path: Path, existing: bool) ->
 # ------------------------------------------------------------------- hostile
 
 
-def _state(top: Path) -> dict[str, tuple[object, ...]]:
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in [".", *dirnames, *filenames]:
-            p = os.path.normpath(os.path.join(dirpath, n))
-            st = os.lstat(p)
-            data = Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else None
-            out[os.path.relpath(p, top.parent)] = (
-                st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime_ns, st.st_ino, data)
-    return out
-
-
 @dataclass
 class Work:
     dir: Path
@@ -817,18 +805,18 @@ def work(tmp_path: Path) -> Iterator[Work]:
     old = 1_000_000_000_000_000_000
     for p in [canary / "secret", canary / "sub", canary, canary_file]:
         os.utime(p, ns=(old, old))
-    before = _state(canary), _state(canary_file)
+    before = canary_state(canary), canary_state(canary_file)
     yield Work(w, canary, canary_file, tmp_path / "lay")
-    assert (_state(canary), _state(canary_file)) == before, "the canary changed"
+    assert (canary_state(canary), canary_state(canary_file)) == before, "the canary changed"
     assert set(os.listdir(w)) <= {"canary", "canary.txt", "dest"}
     assert sorted(os.listdir(tmp_path)) == ["lay", "work"]
 
 
 def _show_writes_nothing(work: Work, *argv: str) -> Any:
     """Run ``layer show`` and check that it wrote nothing but its cache."""
-    before = {k: v for k, v in _state(work.dir.parent).items() if ".oci-tools" not in k}
+    before = {k: v for k, v in canary_state(work.dir.parent).items() if ".oci-tools" not in k}
     r = cli("layer", "show", *argv)
-    after = {k: v for k, v in _state(work.dir.parent).items() if ".oci-tools" not in k}
+    after = {k: v for k, v in canary_state(work.dir.parent).items() if ".oci-tools" not in k}
     assert after == before
     return r
 
