@@ -823,6 +823,8 @@ def extract_layer(
     cache = cache or LayerCache(image.layout)
     desc = image.layers[i]
     made = not os.path.lexists(dest)
+    if not made and not os.path.isdir(dest):
+        raise ClobberError(dest, hint="layer extract needs a new or empty directory")
     os.makedirs(dest, exist_ok=True)
     if os.listdir(dest):
         raise ClobberError(dest, hint="layer extract needs a new or empty directory")

@@ -378,6 +378,10 @@ def test_layer_extract_writes_only_that_layer(img: Built, tmp_path: Path) -> Non
     r = cli("layer", "extract", img.ref, "1", str(dest))
     assert r.code == 1 and "refusing to overwrite" in r.err
     assert _tree(dest) == before
+    (tmp_path / "a-file").write_bytes(b"keep")
+    r = cli("layer", "extract", img.ref, "1", str(tmp_path / "a-file"))
+    assert r.code == 1 and r.err.startswith("oci-tools: error: refusing to overwrite")
+    assert (tmp_path / "a-file").read_bytes() == b"keep"
 
 
 def test_layer_extract_other_layers(img: Built, tmp_path: Path) -> None:
