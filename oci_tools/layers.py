@@ -381,21 +381,38 @@ class _Resolver:
     """Resolves member names the way ``apply`` does, on the modelled tree.
 
     ``final`` (this layer's members so far) is consulted before ``tree`` (the
-    layers below).  Resolved parents are cached until a symlink appears or
-    goes away; ``..`` is clamped at the root, absolute targets restart there.
+    layers below), minus what this layer's whiteouts so far removed from it
+    (apply removes lower content when it meets a whiteout, so later names no
+    longer resolve through a whited-out symlink).  Resolved parents are cached
+    until a symlink or a whiteout changes the picture; ``..`` is clamped at
+    the root, absolute targets restart there.
     """
 
     def __init__(self, tree: _Tree, final: dict[str, IndexEntry]) -> None:
         self.tree = tree
         self.final = final
         self.cache: dict[str, str] = {}
+        self.whited: set[str] = set()  # lower subtrees removed so far
+        self.opaque: set[str] = set()  # directories whose lower children are gone
+
+    def hide(self, w: IndexEntry) -> None:
+        """A whiteout (resolved) of this layer was met in tar order."""
+        (self.opaque if w.kind == OPAQUE else self.whited).add(w.path)
+        self.cache.clear()
+
+    def _lower_gone(self, path: str) -> bool:
+        if path in self.whited:
+            return True
+        return any(a in self.whited or a in self.opaque for a in _ancestors(path))
 
     def _kind_link(self, path: str) -> tuple[str, str] | None:
         e = self.final.get(path)
         if e is not None:
             return e.kind, e.linkname
         node = self.tree.nodes.get(path)
-        return (node.kind, node.linkname) if node is not None else None
+        if node is None or ((self.whited or self.opaque) and self._lower_gone(path)):
+            return None
+        return node.kind, node.linkname
 
     def is_symlink(self, path: str) -> bool:
         """Whether ``path`` is currently a symlink."""
@@ -475,6 +492,7 @@ class _Replay:
                 whiteouts.append(e)
                 p = resolve.directory(e.path) if e.kind == OPAQUE else resolve.path(e.path)
                 hides.append(e if p == e.path else replace(e, path=p))
+                resolve.hide(hides[-1])
                 continue
             if e.kind == _REG:
                 own_bytes += e.size
@@ -526,10 +544,11 @@ class _Replay:
             node = tree.nodes.get(w.path)
             if node is None or (w.kind == OPAQUE and node.kind != _DIR):
                 continue  # hides nothing
-            if w.kind == OPAQUE or w.path in keep:
-                if node.kind == _DIR:
-                    prune_children(w.path)
-            else:
+            if node.kind == _DIR and (w.kind == OPAQUE or w.path in keep):
+                prune_children(w.path)  # this layer writes below it: merge
+            elif w.path not in final:
+                # Gone (for a non-directory this layer writes below: gone
+                # first, then the directory it needs is created).
                 drop(w.path, "deleted")
         rows: list[Change] = []
         for p, e in final.items():
@@ -558,7 +577,7 @@ class _Replay:
             )
         # One D row per removed subtree, at its topmost path, with every byte
         # hidden below it (descendants may have been whited out separately).
-        gone = {p for p in removed if p not in tree.nodes}
+        gone = {p for p in removed if p not in final}  # (an implied dir may stand there now)
         hidden: dict[str, int] = {}
         for p in gone:
             top = p

@@ -703,6 +703,31 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     assert os.stat(rootfs / "usr/lib/h").st_ino == os.stat(rootfs / "usr/lib/a").st_ino
 
 
+@pytest.mark.parametrize(
+    ("upper", "rows", "exists", "absent"),
+    [
+        # The whiteout first: the symlink is gone, lib/x makes a real lib/.
+        ([whiteout("lib"), file("lib/x", b"1")],
+         [("D", "/lib", "symlink"), ("A", "/lib/x", "file")], "lib/x", "usr/lib/x"),
+        # The file first: it lands through the symlink, then the link goes.
+        ([file("lib/x", b"1"), whiteout("lib")],
+         [("D", "/lib", "symlink"), ("A", "/usr/lib/x", "file")], "usr/lib/x", "lib"),
+    ],
+)
+def test_whiteout_of_a_symlink_in_tar_order(
+    tmp_path: Path, upper: list[Member], rows: list[tuple[str, str, str]], exists: str,
+    absent: str,
+) -> None:
+    lower = make_layer([directory("usr"), directory("usr/lib"), file("usr/lib/a", b"a"),
+                        symlink("lib", "usr/lib")])
+    write_test_image(tmp_path / "lay", [lower, make_layer(upper)])
+    assert [r[:3] for r in show_rows(tmp_path / "lay", 1)] == rows
+    ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
+    rootfs = tmp_path / "b/rootfs"
+    assert (rootfs / exists).read_bytes() == b"1"
+    assert not os.path.lexists(rootfs / absent)
+
+
 def test_show_of_a_symlink_loop_names_the_member_as_stored(tmp_path: Path) -> None:
     write_test_image(tmp_path / "lay", [
         make_layer([symlink("loop", "loop"), symlink("p", "q"), symlink("q", "p")]),
