@@ -968,6 +968,13 @@ class _Applier:
                     pass  # already this very inode (a link to itself or a repeat)
                 else:
                     if cur is not None:
+                        if stat.S_ISDIR(cur.st_mode) and tpath.startswith(path + "/"):
+                            # Replacing the directory would delete the target first.
+                            raise UnsafeLayerError(
+                                entry.name,
+                                f"hardlink target {entry.linkname!r} is inside the directory "
+                                "the link replaces",
+                            )
                         self.remove_node(pfd, name, path, cur)
                     os.link(tbase, name, src_dir_fd=tpfd, dst_dir_fd=pfd,
                             follow_symlinks=False)

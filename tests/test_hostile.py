@@ -601,3 +601,13 @@ def test_43_raw_header_with_huge_base256_size(work: Work) -> None:
     )
     with pytest.raises(UnsafeLayerError, match="do not fit"):
         work.apply_blob(h + bytes(BLOCK * 8), "none")
+
+
+def test_44_hardlink_replacing_the_directory_that_holds_its_target(work: Work) -> None:
+    # Replacing "a" would delete "a/c" before the link to it is made: a clean
+    # refusal (found by the replay-vs-apply random test), not a raw ENOENT.
+    with pytest.raises(UnsafeLayerError, match="inside the directory the link replaces"):
+        work.apply([directory("a"), file("a/c", b"1"), hardlink("a", "a/c")])
+    # Through a symlinked parent too: the target's resolved path is what counts.
+    with pytest.raises(UnsafeLayerError, match="inside the directory the link replaces"):
+        work.apply([directory("d"), file("d/f", b"1"), symlink("s", "d"), hardlink("d", "s/f")])
