@@ -330,16 +330,20 @@ class _Tree:
         self.nodes: dict[str, _Node] = {"": _Node(_DIR, 0o755, 0, 0, 0, -1)}
         self.kids: dict[str, set[str]] = {}
 
-    def set(self, path: str, node: _Node) -> None:
+    def set(self, path: str, node: _Node) -> list[str]:
+        """Put ``node`` at ``path``; returns the implied parent directories
+        it had to create (as apply creates them)."""
         self.nodes[path] = node
+        made: list[str] = []
         child = path
         for parent in _ancestors(path):
             self.kids.setdefault(parent, set()).add(child)
             if parent in self.nodes:
                 break
-            # An implied parent directory, as apply creates it.
             self.nodes[parent] = _Node(_DIR, 0o755, 0, 0, 0, node.layer)
+            made.append(parent)
             child = parent
+        return made
 
     def pop_subtree(self, path: str) -> list[tuple[str, _Node]]:
         """Remove ``path`` and everything below it; return what was removed."""
@@ -378,77 +382,81 @@ def _sort_key(path: str) -> list[str]:
 
 
 class _Resolver:
-    """Resolves member names the way ``apply`` does, on the modelled tree.
+    """Resolves member names the way ``apply`` does, on the modelled tree as
+    it stands at that point of layer ``li`` (``..`` clamped at the root,
+    absolute targets restarting there).  With ``create``, a missing directory
+    on the way is made, as apply makes it (an implied directory, added to
+    ``clean``).  Results are cached until the replay says a symlink was made
+    or something was removed."""
 
-    ``final`` (this layer's members so far) is consulted before ``tree`` (the
-    layers below), minus what this layer's whiteouts so far removed from it
-    (apply removes lower content when it meets a whiteout, so later names no
-    longer resolve through a whited-out symlink).  Resolved parents are cached
-    until a symlink or a whiteout changes the picture; ``..`` is clamped at
-    the root, absolute targets restart there.
-    """
-
-    def __init__(self, tree: _Tree, final: dict[str, IndexEntry]) -> None:
+    def __init__(self, tree: _Tree, li: int, clean: set[str]) -> None:
         self.tree = tree
-        self.final = final
-        self.cache: dict[str, str] = {}
-        self.whited: set[str] = set()  # lower subtrees removed so far
-        self.opaque: set[str] = set()  # directories whose lower children are gone
+        self.li = li
+        self.clean = clean
+        self.cache: dict[tuple[str, bool], str] = {}
 
-    def hide(self, w: IndexEntry) -> None:
-        """A whiteout (resolved) of this layer was met in tar order."""
-        (self.opaque if w.kind == OPAQUE else self.whited).add(w.path)
-        self.cache.clear()
-
-    def _lower_gone(self, path: str) -> bool:
-        if path in self.whited:
-            return True
-        return any(a in self.whited or a in self.opaque for a in _ancestors(path))
-
-    def _kind_link(self, path: str) -> tuple[str, str] | None:
-        e = self.final.get(path)
-        if e is not None:
-            return e.kind, e.linkname
-        node = self.tree.nodes.get(path)
-        if node is None or ((self.whited or self.opaque) and self._lower_gone(path)):
-            return None
-        return node.kind, node.linkname
-
-    def is_symlink(self, path: str) -> bool:
-        """Whether ``path`` is currently a symlink."""
-        got = self._kind_link(path)
-        return got is not None and got[0] == _SYMLINK
-
-    def directory(self, lex: str) -> str:
+    def directory(self, lex: str, *, create: bool = False) -> str | None:
         """The resolved form of directory path ``lex`` (every component
-        followed); ``lex`` itself when it loops."""
+        followed); None when it does not resolve to a directory (a loop, or a
+        non-directory on the way: apply finds nothing there, or refuses)."""
         if not lex:
             return ""
-        hit = self.cache.get(lex)
+        hit = self.cache.get((lex, create))
         if hit is not None:
             return hit
+        nodes = self.tree.nodes
 
         def readlink(prefix: str, _more: bool) -> str | None:
-            got = self._kind_link(prefix)
-            return got[1] if got is not None and got[0] == _SYMLINK else None
+            node = nodes.get(prefix)
+            if node is None:
+                if create:
+                    implied = _Node(_DIR, 0o755, 0, 0, 0, self.li)
+                    self.clean.update(self.tree.set(prefix, implied))
+                    self.clean.add(prefix)
+                return None
+            if node.kind == _SYMLINK:
+                return node.linkname
+            if node.kind != _DIR:
+                raise NotADirectoryError(prefix)
+            return None
 
-        out = resolve_in_root(lex, readlink)
-        if out is None:
-            return lex  # a loop: apply refuses this member; show it as named
-        self.cache[lex] = out
+        try:
+            out = resolve_in_root(lex, readlink)
+        except NotADirectoryError:
+            return None
+        if out is not None:
+            self.cache[(lex, create)] = out
         return out
 
-    def path(self, name: str) -> str:
-        """Where member ``name`` lands (its last component not followed)."""
+    def path(self, name: str, *, create: bool = False) -> str | None:
+        """Where member ``name`` lands (its last component not followed);
+        None when its parent does not resolve."""
         lex, slash, base = name.rpartition("/")
         if not slash:
             return name
-        parent = self.directory(lex)
+        parent = self.directory(lex, create=create)
+        if parent is None:
+            return None
         return f"{parent}/{base}" if parent else base
 
 
+class _LayerState:
+    """What apply knows while it applies one layer, mirrored: the paths the
+    layer wrote and their ancestors (whiteouts never remove those), the
+    directories known to hold nothing from lower layers, and every lower
+    path it removed, with the file bytes that went with it."""
+
+    def __init__(self, li: int) -> None:
+        self.li = li
+        self.written: set[str] = set()
+        self.ancestors: set[str] = set()
+        self.clean: set[str] = set()
+        self.removed: dict[str, tuple[_Node, int]] = {}  # lower path -> (node, bytes)
+
+
 class _Replay:
-    """Applies layer indexes, one after the other, to a ``_Tree``."""
+    """Applies layer indexes, one after the other, to a ``_Tree``, member by
+    member in tar order with ``apply``'s rules (see the module docstring)."""
 
     def __init__(self) -> None:
         self.tree = _Tree()
@@ -458,135 +466,127 @@ class _Replay:
         # the member holding its content (None: no regular file there).
         self.link_sources: dict[tuple[int, int], tuple[int, int] | None] = {}
 
-    def _gone(self, removed: list[tuple[str, _Node]], by: int, how: str) -> int:
-        hidden = 0
-        for p, node in removed:
-            if node.kind == _REG and node.size > 0:
-                self.waste.append(Waste(p, node.layer, node.size, by, how))
-                hidden += node.size
-        return hidden
+    def _remove(self, st: _LayerState, path: str, how: str, resolve: _Resolver) -> None:
+        """Remove ``path`` and its subtree; lower nodes are remembered for
+        the D rows; every file version removed is waste."""
+        resolve.cache.clear()
+        for p, node in self.tree.pop_subtree(path):
+            size = node.size if node.kind == _REG else 0
+            if size:
+                self.waste.append(Waste(p, node.layer, size, st.li, how))
+            if node.layer < st.li:
+                st.removed[p] = (node, size)
 
-    def _source(
-        self, path: str, li: int, final: dict[str, IndexEntry], final_pos: dict[str, int]
-    ) -> tuple[int, int] | None:
-        """Where the content of ``path`` is, at this point of layer ``li``."""
-        e = final.get(path)
-        if e is None:
-            node = self.tree.nodes.get(path)
-            return node.src if node is not None else None
-        k = final_pos[path]
-        if e.kind == _REG:
-            return li, k
-        return self.link_sources.get((li, k)) if e.kind == _HARDLINK else None
+    def _whiteout(self, st: _LayerState, w: IndexEntry, resolve: _Resolver) -> None:
+        """A plain whiteout or opaque marker, met in tar order: it removes
+        only what lower layers left (apply's prune and prune_children)."""
+        tree = self.tree
+        if w.kind == OPAQUE:
+            d = resolve.directory(w.path)
+            node = tree.nodes.get(d) if d is not None else None
+            if d is None or node is None or node.kind != _DIR:
+                return  # hides nothing
+        else:
+            p = resolve.path(w.path)
+            node = tree.nodes.get(p) if p is not None else None
+            if p is None or node is None or p in st.clean:
+                return
+            if p not in st.written and p not in st.ancestors:
+                self._remove(st, p, "deleted", resolve)
+                return
+            if node.kind != _DIR:
+                return
+            d = p
+        todo = [d]
+        while todo:
+            x = todo.pop()
+            if x in st.clean:
+                continue
+            for child in sorted(tree.kids.get(x, ())):
+                if child in st.written or child in st.ancestors:
+                    if tree.nodes[child].kind == _DIR:
+                        todo.append(child)
+                else:
+                    self._remove(st, child, "deleted", resolve)
+            st.clean.add(x)
 
     def layer(self, li: int, index: LayerIndex) -> tuple[list[Change], list[IndexEntry]]:
         tree = self.tree
-        final: dict[str, IndexEntry] = {}
-        final_pos: dict[str, int] = {}  # path -> position of its last member
+        st = _LayerState(li)
+        resolve = _Resolver(tree, li, st.clean)
+        final: dict[str, IndexEntry] = {}  # surviving members, resolved, by path
+        lower: set[str] = set()  # member paths a lower layer had
         whiteouts: list[IndexEntry] = []  # as stored, for ``layer extract``
-        hides: list[IndexEntry] = []  # the same, on resolved paths
-        resolve = _Resolver(tree, final)
         own_bytes = 0
         for pos, e in enumerate(index.entries):
             if e.kind in (WHITEOUT, OPAQUE):
                 whiteouts.append(e)
-                p = resolve.directory(e.path) if e.kind == OPAQUE else resolve.path(e.path)
-                hides.append(e if p == e.path else replace(e, path=p))
-                resolve.hide(hides[-1])
+                self._whiteout(st, e, resolve)
                 continue
             if e.kind == _REG:
                 own_bytes += e.size
             if not e.path:
                 continue  # the root directory entry: metadata of '/', not listed
-            p = resolve.path(e.path)
-            if not p:
-                continue  # resolved to the root itself: apply treats it as '/'
+            # None: apply refuses this member (a loop, a file as a parent
+            # directory); it is shown as named.
+            p = resolve.path(e.path, create=True) or e.path
             link = resolve.path(e.linkname) if e.kind == _HARDLINK else e.linkname
-            if (p, link) != (e.path, e.linkname):
-                e = replace(e, path=p, linkname=link)
-            if e.kind == _SYMLINK or resolve.is_symlink(p):
-                resolve.cache.clear()  # this member makes or replaces a symlink
-            old = final.pop(p, None)
-            if old is not None and old.kind == _REG and old.size > 0:
-                # Shadowed by a later member of the same layer: shipped, never seen.
-                self.waste.append(Waste(p, li, old.size, li, "overwritten"))
+            target = tree.nodes.get(link) if link is not None else None
+            if (p, link or e.linkname) != (e.path, e.linkname):
+                e = replace(e, path=p, linkname=link or e.linkname)
+            src: tuple[int, int] | None = (li, pos) if e.kind == _REG else None
+            node = _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname)
             if e.kind == _HARDLINK:
-                self.link_sources[(li, pos)] = self._source(link, li, final, final_pos)
+                src = target.src if target is not None else None
+                self.link_sources[(li, pos)] = src
+                if target is not None and target.kind not in (_REG, _HARDLINK):
+                    # A link to a symlink (or a device) is one: it resolves as one.
+                    node = _Node(target.kind, target.mode, target.uid, target.gid, 0, li,
+                                 target.linkname)
+            node.src = src
+            old = tree.nodes.get(p)
+            if p in st.removed or (old is not None and old.layer < li):
+                lower.add(p)
+            if old is not None and old.kind == _DIR and e.kind == _DIR:
+                old.mode, old.uid, old.gid = e.mode, e.uid, e.gid  # merged
+            else:
+                if old is not None:
+                    self._remove(st, p, "overwritten", resolve)
+                    for q in [q for q in final if q == p or q.startswith(p + "/")]:
+                        del final[q]  # this layer's own, replaced
+                st.clean.update(tree.set(p, node))
+                if e.kind == _DIR:
+                    st.clean.add(p)
+                if node.kind == _SYMLINK:
+                    resolve.cache.clear()
+            final.pop(p, None)
             final[p] = e  # re-inserted: tar order of the last occurrence
-            final_pos[p] = pos
-        self.layer_bytes.append(own_bytes)
-        lower = {p for p in final if p in tree.nodes}
-        # What this layer writes, with every ancestor: whiteouts never remove it.
-        keep = set(final) if hides else set()
-        for p in final if hides else ():
+            st.written.add(p)
             for a in _ancestors(p):
-                if a in keep:
-                    break  # its ancestors are (or will be) added by it
-                keep.add(a)
-        removed: dict[str, tuple[_Node, int]] = {}  # topmost removed path -> (node, bytes)
-
-        def drop(path: str, how: str) -> None:
-            node = tree.nodes[path]
-            removed[path] = (node, self._gone(tree.pop_subtree(path), li, how))
-
-        def prune_children(directory: str) -> None:
-            todo = [directory]
-            while todo:
-                d = todo.pop()
-                for child in sorted(tree.kids.get(d, ())):
-                    if child in keep:
-                        if tree.nodes[child].kind == _DIR:
-                            todo.append(child)
-                    else:
-                        drop(child, "deleted")
-
-        for w in hides:
-            node = tree.nodes.get(w.path)
-            if node is None or (w.kind == OPAQUE and node.kind != _DIR):
-                continue  # hides nothing
-            if node.kind == _DIR and (w.kind == OPAQUE or w.path in keep):
-                prune_children(w.path)  # this layer writes below it: merge
-            elif w.path not in final:
-                # Gone (for a non-directory this layer writes below: gone
-                # first, then the directory it needs is created).
-                drop(w.path, "deleted")
-        rows: list[Change] = []
-        for p, e in final.items():
-            old_node = tree.nodes.get(p)
-            if old_node is not None:
-                if old_node.kind == _DIR and e.kind != _DIR:
-                    for child in sorted(tree.kids.get(p, ())):
-                        drop(child, "overwritten")
-                elif old_node.kind == _REG and old_node.size > 0:
-                    self.waste.append(Waste(p, old_node.layer, old_node.size, li, "overwritten"))
-            pos = final_pos[p]
-            src = (li, pos) if e.kind == _REG else self.link_sources.get((li, pos))
-            tree.set(p, _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname, src))
-            target = "/" + e.linkname if e.kind == _HARDLINK else e.linkname
-            rows.append(
-                Change(
-                    "C" if p in lower else "A",
-                    "/" + p,
-                    e.kind,
-                    e.mode,
-                    e.uid,
-                    e.gid,
-                    e.size,
-                    target,
-                )
+                if a in st.ancestors:
+                    break
+                st.ancestors.add(a)
+        self.layer_bytes.append(own_bytes)
+        rows = [
+            Change(
+                "C" if p in lower else "A", "/" + p, e.kind, e.mode, e.uid, e.gid, e.size,
+                "/" + e.linkname if e.kind == _HARDLINK else e.linkname,
             )
-        # One D row per removed subtree, at its topmost path, with every byte
-        # hidden below it (descendants may have been whited out separately).
-        gone = {p for p in removed if p not in final}  # (an implied dir may stand there now)
+            for p, e in final.items()
+        ]
+        # One D row per removed lower subtree, at its topmost path, with every
+        # byte hidden below it (a path a member re-made is a C row instead; an
+        # implied directory standing there now does not count).
+        gone = {p for p in st.removed if p not in final}
         hidden: dict[str, int] = {}
         for p in gone:
             top = p
             for a in _ancestors(p):
                 if a in gone:
                     top = a
-            hidden[top] = hidden.get(top, 0) + removed[p][1]
+            hidden[top] = hidden.get(top, 0) + st.removed[p][1]
         for p, size in hidden.items():
-            node = removed[p][0]
+            node = st.removed[p][0]
             rows.append(
                 Change("D", "/" + p, node.kind, node.mode, node.uid, node.gid, size, node.linkname)
             )

@@ -619,7 +619,7 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
     ])
     upper = make_layer([
         file("a", b"A"), whiteout("a"),  # whiteout after a same-layer add: a is C
-        whiteout("d"), file("d/z", b"z"),  # whiteout of a dir this layer writes into
+        whiteout("d"), file("d/z", b"z"),  # d goes first, then d/z makes a new d
         file("e", b"E" * 2),  # a file over a directory
         whiteout("e/x"), whiteout("nothere"),  # under a replaced dir / hiding nothing
         file("dup", b"1" * 100), file("dup", b"2" * 10),  # same layer, twice
@@ -628,8 +628,7 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
     write_test_image(tmp_path / "lay", [lower, upper])
     assert show_rows(tmp_path / "lay", 1) == [
         ("C", "/a", "file", 1),
-        ("D", "/d/x", "file", 5),
-        ("D", "/d/y", "file", 7),
+        ("D", "/d", "dir", 12),
         ("A", "/d/z", "file", 1),
         ("A", "/dup", "file", 10),
         ("C", "/e", "file", 2),
@@ -643,6 +642,12 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
     # lower: 3 + 5 + 7 + 11 + 1 + 1; upper: a, d/z, e, dup twice (whiteouts count 0)
     assert doc["TotalBytes"] == str(28 + 1 + 1 + 2 + 100 + 10)
     assert_valid_layout(str(tmp_path / "lay"))
+    # What unpack makes of it: the rows are true of the rootfs.
+    ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
+    rootfs = tmp_path / "b/rootfs"
+    assert sorted(os.listdir(rootfs / "d")) == ["z"]
+    assert os.path.isfile(rootfs / "e") and os.readlink(rootfs / "k") == "a"
+    assert (rootfs / "a").read_bytes() == b"A"
 
 
 def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
