@@ -397,8 +397,9 @@ class _Resolver:
 
     def directory(self, lex: str, *, create: bool = False) -> str | None:
         """The resolved form of directory path ``lex`` (every component
-        followed); None when it does not resolve to a directory (a loop, or a
-        non-directory on the way: apply finds nothing there, or refuses)."""
+        followed); None when it does not resolve to a directory (a loop, a
+        non-directory on the way, or without ``create`` a missing one: apply
+        finds nothing there, or refuses)."""
         if not lex:
             return ""
         hit = self.cache.get((lex, create))
@@ -409,10 +410,11 @@ class _Resolver:
         def readlink(prefix: str, _more: bool) -> str | None:
             node = nodes.get(prefix)
             if node is None:
-                if create:
-                    implied = _Node(_DIR, 0o755, 0, 0, 0, self.li)
-                    self.clean.update(self.tree.set(prefix, implied))
-                    self.clean.add(prefix)
+                if not create:
+                    raise FileNotFoundError(prefix)
+                implied = _Node(_DIR, 0o755, 0, 0, 0, self.li)
+                self.clean.update(self.tree.set(prefix, implied))
+                self.clean.add(prefix)
                 return None
             if node.kind == _SYMLINK:
                 return node.linkname
@@ -422,7 +424,7 @@ class _Resolver:
 
         try:
             out = resolve_in_root(lex, readlink)
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         if out is not None:
             self.cache[(lex, create)] = out
