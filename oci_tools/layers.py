@@ -9,19 +9,22 @@ cached under ``LAYOUT/.oci-tools/cache/layers/`` by layer digest (a layer never
 changes), so later calls decompress nothing.
 
 What a layer means relative to the layers below is computed from the indexes
-by replaying them on a model of the merged tree (paths and metadata only).
-The replay follows ``apply``'s rules: whiteouts and opaque markers remove only
-what lower layers left, whatever their order in the tar; a non-directory over
-a directory replaces the whole subtree; a directory over a directory merges.
-Paths are where members land, as ``apply`` resolves them: a name whose
-parent passes through a symlink (of a lower layer or of the same layer) is
-followed inside the rootfs, so ``lib/x`` under ``lib -> usr/lib`` is
-``/usr/lib/x``; the last component is never followed.
+by replaying them on a model of the merged tree (paths and metadata only),
+member by member in tar order, with ``apply``'s rules: a whiteout or opaque
+marker removes only what lower layers left (never what this layer wrote
+before it or under it); a non-directory over anything replaces the whole
+subtree; a directory over a directory merges.  Paths are where members land,
+as ``apply`` resolves them: parent components are followed through symlinks
+inside the rootfs (missing ones made, as apply makes them), so ``lib/x``
+under ``lib -> usr/lib`` is ``/usr/lib/x``; the last component is never
+followed.  tests/test_replay_model.py holds the model to ``apply_layer`` on
+random layer stacks, path by path.
 
 A path is ``A`` (added) when no lower layer had it, ``C`` (changed) when one
-did.  ``D`` rows are the topmost lower paths a layer removes: the target of a
-plain whiteout, each lower path an opaque marker hides (one row per hidden
-subtree), the old children of a directory replaced by a non-directory.
+did.  ``D`` rows are the topmost lower paths a layer removes and does not
+put back itself: what a plain whiteout or an opaque marker removes, what a
+member replaces (a directory's old children, a symlink whited out so that a
+real directory can stand there).
 """
 
 from __future__ import annotations
