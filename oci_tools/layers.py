@@ -495,17 +495,28 @@ class _Replay:
         # (layer, position) of each hardlink member -> (layer, position) of
         # the member holding its content (None: no regular file there).
         self.link_sources: dict[tuple[int, int], tuple[int, int] | None] = {}
+        # Content (layer, position) -> [its size, names still linking to it]:
+        # bytes are wasted when the last name of a file goes, not before.
+        self.contents: dict[tuple[int, int], list[int]] = {}
 
-    def _remove(self, st: _LayerState, path: str, how: str, resolve: _Resolver) -> None:
-        """Remove ``path`` and its subtree; lower nodes are remembered for
-        the D rows; every file version removed is waste."""
+    def _remove(
+        self, st: _LayerState, path: str, how: str, resolve: _Resolver
+    ) -> list[tuple[str, _Node]]:
+        """Remove ``path`` and its subtree (returned); lower nodes are
+        remembered for the D rows; a file's content removed with its last
+        name is waste."""
         resolve.cache.clear()
-        for p, node in self.tree.pop_subtree(path):
+        removed = self.tree.pop_subtree(path)
+        for p, node in removed:
             size = node.size if node.kind == _REG else 0
-            if size:
-                self.waste.append(Waste(p, node.layer, size, st.li, how))
+            if node.src is not None:
+                held = self.contents[node.src]
+                held[1] -= 1
+                if held[1] == 0 and held[0]:
+                    self.waste.append(Waste(p, node.src[0], held[0], st.li, how))
             if node.layer < st.li:
                 st.removed[p] = (node, size)
+        return removed
 
     def _whiteout(self, st: _LayerState, w: IndexEntry, resolve: _Resolver) -> None:
         """A plain whiteout or opaque marker, met in tar order: it removes
@@ -585,9 +596,11 @@ class _Replay:
                 old.mode, old.uid, old.gid = e.mode, e.uid, e.gid  # merged
             else:
                 if old is not None:
-                    self._remove(st, p, "overwritten", resolve)
-                    for q in [q for q in final if q == p or q.startswith(p + "/")]:
-                        del final[q]  # this layer's own, replaced
+                    for q, _ in self._remove(st, p, "overwritten", resolve):
+                        final.pop(q, None)  # this layer's own, replaced
+                if src is not None:
+                    held = self.contents.setdefault(src, [e.size, 0])
+                    held[1] += 1
                 st.clean.update(tree.set(p, node))
                 if e.kind == _DIR:
                     st.clean.add(p)

@@ -1056,3 +1056,22 @@ def test_hostile_layers_through_show_and_extract(work: Work, case: str) -> None:
             assert not dest.exists()
         else:
             remove_tree(str(dest))
+
+
+def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path) -> None:
+    write_test_image(tmp_path / "lay", [
+        make_layer([file("a", b"x" * 100), hardlink("b", "a"), file("c", b"y" * 10)]),
+        make_layer([whiteout("a")]),  # b still holds the 100 bytes
+        make_layer([whiteout("b"), file("c", b"z")]),  # now they are gone; c overwritten
+    ])
+    ref = f"{tmp_path / 'lay'}:latest"
+    doc = json.loads(ok("efficiency", ref, "--format", "json", "-n", "0"))
+    assert doc["WastedBytes"] == "110" and doc["TotalBytes"] == "111"
+    assert [(f["Path"], f["WastedBytes"], f["Layers"]) for f in doc["Files"]] == [
+        ("/b", "100", "0"), ("/c", "10", "0")]
+    # Layer 1 alone wastes nothing: the D row still shows what it removed.
+    assert show_rows(tmp_path / "lay", 1) == [("D", "/a", "file", 100)]
+    write_test_image(tmp_path / "two", [
+        make_layer([file("a", b"x" * 100), hardlink("b", "a")]), make_layer([whiteout("a")])])
+    doc = json.loads(ok("efficiency", f"{tmp_path / 'two'}:latest", "--format", "json"))
+    assert (doc["WastedBytes"], doc["Files"]) == ("0", [])
