@@ -594,6 +594,8 @@ class _Replay:
                 lower.add(p)
             if old is not None and old.kind == _DIR and e.kind == _DIR:
                 old.mode, old.uid, old.gid = e.mode, e.uid, e.gid  # merged
+            elif old is not None and target is old:
+                pass  # a link to itself: apply finds that very file there already
             else:
                 if old is not None:
                     for q, _ in self._remove(st, p, "overwritten", resolve):

@@ -1075,3 +1075,9 @@ def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path
         make_layer([file("a", b"x" * 100), hardlink("b", "a")]), make_layer([whiteout("a")])])
     doc = json.loads(ok("efficiency", f"{tmp_path / 'two'}:latest", "--format", "json"))
     assert (doc["WastedBytes"], doc["Files"]) == ("0", [])
+    # A link of a file to itself (apply leaves the file as it is) wastes nothing.
+    write_test_image(tmp_path / "self", [
+        make_layer([file("a", b"x" * 10)]), make_layer([hardlink("a", "a")])])
+    doc = json.loads(ok("efficiency", f"{tmp_path / 'self'}:latest", "--format", "json"))
+    assert doc["WastedBytes"] == "0"
+    assert show_rows(tmp_path / "self", 1) == [("C", "/a", "hardlink", 0)]
