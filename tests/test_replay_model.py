@@ -2,7 +2,8 @@
 (files, directories, symlinks with relative, absolute and '..' targets,
 hardlinks, whiteouts and opaque markers, in random tar order) are applied
 with ``apply_layer`` and replayed from their indexes; the modelled tree must
-be exactly what is on disk, path by path, with the same kinds and sizes."""
+be exactly what is on disk, path by path, with the same kinds and sizes, and
+every A/C/D row must be true of the rootfs before and after the layer."""
 
 from __future__ import annotations
 
@@ -92,15 +93,26 @@ def test_replay_matches_apply(tmp_path: Path, seed: int) -> None:
     root = tmp_path / "rootfs"
     root.mkdir()
     replay = _Replay()
+    before: dict[str, tuple[str, int]] = {}
     li = 0
     for _ in range(12):  # layers tried; the ones apply refuses are dropped
         layer = make_layer([_member(rng) for _ in range(rng.randrange(3, 9))], "none")
         if not _apply(root, layer.tar):
             continue
         entries = tuple(IndexEntry.from_tar(e) for e, _ in iter_entries(io.BytesIO(layer.tar)))
-        replay.layer(li, LayerIndex(Digest.parse(layer.digest), Digest.parse(layer.diff_id),
-                                    len(layer.tar), entries))
+        rows, _ = replay.layer(li, LayerIndex(Digest.parse(layer.digest),
+                                              Digest.parse(layer.diff_id), len(layer.tar),
+                                              entries))
         disk = _disk(root)
+        # The rows of ``layer show``: A/C are members on disk now, C exactly
+        # when the path was there before the layer; D paths were there before.
+        for row in rows:
+            path = row.path[1:]
+            if row.change == "D":
+                assert path in before, (seed, li, row)
+            else:
+                assert path in disk and (row.change == "C") == (path in before), (seed, li, row)
+        before = disk
         # A hardlink's size is its target's: take sizes from the disk for those.
         sizes = {p: disk[p][1] for p, n in replay.tree.nodes.items()
                  if n.kind == "hardlink" and p in disk}
