@@ -200,6 +200,8 @@ def short_id(digest: str) -> str:
 
 def display_width(text: str) -> int:
     """Terminal columns ``text`` takes: East-Asian wide/fullwidth count 2, marks 0."""
+    if text.isascii() and text.isprintable():
+        return len(text)  # the common case: one column per character
     return sum(_char_width(c) for c in text)
 
 
