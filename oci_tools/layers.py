@@ -481,7 +481,7 @@ class _LayerState:
         self.written: set[str] = set()
         self.ancestors: set[str] = set()
         self.clean: set[str] = set()
-        self.removed: dict[str, tuple[_Node, int]] = {}  # lower path -> (node, bytes)
+        self.removed: dict[str, _Node] = {}  # lower path -> what stood there
 
 
 class _Replay:
@@ -508,14 +508,13 @@ class _Replay:
         resolve.cache.clear()
         removed = self.tree.pop_subtree(path)
         for p, node in removed:
-            size = node.size if node.kind == _REG else 0
             if node.src is not None:
                 held = self.contents[node.src]
                 held[1] -= 1
                 if held[1] == 0 and held[0]:
                     self.waste.append(Waste(p, node.src[0], held[0], st.li, how))
             if node.layer < st.li:
-                st.removed[p] = (node, size)
+                st.removed[p] = node
         return removed
 
     def _whiteout(self, st: _LayerState, w: IndexEntry, resolve: _Resolver) -> None:
@@ -573,13 +572,13 @@ class _Replay:
             p = resolve.path(e.path, create=True) or e.path
             src: tuple[int, int] | None = (li, pos) if e.kind == _REG else None
             target = None
+            link = e.linkname
             if e.kind == _HARDLINK:
-                link = resolve.path(e.linkname)
-                target = tree.nodes.get(link) if link is not None else None
-                if link is not None and link != e.linkname:
-                    e = replace(e, linkname=link)
-            if p != e.path:
-                e = replace(e, path=p)
+                resolved = resolve.path(e.linkname)
+                target = tree.nodes.get(resolved) if resolved is not None else None
+                link = resolved or e.linkname
+            if (p, link) != (e.path, e.linkname):
+                e = replace(e, path=p, linkname=link)
             node = _Node(e.kind, e.mode, e.uid, e.gid, e.size, li, e.linkname)
             if e.kind == _HARDLINK:
                 src = target.src if target is not None else None
@@ -633,9 +632,10 @@ class _Replay:
             for a in _ancestors(p):
                 if a in gone:
                     top = a
-            hidden[top] = hidden.get(top, 0) + st.removed[p][1]
+            node = st.removed[p]
+            hidden[top] = hidden.get(top, 0) + (node.size if node.kind == _REG else 0)
         for p, size in hidden.items():
-            node = st.removed[p][0]
+            node = st.removed[p]
             rows.append(
                 Change("D", "/" + p, node.kind, node.mode, node.uid, node.gid, size, node.linkname)
             )
@@ -892,11 +892,9 @@ def extract_layer(
     cache = cache or LayerCache(image.layout)
     desc = image.layers[i]
     made = not os.path.lexists(dest)
-    if not made and not os.path.isdir(dest):
+    if not made and (not os.path.isdir(dest) or os.listdir(dest)):
         raise ClobberError(dest, hint="layer extract needs a new or empty directory")
     os.makedirs(dest, exist_ok=True)
-    if os.listdir(dest):
-        raise ClobberError(dest, hint="layer extract needs a new or empty directory")
     codec = codec_for_media_type(desc.media_type)
     cached = cache.get(desc.digest)
     seen: list[IndexEntry] = []
