@@ -19,7 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check oci_tools tests
+	$(BIN)/ruff check oci_tools tests bench
+	$(BIN)/ruff format --check oci_tools tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -86,9 +86,7 @@ def have(tool: str) -> bool:
 
 def sh(*argv: str | Path, cwd: Path | None = None, quiet: bool = True) -> str:
     """Run an untimed setup command; fail loudly."""
-    res = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=ENV, capture_output=True, text=True
-    )
+    res = subprocess.run([str(a) for a in argv], cwd=cwd, env=ENV, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(
             f"bench setup failed: {' '.join(map(str, argv))}\n{res.stdout}{res.stderr}"
@@ -170,7 +168,10 @@ def measure(argv: list[str]) -> Sample:
         t0 = time.perf_counter()
         p = subprocess.run(
             [TIME, "-q", "-f", "%U %S %M", "-o", usage.name, *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=ENV,
         )
         wall = time.perf_counter() - t0
         if p.returncode:
@@ -229,8 +230,11 @@ def run_group(group: Group) -> Group:
             f"  {group.gid} round {rnd + 1}/{total}"
             + ("" if rnd >= WARMUP else " (warm-up)")
             + ": "
-            + ", ".join(f"{v.key} {samples[v.key][-1].wall:.3f}s" for v in group.variants
-                        if samples[v.key] and rnd >= WARMUP)
+            + ", ".join(
+                f"{v.key} {samples[v.key][-1].wall:.3f}s"
+                for v in group.variants
+                if samples[v.key] and rnd >= WARMUP
+            )
         )
     for v in group.variants:
         ss = samples[v.key]
@@ -264,7 +268,9 @@ def ensure_debian_rootfs() -> Path:
     with open(CACHE / "debootstrap.log", "w") as out:
         res = subprocess.run(
             ["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
-            stdout=out, stderr=subprocess.STDOUT, env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=ENV,
         )
         out.write(f"rc={res.returncode}\n")
     if res.returncode:
@@ -358,8 +364,13 @@ def ensure_big_file() -> Path:
         for i in range(BIG_MIB):
             off = (i * 7919 * 4096) % (len(text) - mib)
             kind = i % 4
-            f.write(noise[off : off + mib] if kind == 0 else zeros if kind == 3
-                    else text[off : off + mib])
+            f.write(
+                noise[off : off + mib]
+                if kind == 0
+                else zeros
+                if kind == 3
+                else text[off : off + mib]
+            )
     stamp.write_text("ok\n")
     return top / "tree"
 
@@ -375,12 +386,12 @@ def ensure_views_layout(debian_layout: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     import io
 
-    from oci_tools import mediatype as mt
     from oci_tools.image import UNCOMPRESSED_SIZE, Image, append_history, empty_config, write_image
     from oci_tools.layer.entry import EntryType, TarEntry
     from oci_tools.layer.writer import write_layer
     from oci_tools.layout import Layout
-    from oci_tools.model import Descriptor, History
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Descriptor, History
 
     deb = Layout.open(str(debian_layout))
     base = Image.load(deb, "debian")
@@ -397,11 +408,20 @@ def ensure_views_layout(debian_layout: Path) -> Path:
         ]
         for k in range(files):
             data = r.randbytes(r.randint(100, 20000))
-            entries.append((
-                TarEntry(f"opt/{tag}/file{k}", EntryType.REG, 0o644, 0, 0, len(data),
-                         1_700_000_000 * 10**9),
-                io.BytesIO(data),
-            ))
+            entries.append(
+                (
+                    TarEntry(
+                        f"opt/{tag}/file{k}",
+                        EntryType.REG,
+                        0o644,
+                        0,
+                        0,
+                        len(data),
+                        1_700_000_000 * 10**9,
+                    ),
+                    io.BytesIO(data),
+                )
+            )
         w = lay.store.writer()
         info = write_layer(iter(entries), w, "gzip")
         dg = w.commit()
@@ -449,8 +469,9 @@ def layers_of(layout: Path, ref: str) -> list[tuple[Path, int]]:
     man = _manifest(layout, ref)
     if man is None:
         return []
-    return [(layout / "blobs" / ld["digest"].replace(":", "/"), int(ld["size"]))
-            for ld in man["layers"]]
+    return [
+        (layout / "blobs" / ld["digest"].replace(":", "/"), int(ld["size"])) for ld in man["layers"]
+    ]
 
 
 def top_layer_size(layout: Path, ref: str) -> int:
@@ -488,8 +509,15 @@ def tar_c(tree: Path, out: Path, z: str) -> list[str]:
     return ["bash", "-c", f"set -o pipefail; tar -C '{tree}' -cf - . | {z} > '{out}'"]
 
 
-def unpack_group(gid: str, title: str, layout: Path, ref: str, w: Path,
-                 zstd_ref: str | None = None, keep: bool = True) -> Group:
+def unpack_group(
+    gid: str,
+    title: str,
+    layout: Path,
+    ref: str,
+    w: Path,
+    zstd_ref: str | None = None,
+    keep: bool = True,
+) -> Group:
     """Unpack with each tool into a new directory per round.  With ``keep``
     the trees stay until the group ends: on this VM's ext4, creating files
     under a parent whose children were just deleted costs up to 10x more
@@ -510,33 +538,59 @@ def unpack_group(gid: str, title: str, layout: Path, ref: str, w: Path,
 
         return run
 
-    vs = [Variant("ours", "oci-tools unpack",
-                  lambda r: [OCI, "unpack", f"{layout}:{ref}", str(target("ours", r))],
-                  setup("ours"))]
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools unpack",
+            lambda r: [OCI, "unpack", f"{layout}:{ref}", str(target("ours", r))],
+            setup("ours"),
+        )
+    ]
     if zstd_ref:
-        vs.append(Variant("ours-zstd", "oci-tools unpack (zstd layer)",
-                          lambda r: [OCI, "unpack", f"{layout}:{zstd_ref}",
-                                     str(target("zstd", r))],
-                          setup("zstd")))
+        vs.append(
+            Variant(
+                "ours-zstd",
+                "oci-tools unpack (zstd layer)",
+                lambda r: [OCI, "unpack", f"{layout}:{zstd_ref}", str(target("zstd", r))],
+                setup("zstd"),
+            )
+        )
     if have("umoci"):
-        vs.append(Variant("umoci", "umoci unpack",
-                          lambda r: ["umoci", "unpack", "--image", f"{layout}:{ref}",
-                                     str(target("umoci", r))],
-                          setup("umoci")))
+        vs.append(
+            Variant(
+                "umoci",
+                "umoci unpack",
+                lambda r: [
+                    "umoci",
+                    "unpack",
+                    "--image",
+                    f"{layout}:{ref}",
+                    str(target("umoci", r)),
+                ],
+                setup("umoci"),
+            )
+        )
     blobs = [p for p, _ in layers_of(layout, ref)]
-    vs.append(Variant(
-        "tar", "tar -xzf" + (f" (x{len(blobs)})" if len(blobs) > 1 else ""),
-        lambda r: ["bash", "-c", " && ".join(f"tar -xzf '{b}' -C '{target('tar', r)}'"
-                                             for b in blobs)],
-        setup("tar", mkdir=True),
-    ))
+    vs.append(
+        Variant(
+            "tar",
+            "tar -xzf" + (f" (x{len(blobs)})" if len(blobs) > 1 else ""),
+            lambda r: [
+                "bash",
+                "-c",
+                " && ".join(f"tar -xzf '{b}' -C '{target('tar', r)}'" for b in blobs),
+            ],
+            setup("tar", mkdir=True),
+        )
+    )
     g = run_group(Group(gid, title, "ours", vs))
     trash(root)
     return g
 
 
-def commit_full_group(gid: str, title: str, tree: Path, w: Path, *, link: bool,
-                      zstd: bool = False) -> Group:
+def commit_full_group(
+    gid: str, title: str, tree: Path, w: Path, *, link: bool, zstd: bool = False
+) -> Group:
     """Commit a whole tree as the first layer of an empty image.  Both tools
     get a layout of their own holding just that empty image."""
     cp = "-al" if link else "-a"
@@ -545,14 +599,23 @@ def commit_full_group(gid: str, title: str, tree: Path, w: Path, *, link: bool,
     oci("new", f"{lay}:empty")
     rootfs = bundle_ours(lay, "empty", w / "full-ours")
     sh("cp", cp, f"{tree}/.", f"{rootfs}/")
-    vs = [Variant("ours", "oci-tools commit",
-                  [OCI, "commit", str(w / "full-ours"), f"{lay}:full"],
-                  drop_output(lay, "full", lay))]
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools commit",
+            [OCI, "commit", str(w / "full-ours"), f"{lay}:full"],
+            drop_output(lay, "full", lay),
+        )
+    ]
     if zstd:
-        vs.append(Variant("ours-zstd", "oci-tools commit --compress zstd",
-                          [OCI, "commit", "--compress", "zstd", str(w / "full-ours"),
-                           f"{lay}:full-zstd"],
-                          drop_output(lay, "full-zstd", lay)))
+        vs.append(
+            Variant(
+                "ours-zstd",
+                "oci-tools commit --compress zstd",
+                [OCI, "commit", "--compress", "zstd", str(w / "full-ours"), f"{lay}:full-zstd"],
+                drop_output(lay, "full-zstd", lay),
+            )
+        )
     umo = w / f"{gid}-umoci.oci"
     if have("umoci"):
         rm(umo)
@@ -560,22 +623,37 @@ def commit_full_group(gid: str, title: str, tree: Path, w: Path, *, link: bool,
         sh("umoci", "new", "--image", f"{umo}:empty")
         urootfs = bundle_umoci(umo, "empty", w / "full-umoci")
         sh("cp", cp, f"{tree}/.", f"{urootfs}/")
-        vs.append(Variant("umoci", "umoci repack",
-                          ["umoci", "repack", "--image", f"{umo}:full", str(w / "full-umoci")],
-                          drop_output(umo, "full", umo)))
+        vs.append(
+            Variant(
+                "umoci",
+                "umoci repack",
+                ["umoci", "repack", "--image", f"{umo}:full", str(w / "full-umoci")],
+                drop_output(umo, "full", umo),
+            )
+        )
 
     def rm_out(path: Path) -> Callable[[int], None]:
         return lambda rnd: rm(path)
 
-    vs.append(Variant("tar-gzip", "tar -c | gzip", tar_c(rootfs, w / "out.tar.gz", "gzip"),
-                      rm_out(w / "out.tar.gz")))
+    vs.append(
+        Variant(
+            "tar-gzip",
+            "tar -c | gzip",
+            tar_c(rootfs, w / "out.tar.gz", "gzip"),
+            rm_out(w / "out.tar.gz"),
+        )
+    )
     if have("pigz"):
-        vs.append(Variant("tar-pigz", "tar -c | pigz",
-                          tar_c(rootfs, w / "out-pigz.tar.gz", "pigz"),
-                          rm_out(w / "out-pigz.tar.gz")))
+        vs.append(
+            Variant(
+                "tar-pigz",
+                "tar -c | pigz",
+                tar_c(rootfs, w / "out-pigz.tar.gz", "pigz"),
+                rm_out(w / "out-pigz.tar.gz"),
+            )
+        )
     g = run_group(Group(gid, title, "ours", vs))
-    sizes = {"ours": top_layer_size(lay, "full"),
-             "tar-gzip": (w / "out.tar.gz").stat().st_size}
+    sizes = {"ours": top_layer_size(lay, "full"), "tar-gzip": (w / "out.tar.gz").stat().st_size}
     if zstd:
         sizes["ours-zstd"] = top_layer_size(lay, "full-zstd")
     if have("umoci"):
@@ -587,22 +665,39 @@ def commit_full_group(gid: str, title: str, tree: Path, w: Path, *, link: bool,
     return g
 
 
-def commit_change_group(gid: str, title: str, layout: Path, umo: Path | None, w: Path,
-                        change: Callable[[Path], None], new_ref: str,
-                        extra: list[Variant] | None = None, keep: bool = False) -> Group:
+def commit_change_group(
+    gid: str,
+    title: str,
+    layout: Path,
+    umo: Path | None,
+    w: Path,
+    change: Callable[[Path], None],
+    new_ref: str,
+    extra: list[Variant] | None = None,
+    keep: bool = False,
+) -> Group:
     """Unpack the base image (ours and umoci's), apply ``change`` to both
     rootfs, then time committing it (the bundles are not refreshed, so every
     round commits the same change)."""
     change(bundle_ours(layout, "base", w / f"{new_ref}-ours"))
-    vs = [Variant("ours", "oci-tools commit",
-                  [OCI, "commit", str(w / f"{new_ref}-ours"), f"{layout}:{new_ref}"],
-                  drop_output(layout, new_ref, layout))]
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools commit",
+            [OCI, "commit", str(w / f"{new_ref}-ours"), f"{layout}:{new_ref}"],
+            drop_output(layout, new_ref, layout),
+        )
+    ]
     if umo is not None:
         change(bundle_umoci(umo, "base", w / f"{new_ref}-umoci"))
-        vs.append(Variant("umoci", "umoci repack",
-                          ["umoci", "repack", "--image", f"{umo}:{new_ref}",
-                           str(w / f"{new_ref}-umoci")],
-                          drop_output(umo, new_ref, umo)))
+        vs.append(
+            Variant(
+                "umoci",
+                "umoci repack",
+                ["umoci", "repack", "--image", f"{umo}:{new_ref}", str(w / f"{new_ref}-umoci")],
+                drop_output(umo, new_ref, umo),
+            )
+        )
     vs += extra or []
     g = run_group(Group(gid, title, "ours", vs))
     g.notes["compressed_bytes"] = {"ours": top_layer_size(layout, new_ref)}
@@ -637,24 +732,49 @@ def case_debian() -> None:
     w = WORK / "debian"
     w.mkdir(parents=True, exist_ok=True)
     umo = copy_layout(layout, w / "umoci.oci")
-    unpack_group("debian-unpack", "Debian rootfs: unpack (1 layer)", layout, "debian", w,
-                 zstd_ref="debian-zstd")
-    commit_full_group("debian-commit-full", "Debian rootfs: full commit as a new layer",
-                      tree, w, link=False, zstd=True)
+    unpack_group(
+        "debian-unpack",
+        "Debian rootfs: unpack (1 layer)",
+        layout,
+        "debian",
+        w,
+        zstd_ref="debian-zstd",
+    )
+    commit_full_group(
+        "debian-commit-full",
+        "Debian rootfs: full commit as a new layer",
+        tree,
+        w,
+        link=False,
+        zstd=True,
+    )
 
     def one_file(rootfs: Path) -> None:
         (rootfs / "etc" / "debian_version").write_text("12.99-bench\n")
 
-    commit_change_group("debian-commit-one", "Debian rootfs: commit after changing one file",
-                        layout, umo, w, one_file, "one")
+    commit_change_group(
+        "debian-commit-one",
+        "Debian rootfs: commit after changing one file",
+        layout,
+        umo,
+        w,
+        one_file,
+        "one",
+    )
 
     def add_copy(rootfs: Path) -> None:
         sh("cp", "-a", rootfs / "usr", rootfs / "opt" / "usr-copy")
         sh("cp", "-a", rootfs / "var" / "lib", rootfs / "opt" / "var-lib-copy")
 
-    g = commit_change_group("debian-commit-layer2",
-                            "Debian rootfs: commit a second layer adding ~160 MB",
-                            layout, umo, w, add_copy, "two")
+    g = commit_change_group(
+        "debian-commit-layer2",
+        "Debian rootfs: commit a second layer adding ~160 MB",
+        layout,
+        umo,
+        w,
+        add_copy,
+        "two",
+    )
     g.notes["added_bytes"] = int(
         sh("du", "-scb", tree / "usr", tree / "var" / "lib").splitlines()[-1].split()[0]
     )
@@ -682,14 +802,28 @@ def case_small() -> None:
 
     walk = [PY, str(ROOT / "bench" / "scandir_walk.py"), str(w / "one-ours" / "rootfs")]
     commit_change_group(
-        "small-commit-one", f"{n} small files: commit after changing one file", layout, umo, w,
-        one_file, "one", extra=[Variant("walk", "python os.scandir stat walk", walk)], keep=True,
+        "small-commit-one",
+        f"{n} small files: commit after changing one file",
+        layout,
+        umo,
+        w,
+        one_file,
+        "one",
+        extra=[Variant("walk", "python os.scandir stat walk", walk)],
+        keep=True,
     )
-    run_group(Group("small-diff", f"{n} small files: diff and status after one change", "walk", [
-        Variant("diff", "oci-tools diff", [OCI, "diff", str(w / "one-ours")]),
-        Variant("status", "oci-tools status", [OCI, "status", str(w / "one-ours")]),
-        Variant("walk", "python os.scandir stat walk", walk),
-    ]))
+    run_group(
+        Group(
+            "small-diff",
+            f"{n} small files: diff and status after one change",
+            "walk",
+            [
+                Variant("diff", "oci-tools diff", [OCI, "diff", str(w / "one-ours")]),
+                Variant("status", "oci-tools status", [OCI, "status", str(w / "one-ours")]),
+                Variant("walk", "python os.scandir stat walk", walk),
+            ],
+        )
+    )
     trash(w)
     settle()
 
@@ -709,28 +843,51 @@ def case_big() -> None:
 
 def case_views() -> None:
     debian = CACHE / "debian.oci"
-    layout_from_tree(debian, ensure_debian_rootfs(), {"debian": "gzip", "debian-zstd": "zstd"},
-                     link=False)
+    layout_from_tree(
+        debian, ensure_debian_rootfs(), {"debian": "gzip", "debian-zstd": "zstd"}, link=False
+    )
     lay = ensure_views_layout(debian)
-    run_group(Group("views", f"views on a layout of {VIEW_IMAGES} images", "floor", [
-        Variant("floor", "python -c pass (interpreter floor)", [PY, "-c", "pass"]),
-        Variant("floor-S", "python -S -c pass (no site)", [PY, "-S", "-c", "pass"]),
-        Variant("history", "oci-tools history",
-                [OCI, "history", f"{lay}:img{VIEW_IMAGES - 1:02d}"]),
-        Variant("images", "oci-tools images", [OCI, "images", str(lay)]),
-        Variant("df", "oci-tools df", [OCI, "df", str(lay)]),
-        Variant("df-v", "oci-tools df -v", [OCI, "df", "-v", str(lay)]),
-    ]))
+    run_group(
+        Group(
+            "views",
+            f"views on a layout of {VIEW_IMAGES} images",
+            "floor",
+            [
+                Variant("floor", "python -c pass (interpreter floor)", [PY, "-c", "pass"]),
+                Variant("floor-S", "python -S -c pass (no site)", [PY, "-S", "-c", "pass"]),
+                Variant(
+                    "history",
+                    "oci-tools history",
+                    [OCI, "history", f"{lay}:img{VIEW_IMAGES - 1:02d}"],
+                ),
+                Variant("images", "oci-tools images", [OCI, "images", str(lay)]),
+                Variant("df", "oci-tools df", [OCI, "df", str(lay)]),
+                Variant("df-v", "oci-tools df -v", [OCI, "df", "-v", str(lay)]),
+            ],
+        )
+    )
     # The layer views of the Debian image (one 6.8k-entry layer), from the
     # per-layer index cache that this first call fills.
     oci("layers", f"{debian}:debian")
-    run_group(Group("layer-views", "layer views of the Debian image (cached index)", "floor", [
-        Variant("floor", "python -c pass (interpreter floor)", [PY, "-c", "pass"]),
-        Variant("layers", "oci-tools layers", [OCI, "layers", f"{debian}:debian"]),
-        Variant("layer-show", "oci-tools layer show 0 (6.8k rows)",
-                [OCI, "layer", "show", f"{debian}:debian", "0"]),
-        Variant("efficiency", "oci-tools efficiency", [OCI, "efficiency", f"{debian}:debian"]),
-    ]))
+    run_group(
+        Group(
+            "layer-views",
+            "layer views of the Debian image (cached index)",
+            "floor",
+            [
+                Variant("floor", "python -c pass (interpreter floor)", [PY, "-c", "pass"]),
+                Variant("layers", "oci-tools layers", [OCI, "layers", f"{debian}:debian"]),
+                Variant(
+                    "layer-show",
+                    "oci-tools layer show 0 (6.8k rows)",
+                    [OCI, "layer", "show", f"{debian}:debian", "0"],
+                ),
+                Variant(
+                    "efficiency", "oci-tools efficiency", [OCI, "efficiency", f"{debian}:debian"]
+                ),
+            ],
+        )
+    )
 
 
 CASES: dict[str, Callable[[], None]] = {
@@ -748,10 +905,20 @@ RATIO_TARGETS = [
     ("full commit (100k files) <= 0.5 x umoci repack", "small-commit-full", "ours", "umoci", 0.5),
     ("full commit (2 GiB file) <= 0.5 x umoci repack", "big-commit-full", "ours", "umoci", 0.5),
     ("one-file commit (Debian) <= 0.3 x umoci repack", "debian-commit-one", "ours", "umoci", 0.3),
-    ("one-file commit (100k files) <= 0.3 x umoci repack", "small-commit-one", "ours", "umoci",
-     0.3),
-    ("one-file commit (100k files) <= 2 x os.scandir stat walk", "small-commit-one", "ours",
-     "walk", 2.0),
+    (
+        "one-file commit (100k files) <= 0.3 x umoci repack",
+        "small-commit-one",
+        "ours",
+        "umoci",
+        0.3,
+    ),
+    (
+        "one-file commit (100k files) <= 2 x os.scandir stat walk",
+        "small-commit-one",
+        "ours",
+        "walk",
+        2.0,
+    ),
 ]
 # (description, group, key, field, max)
 ABS_TARGETS = [
@@ -810,8 +977,9 @@ def evaluate() -> list[dict[str, Any]]:
         if g is None or ours not in g.stats or peer not in g.stats:
             continue
         ratio = g.stats[ours]["wall_s"] / g.stats[peer]["wall_s"]
-        out.append({"target": desc, "value": round(ratio, 3), "limit": limit,
-                    "met": ratio <= limit})
+        out.append(
+            {"target": desc, "value": round(ratio, 3), "limit": limit, "met": ratio <= limit}
+        )
     for desc, gid, key, fld, limit in ABS_TARGETS:
         g = by_id.get(gid)
         if g is None or key not in g.stats:
@@ -836,8 +1004,10 @@ def report(targets: list[dict[str, Any]]) -> str:
             else:
                 ratio = f"{base / s['wall_s']:.2f}"
             size = f"  [{sizes[key] / 1e6:.1f} MB]" if key in sizes else ""
-            lines.append(f"  {s['label'] + size:<44} {s['wall_s']:>8.3f} {s['cpu_s']:>8.2f} "
-                         f"{s['peak_rss_mb']:>8.1f} {ratio:>10}")
+            lines.append(
+                f"  {s['label'] + size:<44} {s['wall_s']:>8.3f} {s['cpu_s']:>8.2f} "
+                f"{s['peak_rss_mb']:>8.1f} {ratio:>10}"
+            )
     lines += ["", "targets:"]
     for t in targets:
         lines.append(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['value']}")
@@ -870,12 +1040,16 @@ def markdown(doc: dict[str, Any]) -> str:
                 ratio = f"{base / r['wall_s']:.2f}"
             size = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
             label = r["label"].replace("|", "\\|")
-            lines.append(f"| {case['title']} | {label} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
-                         f"| {r['peak_rss_mb']:.0f} | {size} | {ratio} |")
+            lines.append(
+                f"| {case['title']} | {label} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
+                f"| {r['peak_rss_mb']:.0f} | {size} | {ratio} |"
+            )
     lines += ["", "| target | value | limit | |", "|---|---:|---:|---|"]
     for t in doc["targets"]:
-        lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | "
-                     f"{'met' if t['met'] else '**missed**'} |")
+        lines.append(
+            f"| {t['target']} | {t['value']} | {t['limit']} | "
+            f"{'met' if t['met'] else '**missed**'} |"
+        )
     return "\n".join(lines)
 
 
@@ -907,17 +1081,28 @@ def main() -> int:
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "duration_s": round(time.time() - started),
         "machine": machine(),
-        "settings": {"runs": RUNS, "warmup": WARMUP, "quick": QUICK,
-                     "small_files": SMALL_FILES, "big_file_mib": BIG_MIB,
-                     "view_images": VIEW_IMAGES, "load_avg_start": load0,
-                     "load_avg_end": os.getloadavg()},
-        "cases": {g.gid: {"title": g.title, "ratio_base": g.ours, "results": g.stats,
-                          **g.notes} for g in RESULTS},
+        "settings": {
+            "runs": RUNS,
+            "warmup": WARMUP,
+            "quick": QUICK,
+            "small_files": SMALL_FILES,
+            "big_file_mib": BIG_MIB,
+            "view_images": VIEW_IMAGES,
+            "load_avg_start": load0,
+            "load_avg_end": os.getloadavg(),
+        },
+        "cases": {
+            g.gid: {"title": g.title, "ratio_base": g.ours, "results": g.stats, **g.notes}
+            for g in RESULTS
+        },
         "targets": targets,
     }
     full = not QUICK and not ONLY
-    out = ROOT / "bench" / "results.json" if full else CACHE / (
-        "results-quick.json" if QUICK else "results-partial.json")
+    out = (
+        ROOT / "bench" / "results.json"
+        if full
+        else CACHE / ("results-quick.json" if QUICK else "results-partial.json")
+    )
     out.write_text(json.dumps(doc, indent=2) + "\n")
     log(f"results written to {out}")
     rm(WORK)

@@ -56,7 +56,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
-from oci_tools import mediatype as mt
 from oci_tools.compression import codec_for_media_type, decompressor
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import (
@@ -68,7 +67,8 @@ from oci_tools.errors import (
 )
 from oci_tools.image import UNCOMPRESSED_SIZE, Image
 from oci_tools.layout import LAYOUT_VERSION, Layout, check_ref
-from oci_tools.model import (
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import (
     CONTAINERD_NAME,
     REF_NAME,
     Descriptor,
@@ -79,7 +79,7 @@ from oci_tools.model import (
     dump_json,
     with_ref,
 )
-from oci_tools.schema import parse_json, validate
+from oci_tools.spec.schema import parse_json, validate
 from oci_tools.store import MAX_DOCUMENT_SIZE, put_bytes, read_small
 
 #: The archive formats :func:`export_image` writes.

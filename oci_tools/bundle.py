@@ -25,7 +25,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
-from oci_tools import mediatype as mt
 from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
 from oci_tools.compression import check_codec
 from oci_tools.diff import write_diff
@@ -44,9 +43,10 @@ from oci_tools.image import (
     write_image,
 )
 from oci_tools.layout import Layout
-from oci_tools.model import Descriptor, History, Platform
-from oci_tools.runtime import runtime_config
 from oci_tools.snapshot import Snapshot
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, History, Platform
+from oci_tools.spec.runtime import runtime_config
 
 RECORD = "oci-tools.json"
 SNAPSHOT = "oci-tools.snapshot"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from oci_tools import mediatype as mt
 from oci_tools.compression import decompressor
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import OCIToolsError
 from oci_tools.layout import Layout
-from oci_tools.model import Descriptor, ImageConfig, Index, Manifest
-from oci_tools.schema import problems as schema_problems
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, ImageConfig, Index, Manifest
+from oci_tools.spec.schema import problems as schema_problems
 from oci_tools.store import MAX_DOCUMENT_SIZE
 
 CHUNK = 1 << 20

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import queue
 
 from oci_tools.errors import UnsupportedMediaTypeError, UsageError
-from oci_tools.mediatype import LAYER_CODECS
+from oci_tools.spec.mediatype import LAYER_CODECS
 
 CODECS = ("gzip", "zstd", "none")
 #: Default compression levels: fast settings that still compress well.

@@ -572,9 +572,7 @@ def _plan_upper(upper: str) -> _Plan:
 # -- emitting -------------------------------------------------------------------
 
 
-def _emit(
-    root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool = False
-) -> Entries:
+def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool = False) -> Entries:
     clamp = None if source_date_epoch is None else source_date_epoch * _NS
     fds = _DirFds(root)
     try:

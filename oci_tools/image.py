@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oci_tools import mediatype as mt
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, UsageError
 from oci_tools.layout import Layout, Resolved, host_platform
-from oci_tools.model import Descriptor, History, ImageConfig, Manifest, Platform, dump_json
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, History, ImageConfig, Manifest, Platform, dump_json
 from oci_tools.store import put_bytes
 
 #: Layer descriptor annotation caching the uncompressed size (a hint only).

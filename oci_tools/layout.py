@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from oci_tools import mediatype as mt
 from oci_tools.digest import Digest
 from oci_tools.errors import (
     ClobberError,
@@ -29,7 +28,8 @@ from oci_tools.errors import (
     RefNotFoundError,
     UsageError,
 )
-from oci_tools.model import (
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import (
     Descriptor,
     ImageConfig,
     Index,
@@ -38,7 +38,7 @@ from oci_tools.model import (
     dump_json,
     with_ref,
 )
-from oci_tools.schema import parse_json
+from oci_tools.spec.schema import parse_json
 from oci_tools.store import DirStore, read_small
 
 LAYOUT_VERSION = "1.0.0"

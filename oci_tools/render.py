@@ -54,10 +54,20 @@ def human_size(n: int | float, precision: int = 3) -> str:
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-    "t": 10**12, "tb": 10**12,
-    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
 }
 
 
@@ -168,8 +178,7 @@ def format_rfc3339(dt: datetime) -> str:
     dt = _aware(dt)
     # Not strftime: glibc's %Y does not zero-pad years before 1000.
     text = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
-        f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     )
     if dt.microsecond:
         text += f".{dt.microsecond:06d}".rstrip("0")
@@ -260,8 +269,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     out = []
     for line in lines:
         cells = [
-            cell + " " * (widths[col] - display_width(cell))
-            for col, cell in enumerate(line[:-1])
+            cell + " " * (widths[col] - display_width(cell)) for col, cell in enumerate(line[:-1])
         ]
         cells.extend(line[-1:])
         out.append("".join(cells) + "\n")

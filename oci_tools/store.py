@@ -155,9 +155,10 @@ class _DirBlobWriter:
         writeback = _writeback()
         self._f.flush()
         end = self._hasher.size
-        if writeback is None or writeback(
-            self._f.fileno(), self._written_back, end - self._written_back
-        ) != 0:
+        if (
+            writeback is None
+            or writeback(self._f.fileno(), self._written_back, end - self._written_back) != 0
+        ):
             end = 1 << 62  # unsupported here: the fsync at commit does it all
         self._written_back = end
 

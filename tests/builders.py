@@ -115,21 +115,29 @@ def pax_records(records: Mapping[str, str | bytes]) -> bytes:
     return b"".join(out)
 
 
-def ext_header(typeflag: bytes, data: bytes, *, name: bytes = b"PaxHeader",
-               size: int | None = None, fmt: str = "ustar") -> bytes:
+def ext_header(
+    typeflag: bytes,
+    data: bytes,
+    *,
+    name: bytes = b"PaxHeader",
+    size: int | None = None,
+    fmt: str = "ustar",
+) -> bytes:
     """An extension member (``x``, ``g``, ``L``, ``K``) with its padded data."""
     magic, version = MAGIC[fmt]
-    h = header({
-        "name": name[:100],
-        "mode": octal(0o644, 8),
-        "uid": octal(0, 8),
-        "gid": octal(0, 8),
-        "size": number(len(data) if size is None else size, 12),
-        "mtime": octal(0, 12),
-        "typeflag": typeflag,
-        "magic": magic,
-        "version": version,
-    })
+    h = header(
+        {
+            "name": name[:100],
+            "mode": octal(0o644, 8),
+            "uid": octal(0, 8),
+            "gid": octal(0, 8),
+            "size": number(len(data) if size is None else size, 12),
+            "mtime": octal(0, 12),
+            "typeflag": typeflag,
+            "magic": magic,
+            "version": version,
+        }
+    )
     return h + pad(data)
 
 
@@ -213,8 +221,12 @@ class Member:
             "version": version,
         }
         if self.fmt != "v7":
-            fields.update(uname=self.uname, gname=self.gname,
-                          devmajor=number(self.devmajor, 8), devminor=number(self.devminor, 8))
+            fields.update(
+                uname=self.uname,
+                gname=self.gname,
+                devmajor=number(self.devmajor, 8),
+                devminor=number(self.devminor, 8),
+            )
         if prefix:
             fields["prefix"] = prefix
         fields.update(self.raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools.cli import main
+from oci_tools.cli.app import main
 
 
 def need_tool(name: str) -> str:

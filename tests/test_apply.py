@@ -46,8 +46,14 @@ def apply(
 ) -> ApplyResult:
     lay = make_layer(members, codec)
     options = ApplyOptions(**opts)  # type: ignore[arg-type]
-    return apply_layer(io.BytesIO(lay.blob), str(root), codec=codec,
-                       diff_id=Digest.parse(lay.diff_id), snapshot=snapshot, options=options)
+    return apply_layer(
+        io.BytesIO(lay.blob),
+        str(root),
+        codec=codec,
+        diff_id=Digest.parse(lay.diff_id),
+        snapshot=snapshot,
+        options=options,
+    )
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -113,12 +119,21 @@ def root(tmp_path: Path) -> Path:
 
 def lower(root: Path) -> None:
     """A typical lower layer."""
-    apply(root, [
-        directory("etc"), file("etc/passwd", b"root:x:0:0\n"), file("etc/motd", b"hi"),
-        directory("etc/conf.d"), file("etc/conf.d/a", b"a"), file("etc/conf.d/b", b"b"),
-        directory("usr"), directory("usr/lib"), file("usr/lib/libc.so", b"ELF"),
-        symlink("lib", "usr/lib"),
-    ])
+    apply(
+        root,
+        [
+            directory("etc"),
+            file("etc/passwd", b"root:x:0:0\n"),
+            file("etc/motd", b"hi"),
+            directory("etc/conf.d"),
+            file("etc/conf.d/a", b"a"),
+            file("etc/conf.d/b", b"b"),
+            directory("usr"),
+            directory("usr/lib"),
+            file("usr/lib/libc.so", b"ELF"),
+            symlink("lib", "usr/lib"),
+        ],
+    )
 
 
 # ------------------------------------------------------------------ whiteouts
@@ -141,8 +156,17 @@ def test_opaque_hides_lower_children_only(root: Path) -> None:
 
 def test_opaque_after_same_layer_additions(root: Path) -> None:
     lower(root)
-    apply(root, [directory("etc"), file("etc/new", b"n"), directory("etc/sub"),
-                 file("etc/sub/x", b"x"), file("etc/passwd", b"mine"), opaque("etc")])
+    apply(
+        root,
+        [
+            directory("etc"),
+            file("etc/new", b"n"),
+            directory("etc/sub"),
+            file("etc/sub/x", b"x"),
+            file("etc/passwd", b"mine"),
+            opaque("etc"),
+        ],
+    )
     t = {p: v for p, v in tree(root).items() if p.startswith("etc/")}
     assert t == {"etc/new": "n", "etc/sub": "dir", "etc/sub/x": "x", "etc/passwd": "mine"}
 
@@ -159,7 +183,8 @@ def test_same_layer_add_and_whiteout_keeps_the_addition(root: Path, whiteout_fir
     lower(root)
     add = file("etc/motd", b"new motd")
     entries: list[Member | bytes] = (
-        [whiteout("etc/motd"), add] if whiteout_first else [add, whiteout("etc/motd")])
+        [whiteout("etc/motd"), add] if whiteout_first else [add, whiteout("etc/motd")]
+    )
     apply(root, entries)
     assert tree(root)["etc/motd"] == "new motd"
 
@@ -236,10 +261,11 @@ def test_file_over_symlink_does_not_write_through(root: Path) -> None:
 
 
 def test_dir_over_dir_keeps_children_and_replaces_attributes(root: Path) -> None:
-    apply(root, [directory("d", mode=0o700, pax={"SCHILY.xattr.user.old": b"1"}),
-                 file("d/keep", b"k")])
-    apply(root, [directory("d", mode=0o751, mtime=42,
-                           pax={"SCHILY.xattr.user.new": b"2"})])
+    apply(
+        root,
+        [directory("d", mode=0o700, pax={"SCHILY.xattr.user.old": b"1"}), file("d/keep", b"k")],
+    )
+    apply(root, [directory("d", mode=0o751, mtime=42, pax={"SCHILY.xattr.user.new": b"2"})])
     st = os.lstat(root / "d")
     assert stat.S_IMODE(st.st_mode) == 0o751 and st.st_mtime_ns == 42 * 10**9
     assert tree(root)["d/keep"] == "k"
@@ -261,8 +287,7 @@ def test_symlink_targets_stored_verbatim(root: Path) -> None:
 
 
 def test_hardlink_chain(root: Path) -> None:
-    apply(root, [file("a", b"data"), hardlink("b", "a"), hardlink("c", "/b"),
-                 hardlink("d/e", "c")])
+    apply(root, [file("a", b"data"), hardlink("b", "a"), hardlink("c", "/b"), hardlink("d/e", "c")])
     inos = {os.lstat(root / p).st_ino for p in ["a", "b", "c", "d/e"]}
     assert len(inos) == 1 and os.lstat(root / "a").st_nlink == 4
 
@@ -294,24 +319,38 @@ def test_hardlink_errors(root: Path) -> None:
 
 
 def test_nanosecond_mtimes(root: Path) -> None:
-    apply(root, [directory("d", pax={"mtime": "1600000000.987654321"}),
-                 file("d/f", pax={"mtime": "1700000000.123456789"}),
-                 symlink("d/l", "f", pax={"mtime": "1500000000.000000001"})])
+    apply(
+        root,
+        [
+            directory("d", pax={"mtime": "1600000000.987654321"}),
+            file("d/f", pax={"mtime": "1700000000.123456789"}),
+            symlink("d/l", "f", pax={"mtime": "1500000000.000000001"}),
+        ],
+    )
     assert os.lstat(root / "d").st_mtime_ns == 1600000000987654321
     assert os.lstat(root / "d/f").st_mtime_ns == 1700000000123456789
     assert os.lstat(root / "d/l").st_mtime_ns == 1500000000000000001
 
 
 def test_directory_mtimes_set_after_contents(root: Path) -> None:
-    apply(root, [directory("a", mtime=1000), directory("a/b", mtime=2000),
-                 file("a/b/c", mtime=3000), file("a/d", mtime=4000)])
+    apply(
+        root,
+        [
+            directory("a", mtime=1000),
+            directory("a/b", mtime=2000),
+            file("a/b/c", mtime=3000),
+            file("a/d", mtime=4000),
+        ],
+    )
     assert os.lstat(root / "a").st_mtime_ns == 1000 * 10**9
     assert os.lstat(root / "a/b").st_mtime_ns == 2000 * 10**9
 
 
 def test_parent_mtime_restored_when_children_change(root: Path) -> None:
-    apply(root, [directory("keep", mtime=1000), file("keep/old", b"o"),
-                 directory("keep/sub", mtime=1500)])
+    apply(
+        root,
+        [directory("keep", mtime=1000), file("keep/old", b"o"), directory("keep/sub", mtime=1500)],
+    )
     apply(root, [file("keep/new", b"n"), whiteout("keep/old"), file("keep/sub/x", b"x")])
     assert os.lstat(root / "keep").st_mtime_ns == 1000 * 10**9
     assert os.lstat(root / "keep/sub").st_mtime_ns == 1500 * 10**9
@@ -319,23 +358,37 @@ def test_parent_mtime_restored_when_children_change(root: Path) -> None:
 
 
 def test_modes_including_setuid_setgid_sticky(root: Path) -> None:
-    apply(root, [file("suid", mode=0o4755), file("sgid", mode=0o2755),
-                 directory("tmp", mode=0o1777), file("plain", mode=0o600),
-                 fifo("pipe", mode=0o640)])
-    modes = {n: stat.S_IMODE(os.lstat(root / n).st_mode)
-             for n in ["suid", "sgid", "tmp", "plain", "pipe"]}
-    assert modes == {"suid": 0o4755, "sgid": 0o2755, "tmp": 0o1777, "plain": 0o600,
-                     "pipe": 0o640}
+    apply(
+        root,
+        [
+            file("suid", mode=0o4755),
+            file("sgid", mode=0o2755),
+            directory("tmp", mode=0o1777),
+            file("plain", mode=0o600),
+            fifo("pipe", mode=0o640),
+        ],
+    )
+    modes = {
+        n: stat.S_IMODE(os.lstat(root / n).st_mode)
+        for n in ["suid", "sgid", "tmp", "plain", "pipe"]
+    }
+    assert modes == {"suid": 0o4755, "sgid": 0o2755, "tmp": 0o1777, "plain": 0o600, "pipe": 0o640}
 
 
 @pytest.mark.parametrize("rootless", [False, True])
 def test_mode_000_directories_unpack(root: Path, rootless: bool) -> None:
     if not rootless and not IS_ROOT:
         pytest.skip(ROOT_REASON)
-    apply(root, [directory("locked", mode=0o000), directory("locked/inner", mode=0o500),
-                 file("locked/inner/f", b"secret", mode=0o000)], rootless=rootless)
-    apply(root, [file("locked/inner/g", b"more"), whiteout("locked/inner/f")],
-          rootless=rootless)
+    apply(
+        root,
+        [
+            directory("locked", mode=0o000),
+            directory("locked/inner", mode=0o500),
+            file("locked/inner/f", b"secret", mode=0o000),
+        ],
+        rootless=rootless,
+    )
+    apply(root, [file("locked/inner/g", b"more"), whiteout("locked/inner/f")], rootless=rootless)
     assert stat.S_IMODE(os.lstat(root / "locked").st_mode) == 0o000
     assert stat.S_IMODE(os.lstat(root / "locked/inner").st_mode) == 0o500
     os.chmod(root / "locked", 0o700)
@@ -345,10 +398,15 @@ def test_mode_000_directories_unpack(root: Path, rootless: bool) -> None:
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason=ROOT_REASON)
 def test_owners_and_setuid_after_chown(root: Path) -> None:
-    apply(root, [directory("home", uid=1000, gid=1000, mode=0o2750),
-                 file("home/su", b"x", uid=0, gid=50, mode=0o4711),
-                 symlink("home/l", "su", uid=1234, gid=5678),
-                 file("home/big", uid=2**32 - 2, gid=2**31)])
+    apply(
+        root,
+        [
+            directory("home", uid=1000, gid=1000, mode=0o2750),
+            file("home/su", b"x", uid=0, gid=50, mode=0o4711),
+            symlink("home/l", "su", uid=1234, gid=5678),
+            file("home/big", uid=2**32 - 2, gid=2**31),
+        ],
+    )
     st = os.lstat(root / "home")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o2750)
     st = os.lstat(root / "home/su")
@@ -361,8 +419,15 @@ def test_owners_and_setuid_after_chown(root: Path) -> None:
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason=ROOT_REASON)
 def test_devices_and_fifos_as_root(root: Path) -> None:
-    r = apply(root, [chardev("dev/null", 1, 3, mode=0o666), blockdev("dev/loop9", 7, 9),
-                     fifo("run/fifo", mode=0o620)], rootless=False)
+    r = apply(
+        root,
+        [
+            chardev("dev/null", 1, 3, mode=0o666),
+            blockdev("dev/loop9", 7, 9),
+            fifo("run/fifo", mode=0o620),
+        ],
+        rootless=False,
+    )
     st = os.lstat(root / "dev/null")
     assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
     assert stat.S_IMODE(st.st_mode) == 0o666
@@ -381,11 +446,20 @@ def test_devices_skipped_when_rootless(root: Path) -> None:
 
 
 def test_xattrs_user_applied_trusted_refused(root: Path) -> None:
-    r = apply(root, [file("f", pax={
-        "SCHILY.xattr.user.mime": b"text/plain\x00\xff",
-        "SCHILY.xattr.trusted.overlay.opaque": b"y",
-        "SCHILY.xattr.security.selinux": b"system_u:object_r:etc_t:s0",
-    }), directory("d", pax={"SCHILY.xattr.user.d": b"dv"})])
+    r = apply(
+        root,
+        [
+            file(
+                "f",
+                pax={
+                    "SCHILY.xattr.user.mime": b"text/plain\x00\xff",
+                    "SCHILY.xattr.trusted.overlay.opaque": b"y",
+                    "SCHILY.xattr.security.selinux": b"system_u:object_r:etc_t:s0",
+                },
+            ),
+            directory("d", pax={"SCHILY.xattr.user.d": b"dv"}),
+        ],
+    )
     assert os.getxattr(root / "f", "user.mime") == b"text/plain\x00\xff"
     assert os.listxattr(root / "f") == ["user.mime"]
     assert os.getxattr(root / "d", "user.d") == b"dv"
@@ -395,12 +469,10 @@ def test_xattrs_user_applied_trusted_refused(root: Path) -> None:
 
 def test_security_capability_needs_root(root: Path) -> None:
     cap = b"\x01\x00\x00\x02" + bytes(16)  # v2: CAP_NET_BIND_SERVICE... enough to set
-    r = apply(root, [file("ping", pax={"SCHILY.xattr.security.capability": cap})],
-              rootless=True)
+    r = apply(root, [file("ping", pax={"SCHILY.xattr.security.capability": cap})], rootless=True)
     assert any("security.capability" in s and "root" in s for s in r.skipped)
     if IS_ROOT:
-        apply(root, [file("ping2", pax={"SCHILY.xattr.security.capability": cap})],
-              rootless=False)
+        apply(root, [file("ping2", pax={"SCHILY.xattr.security.capability": cap})], rootless=False)
         assert os.getxattr(root / "ping2", "security.capability") == cap
 
 
@@ -410,8 +482,7 @@ def test_security_capability_needs_root(root: Path) -> None:
 @pytest.mark.parametrize("codec", ["gzip", "zstd", "none"])
 def test_codecs_and_result(root: Path, codec: str) -> None:
     lay = make_layer([directory("d"), file("d/f", b"x" * 100_000)], codec)
-    r = apply_layer(io.BytesIO(lay.blob), str(root), codec=codec,
-                    diff_id=Digest.parse(lay.diff_id))
+    r = apply_layer(io.BytesIO(lay.blob), str(root), codec=codec, diff_id=Digest.parse(lay.diff_id))
     assert str(r.diff_id) == lay.diff_id
     assert r.uncompressed_size == len(lay.tar)
     assert r.compressed_size == len(lay.blob)
@@ -421,8 +492,9 @@ def test_codecs_and_result(root: Path, codec: str) -> None:
 
 def test_diff_id_covers_bytes_after_end_of_archive(root: Path) -> None:
     lay = make_layer([file("f", b"1")], "gzip", trailing=b"\0" * 9000 + b"junk")
-    r = apply_layer(io.BytesIO(lay.blob), str(root), codec="gzip",
-                    diff_id=Digest.parse(lay.diff_id))
+    r = apply_layer(
+        io.BytesIO(lay.blob), str(root), codec="gzip", diff_id=Digest.parse(lay.diff_id)
+    )
     assert r.uncompressed_size == len(lay.tar)
 
 
@@ -440,15 +512,18 @@ def test_no_diff_id_given_still_computed(root: Path) -> None:
 
 
 def verifying(lay: Layer, digest: str | None = None) -> VerifyingReader:
-    return VerifyingReader(io.BytesIO(lay.blob), Digest.parse(digest or lay.digest),
-                           len(lay.blob))
+    return VerifyingReader(io.BytesIO(lay.blob), Digest.parse(digest or lay.digest), len(lay.blob))
 
 
 def test_blob_digest_verified_at_eof(root: Path) -> None:
     lay = make_layer([file("f", b"1")], "gzip", trailing=b"\0" * 4096)
     reader = verifying(lay)
-    apply_layer(reader, str(root), codec="gzip",  # type: ignore[arg-type]
-                diff_id=Digest.parse(lay.diff_id))
+    apply_layer(
+        reader,
+        str(root),
+        codec="gzip",  # type: ignore[arg-type]
+        diff_id=Digest.parse(lay.diff_id),
+    )
     assert reader.verified
 
 
@@ -456,8 +531,12 @@ def test_blob_digest_mismatch(root: Path) -> None:
     lay = make_layer([file("f", b"1")])
     reader = verifying(lay, "sha256:" + "1" * 64)
     with pytest.raises(DigestMismatchError, match="content"):
-        apply_layer(reader, str(root), codec="gzip",  # type: ignore[arg-type]
-                    diff_id=Digest.parse(lay.diff_id))
+        apply_layer(
+            reader,
+            str(root),
+            codec="gzip",  # type: ignore[arg-type]
+            diff_id=Digest.parse(lay.diff_id),
+        )
 
 
 def test_blob_with_trailing_bytes_after_compressed_stream(root: Path) -> None:
@@ -491,29 +570,51 @@ def test_max_entries(root: Path) -> None:
 
 def test_snapshot_equals_a_fresh_walk(root: Path) -> None:
     snap = Snapshot()
-    apply(root, [
-        directory("etc", mtime=10), file("etc/passwd", b"p"), file("etc/group", b"g"),
-        hardlink("etc/group-", "etc/group"), directory("usr/bin", mtime=20),
-        file("usr/bin/tool", b"t" * 5000, mode=0o755), symlink("bin", "usr/bin"),
-        directory("var/cache", mode=0o700), file("var/cache/a", b"a"), fifo("run/p"),
-        directory("locked", mode=0o000), file("locked/f", b"x"),
-        file("x/attr", pax={"SCHILY.xattr.user.a": b"1", "SCHILY.xattr.trusted.t": b"2"}),
-        directory("x", pax={"SCHILY.xattr.user.d": b"3"}),
-    ], snapshot=snap)
+    apply(
+        root,
+        [
+            directory("etc", mtime=10),
+            file("etc/passwd", b"p"),
+            file("etc/group", b"g"),
+            hardlink("etc/group-", "etc/group"),
+            directory("usr/bin", mtime=20),
+            file("usr/bin/tool", b"t" * 5000, mode=0o755),
+            symlink("bin", "usr/bin"),
+            directory("var/cache", mode=0o700),
+            file("var/cache/a", b"a"),
+            fifo("run/p"),
+            directory("locked", mode=0o000),
+            file("locked/f", b"x"),
+            file("x/attr", pax={"SCHILY.xattr.user.a": b"1", "SCHILY.xattr.trusted.t": b"2"}),
+            directory("x", pax={"SCHILY.xattr.user.d": b"3"}),
+        ],
+        snapshot=snap,
+    )
     assert_snapshot_matches(snap, root)
-    apply(root, [
-        whiteout("var/cache"), file("etc/passwd", b"new"),  # replace a file
-        hardlink("bin/tool2", "usr/bin/tool"),  # link to a lower file via a symlink
-        file("etc/group", b"replaced"),  # unlink one peer of a lower hardlink pair
-        directory("usr", mode=0o750, mtime=5),  # dir over dir
-        file("new/deep/file", b"implied parents"),
-        opaque("locked"), file("locked/g", b"g"),
-        symlink("etc/passwd-", "passwd"), whiteout("bin/nothing"),
-        directory("x", pax={"SCHILY.xattr.user.e": b"4"}), hardlink("x/attr2", "x/attr"),
-    ], snapshot=snap)
+    apply(
+        root,
+        [
+            whiteout("var/cache"),
+            file("etc/passwd", b"new"),  # replace a file
+            hardlink("bin/tool2", "usr/bin/tool"),  # link to a lower file via a symlink
+            file("etc/group", b"replaced"),  # unlink one peer of a lower hardlink pair
+            directory("usr", mode=0o750, mtime=5),  # dir over dir
+            file("new/deep/file", b"implied parents"),
+            opaque("locked"),
+            file("locked/g", b"g"),
+            symlink("etc/passwd-", "passwd"),
+            whiteout("bin/nothing"),
+            directory("x", pax={"SCHILY.xattr.user.e": b"4"}),
+            hardlink("x/attr2", "x/attr"),
+        ],
+        snapshot=snap,
+    )
     assert_snapshot_matches(snap, root)
-    apply(root, [file("etc", b"dir became a file"), hardlink("t3", "usr/bin/tool2"),
-                 directory("bin/sub")], snapshot=snap)
+    apply(
+        root,
+        [file("etc", b"dir became a file"), hardlink("t3", "usr/bin/tool2"), directory("bin/sub")],
+        snapshot=snap,
+    )
     assert_snapshot_matches(snap, root)
     assert snap.files["usr/bin/tool"].nlink == 3
     assert snap.files["t3"].content == hashlib.sha256(b"t" * 5000).hexdigest()
@@ -521,8 +622,12 @@ def test_snapshot_equals_a_fresh_walk(root: Path) -> None:
 
 def test_snapshot_rootless_mode(root: Path) -> None:
     snap = Snapshot()
-    apply(root, [directory("a", mode=0o555), file("a/f", b"1"), chardev("a/c", 1, 1)],
-          snapshot=snap, rootless=True)
+    apply(
+        root,
+        [directory("a", mode=0o555), file("a/f", b"1"), chardev("a/c", 1, 1)],
+        snapshot=snap,
+        rootless=True,
+    )
     apply(root, [file("a/g", b"2"), whiteout("a/f")], snapshot=snap, rootless=True)
     assert_snapshot_matches(snap, root)
 
@@ -534,10 +639,17 @@ def test_read_file_in_root_follows_links_inside_only(root: Path, tmp_path: Path)
     from oci_tools.apply import read_file_in_root
 
     (tmp_path / "host-passwd").write_bytes(b"host\n")
-    apply(root, [file("etc/passwd.real", b"root:x:0:0::/root:/bin/sh\n"),
-                 symlink("etc/passwd", "/etc/../etc/passwd.real"),
-                 symlink("etc/group", str(tmp_path / "host-passwd")),
-                 symlink("etc/loop", "loop"), fifo("etc/fifo"), directory("etc/dir")])
+    apply(
+        root,
+        [
+            file("etc/passwd.real", b"root:x:0:0::/root:/bin/sh\n"),
+            symlink("etc/passwd", "/etc/../etc/passwd.real"),
+            symlink("etc/group", str(tmp_path / "host-passwd")),
+            symlink("etc/loop", "loop"),
+            fifo("etc/fifo"),
+            directory("etc/dir"),
+        ],
+    )
     assert read_file_in_root(str(root), "/etc/passwd") == b"root:x:0:0::/root:/bin/sh\n"
     assert read_file_in_root(str(root), "../../etc/passwd") == b"root:x:0:0::/root:/bin/sh\n"
     assert read_file_in_root(str(root), "/etc/group") is None  # host path not reachable

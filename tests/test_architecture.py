@@ -12,9 +12,7 @@ LEVELS = {
     "errors": 0,
     "digest": 1,
     "render": 1,
-    "mediatype": 1,
-    "model": 2,
-    "schema": 2,
+    "spec": 2,
     "compression": 2,
     "store": 3,
     "layer": 3,
@@ -28,14 +26,10 @@ LEVELS = {
     "registry": 5,
     "sign": 5,
     "check": 5,
-    "runtime": 5,
     "views": 5,
-    "layers": 5,
     "inspect": 5,
     "build": 6,
     "cli": 7,
-    "cli_layers": 7,
-    "cli_build": 7,
     "__main__": 8,
 }
 
@@ -90,5 +84,5 @@ def test_imports_point_down() -> None:
 
 def test_the_check_catches_an_upward_import(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
-    f.write_text("from oci_tools.cli import main\n")
+    f.write_text("from oci_tools.cli.app import main\n")
     assert "cli" in _imports(f)

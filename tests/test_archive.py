@@ -17,16 +17,16 @@ from helpers import cli
 from interop.imagefixture import CREATED_BY, ENV, build_tar, make_image, sha256
 from verify import assert_valid_layout
 
-from oci_tools import mediatype as mt
 from oci_tools.archive import export_image, image_name, import_archive, parse_name
 from oci_tools.digest import Digest
 from oci_tools.errors import DigestMismatchError, InvalidDocumentError, UsageError
 from oci_tools.image import Image
 from oci_tools.layout import Layout, host_platform
-from oci_tools.model import CONTAINERD_NAME, REF_NAME, Descriptor, dump_json
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import CONTAINERD_NAME, REF_NAME, Descriptor, dump_json
 from oci_tools.store import put_bytes
 
-RUN_CLI = [sys.executable, "-c", "from oci_tools.cli import run; run()"]
+RUN_CLI = [sys.executable, "-c", "from oci_tools.cli.app import run; run()"]
 
 
 @pytest.fixture
@@ -532,7 +532,7 @@ def test_index_ref_exports_one_platform_and_imports_whole(
 ) -> None:
     """A ref naming an index: export picks one manifest; importing a tar of
     the layout itself brings the whole index."""
-    from oci_tools.model import Index, Platform
+    from oci_tools.spec.model import Index, Platform
 
     lay, desc = demo
     other = Descriptor(desc.media_type, desc.digest, desc.size, platform=Platform("plan9", "mips"))

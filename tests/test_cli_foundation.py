@@ -11,7 +11,7 @@ import pytest
 from helpers import cli
 from verify import assert_valid_layout
 
-from oci_tools.cli import build_parser
+from oci_tools.cli.app import build_parser
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools import mediatype as mt
-from oci_tools import schema
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec import schema
 
 VECTORS = Path(__file__).resolve().parent.parent / "testdata" / "conformance"
 

@@ -30,8 +30,15 @@ def _random_entries(r: random.Random, n: int) -> list[tuple[TarEntry, bytes | No
     for i in range(n):
         kind = r.choice(list(EntryType))
         name = f"{r.choice(names)}{i}"
-        ns = r.choice([0, 1_700_000_000 * NS, 1_700_000_000 * NS + r.randint(1, NS - 1),
-                       -5 * NS - 7, (0o77777777777 + 5) * NS])
+        ns = r.choice(
+            [
+                0,
+                1_700_000_000 * NS,
+                1_700_000_000 * NS + r.randint(1, NS - 1),
+                -5 * NS - 7,
+                (0o77777777777 + 5) * NS,
+            ]
+        )
         ids = r.choice([0, 1000, 0o7777777, 0o7777777 + 1, 2**31])
         xattrs = r.choice([{}, {}, {"user.a": b"1"}, {"user.e": b""}])
         link = ""
@@ -42,10 +49,29 @@ def _random_entries(r: random.Random, n: int) -> list[tuple[TarEntry, bytes | No
         if kind is EntryType.REG:
             data = r.randbytes(r.randint(0, 1500))
             size = len(data)
-        dev = (r.randint(0, 300), r.randint(0, 300)) if kind in (
-            EntryType.CHAR, EntryType.BLOCK) else (0, 0)
-        out.append((TarEntry(name, kind, r.randint(0, 0o7777), ids, r.choice([0, ids]), size, ns,
-                             link, dev[0], dev[1], xattrs), data))
+        dev = (
+            (r.randint(0, 300), r.randint(0, 300))
+            if kind in (EntryType.CHAR, EntryType.BLOCK)
+            else (0, 0)
+        )
+        out.append(
+            (
+                TarEntry(
+                    name,
+                    kind,
+                    r.randint(0, 0o7777),
+                    ids,
+                    r.choice([0, ids]),
+                    size,
+                    ns,
+                    link,
+                    dev[0],
+                    dev[1],
+                    xattrs,
+                ),
+                data,
+            )
+        )
     return out
 
 
@@ -139,9 +165,14 @@ def test_files_get_exact_modes_and_owners_with_a_snapshot(
         lay = make_layer(members, "gzip")
         old = os.umask(umask)
         try:
-            apply_layer(io.BytesIO(lay.blob), str(root), codec="gzip",
-                        diff_id=Digest.parse(lay.diff_id), snapshot=snap,
-                        options=ApplyOptions(rootless=rootless))
+            apply_layer(
+                io.BytesIO(lay.blob),
+                str(root),
+                codec="gzip",
+                diff_id=Digest.parse(lay.diff_id),
+                snapshot=snap,
+                options=ApplyOptions(rootless=rootless),
+            )
         finally:
             os.umask(old)
         got = {}
@@ -152,13 +183,26 @@ def test_files_get_exact_modes_and_owners_with_a_snapshot(
             if snap is not None:
                 fs = snap.files[name]
                 assert (fs.mode, fs.uid, fs.gid, fs.ctime_ns, fs.ino) == (
-                    st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns, st.st_ino)
+                    st.st_mode,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_ctime_ns,
+                    st.st_ino,
+                )
         results[with_snapshot] = got
     assert results[True] == results[False]
     got = results[True]
     assert {n: mode for n, (mode, _, _) in got.items()} == {
-        "plain": 0o644, "exec": 0o755, "private": 0o600, "none": 0o000, "all": 0o777,
-        "suid": 0o4755, "sgid": 0o2711, "sticky": 0o1644, "owned": 0o640, "suid-owned": 0o4750,
+        "plain": 0o644,
+        "exec": 0o755,
+        "private": 0o600,
+        "none": 0o000,
+        "all": 0o777,
+        "suid": 0o4755,
+        "sgid": 0o2711,
+        "sticky": 0o1644,
+        "owned": 0o640,
+        "suid-owned": 0o4750,
     }
     if not rootless:
         assert got["owned"][1:] == (1000, 1000)

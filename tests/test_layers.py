@@ -33,16 +33,16 @@ from helpers import canary_state, cli
 from verify import assert_valid_layout
 
 import oci_tools.apply
-import oci_tools.layers
-from oci_tools import mediatype as mt
+import oci_tools.views.layers
 from oci_tools.bundle import remove_tree
 from oci_tools.digest import Digest
 from oci_tools.image import Image, empty_config, write_image
-from oci_tools.layers import LayerCache
 from oci_tools.layout import Layout
-from oci_tools.model import Descriptor, Platform
 from oci_tools.render import human_size
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, Platform
 from oci_tools.store import put_bytes
+from oci_tools.views.layers import LayerCache
 
 LONG_STEP = "/bin/sh -c apt-get update && apt-get install -y some-long-package-name"
 
@@ -68,26 +68,53 @@ def three_layers() -> list[Layer]:
     """Layer 0: files and directories.  Layer 1: a file later overwritten, a
     directory later deleted, an opaque replacement of /opt, a hardlink, two
     symlinks, a plain whiteout.  Layer 2: overwrites, deletes, adds."""
-    l0 = make_layer([
-        directory("etc"), file("etc/hosts", b"h" * 20), file("etc/motd", b"m" * 1000),
-        directory("data"), file("data/big", b"b" * 8000),
-        directory("opt"), file("opt/x", b"x" * 400), file("opt/y", b"y" * 500),
-        directory("opt/d"), file("opt/d/z", b"z" * 600),
-    ], "gzip")
-    l1 = make_layer([
-        directory("etc"), symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
-        whiteout("etc/motd"),
-        directory("app"), file("app/config", b"c" * 1500, uid=1000, gid=1000),
-        file("app/bin", b"B" * 900, mode=0o755), hardlink("app/bin-link", "app/bin", mode=0o755),
-        symlink("app/current", "config"),
-        directory("tmp", mode=0o1777), file("tmp/t1", b"t" * 700), directory("tmp/sub"),
-        file("tmp/sub/t2", b"u" * 800),
-        directory("opt"), opaque("opt"), file("opt/y", b"Y" * 50), file("opt/new", b"n" * 60),
-    ], "zstd")
-    l2 = make_layer([
-        directory("app"), file("app/config", b"C" * 1600), whiteout("tmp"), directory("etc"),
-        file("etc/hosts", b"H" * 30), file("new.txt", b"N" * 10),
-    ], "none")
+    l0 = make_layer(
+        [
+            directory("etc"),
+            file("etc/hosts", b"h" * 20),
+            file("etc/motd", b"m" * 1000),
+            directory("data"),
+            file("data/big", b"b" * 8000),
+            directory("opt"),
+            file("opt/x", b"x" * 400),
+            file("opt/y", b"y" * 500),
+            directory("opt/d"),
+            file("opt/d/z", b"z" * 600),
+        ],
+        "gzip",
+    )
+    l1 = make_layer(
+        [
+            directory("etc"),
+            symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
+            whiteout("etc/motd"),
+            directory("app"),
+            file("app/config", b"c" * 1500, uid=1000, gid=1000),
+            file("app/bin", b"B" * 900, mode=0o755),
+            hardlink("app/bin-link", "app/bin", mode=0o755),
+            symlink("app/current", "config"),
+            directory("tmp", mode=0o1777),
+            file("tmp/t1", b"t" * 700),
+            directory("tmp/sub"),
+            file("tmp/sub/t2", b"u" * 800),
+            directory("opt"),
+            opaque("opt"),
+            file("opt/y", b"Y" * 50),
+            file("opt/new", b"n" * 60),
+        ],
+        "zstd",
+    )
+    l2 = make_layer(
+        [
+            directory("app"),
+            file("app/config", b"C" * 1600),
+            whiteout("tmp"),
+            directory("etc"),
+            file("etc/hosts", b"H" * 30),
+            file("new.txt", b"N" * 10),
+        ],
+        "none",
+    )
     return [l0, l1, l2]
 
 
@@ -165,10 +192,14 @@ def test_layers_no_trunc_and_json(img: Built) -> None:
         "MediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
     }
     assert [(r["Index"], r["Added"], r["Changed"], r["Removed"]) for r in rows] == [
-        ("0", "10", "0", "0"), ("1", "11", "3", "3"), ("2", "1", "4", "1")]
+        ("0", "10", "0", "0"),
+        ("1", "11", "3", "3"),
+        ("2", "1", "4", "1"),
+    ]
 
 
 # ---------------------------------------------------------------- layer show
+
 
 def exact(text: str) -> str:
     """Expected output; ``|`` marks the end of a line that ends in padding."""
@@ -295,18 +326,40 @@ def test_layer_show_json(img: Built) -> None:
         (line.split()[0], line.split()[5]) for line in SHOW[1].splitlines()[1:]
     ]
     assert rows[2] == {
-        "Change": "A", "Type": "hardlink", "Mode": "0755", "Owner": "0:0", "Uid": "0",
-        "Gid": "0", "Size": "0B", "SizeBytes": "0", "Path": "/app/bin-link",
+        "Change": "A",
+        "Type": "hardlink",
+        "Mode": "0755",
+        "Owner": "0:0",
+        "Uid": "0",
+        "Gid": "0",
+        "Size": "0B",
+        "SizeBytes": "0",
+        "Path": "/app/bin-link",
         "Target": "/app/bin",
     }
     assert rows[3] == {
-        "Change": "A", "Type": "file", "Mode": "0644", "Owner": "1000:1000", "Uid": "1000",
-        "Gid": "1000", "Size": "1.5kB", "SizeBytes": "1500", "Path": "/app/config",
+        "Change": "A",
+        "Type": "file",
+        "Mode": "0644",
+        "Owner": "1000:1000",
+        "Uid": "1000",
+        "Gid": "1000",
+        "Size": "1.5kB",
+        "SizeBytes": "1500",
+        "Path": "/app/config",
         "Target": "",
     }
     assert rows[9] == {
-        "Change": "D", "Type": "dir", "Mode": "0755", "Owner": "0:0", "Uid": "0", "Gid": "0",
-        "Size": "600B", "SizeBytes": "600", "Path": "/opt/d", "Target": "",
+        "Change": "D",
+        "Type": "dir",
+        "Mode": "0755",
+        "Owner": "0:0",
+        "Uid": "0",
+        "Gid": "0",
+        "Size": "600B",
+        "SizeBytes": "600",
+        "Path": "/opt/d",
+        "Target": "",
     }
     assert rows[13]["Mode"] == "1777"
 
@@ -317,15 +370,35 @@ def test_layer_show_tree_json(img: Built) -> None:
     tree = json.loads(out)
 
     def shape(node: dict[str, Any]) -> Any:
-        return (node["Change"], node["Name"], node["Path"], node["Type"], node["SizeBytes"],
-                [shape(c) for c in node["Children"]])
+        return (
+            node["Change"],
+            node["Name"],
+            node["Path"],
+            node["Type"],
+            node["SizeBytes"],
+            [shape(c) for c in node["Children"]],
+        )
 
-    assert shape(tree) == ("", "/", "/", "dir", "1640", [
-        ("C", "app", "/app", "dir", "1600", [("C", "config", "/app/config", "file", "1600", [])]),
-        ("C", "etc", "/etc", "dir", "30", [("C", "hosts", "/etc/hosts", "file", "30", [])]),
-        ("A", "new.txt", "/new.txt", "file", "10", []),
-        ("D", "tmp", "/tmp", "dir", "1500", []),
-    ])
+    assert shape(tree) == (
+        "",
+        "/",
+        "/",
+        "dir",
+        "1640",
+        [
+            (
+                "C",
+                "app",
+                "/app",
+                "dir",
+                "1600",
+                [("C", "config", "/app/config", "file", "1600", [])],
+            ),
+            ("C", "etc", "/etc", "dir", "30", [("C", "hosts", "/etc/hosts", "file", "30", [])]),
+            ("A", "new.txt", "/new.txt", "file", "10", []),
+            ("D", "tmp", "/tmp", "dir", "1500", []),
+        ],
+    )
     assert tree["Size"] == "1.64kB" and tree["Mode"] == ""
     assert tree["Children"][3]["Mode"] == "1777"
 
@@ -388,13 +461,21 @@ def test_layer_extract_other_layers(img: Built, tmp_path: Path) -> None:
     r = cli("layer", "extract", img.ref, "0", str(tmp_path / "x0"))
     assert r.code == 0 and r.out == ""
     assert sorted(_tree(tmp_path / "x0")) == [
-        "data", "data/big", "etc", "etc/hosts", "etc/motd", "opt", "opt/d", "opt/d/z",
-        "opt/x", "opt/y"]
+        "data",
+        "data/big",
+        "etc",
+        "etc/hosts",
+        "etc/motd",
+        "opt",
+        "opt/d",
+        "opt/d/z",
+        "opt/x",
+        "opt/y",
+    ]
     (tmp_path / "x2").mkdir()  # an existing empty directory is fine
     r = cli("layer", "extract", img.ref, img.layers[2].digest, str(tmp_path / "x2"))
     assert r.code == 0 and r.out == "whiteout /tmp\n"
-    assert sorted(_tree(tmp_path / "x2")) == [
-        "app", "app/config", "etc", "etc/hosts", "new.txt"]
+    assert sorted(_tree(tmp_path / "x2")) == ["app", "app/config", "etc", "etc/hosts", "new.txt"]
     assert_valid_layout(str(img.path))
 
 
@@ -441,8 +522,15 @@ def test_efficiency_report(img: Built) -> None:
         "Layers": "3",
         "UserWasted": "0.9770",
         "UserBytes": "5650",
-        "Files": [{"Path": "/app/config", "Count": "1", "Wasted": "1.5kB",
-                   "WastedBytes": "1500", "Layers": "1"}],
+        "Files": [
+            {
+                "Path": "/app/config",
+                "Count": "1",
+                "Wasted": "1.5kB",
+                "WastedBytes": "1500",
+                "Layers": "1",
+            }
+        ],
     }
     assert f"{1 - 5520 / 16170:.4f}" == "0.6586"
 
@@ -457,21 +545,30 @@ def test_efficiency_gate(img: Built, gate: str, code: int) -> None:
     assert r.out == EFFICIENCY  # the report is printed either way
     verdict = "FAIL" if code else "PASS"
     shown = {"65%": "0.65", "66%": "0.66"}.get(gate, gate)
-    assert r.err == (f"{verdict}: efficiency 0.6586 (5520 of 16170 bytes wasted), "
-                     f"--lowest-efficiency {shown}\n")
+    assert r.err == (
+        f"{verdict}: efficiency 0.6586 (5520 of 16170 bytes wasted), --lowest-efficiency {shown}\n"
+    )
 
 
 def test_efficiency_dive_style_gates(img: Built) -> None:
     """Every gate given is reported; any failure fails the run."""
-    r = cli("efficiency", img.ref, "--highest-wasted-bytes", "5520",
-            "--highest-user-wasted", "98%")
+    r = cli("efficiency", img.ref, "--highest-wasted-bytes", "5520", "--highest-user-wasted", "98%")
     assert r.code == 0, r.err
     assert r.err == (
         "PASS: wasted 5520 bytes, --highest-wasted-bytes 5520\n"
         "PASS: user wasted 0.9770 (5520 bytes wasted, 5650 added above the first layer), "
-        "--highest-user-wasted 0.98\n")
-    r = cli("efficiency", img.ref, "--lowest-efficiency", "0.5", "--highest-wasted-bytes",
-            "5.5kB", "--highest-user-wasted", "0.98")
+        "--highest-user-wasted 0.98\n"
+    )
+    r = cli(
+        "efficiency",
+        img.ref,
+        "--lowest-efficiency",
+        "0.5",
+        "--highest-wasted-bytes",
+        "5.5kB",
+        "--highest-user-wasted",
+        "0.98",
+    )
     assert r.code == 1
     assert [line.split(":")[0] for line in r.err.splitlines()] == ["PASS", "FAIL", "PASS"]
     assert "--highest-wasted-bytes 5500" in r.err
@@ -522,7 +619,8 @@ def test_each_layer_is_streamed_once_then_cached(
     assert calls == ["gzip", "zstd", "none"]
     cache = img.path / ".oci-tools" / "cache" / "layers" / "sha256"
     assert sorted(p.name for p in cache.iterdir()) == sorted(
-        lyr.digest[7:] + ".json" for lyr in img.layers)
+        lyr.digest[7:] + ".json" for lyr in img.layers
+    )
     calls.clear()
     assert ok("layers", img.ref) == first
     for n in range(3):
@@ -537,9 +635,7 @@ def test_each_layer_is_streamed_once_then_cached(
     assert calls == []
 
 
-def test_show_streams_only_the_layers_it_needs(
-    img: Built, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_show_streams_only_the_layers_it_needs(img: Built, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = count_streams(monkeypatch)
     assert ok("layer", "show", img.ref, "1") == SHOW[1]
     assert calls == ["gzip", "zstd"]
@@ -613,18 +709,33 @@ def show_rows(path: Path, n: int) -> list[tuple[str, str, str, int]]:
 
 
 def test_replay_edge_cases(tmp_path: Path) -> None:
-    lower = make_layer([
-        file("a", b"a" * 3), directory("d"), file("d/x", b"x" * 5), file("d/y", b"y" * 7),
-        directory("e"), file("e/x", b"e" * 11), file("k", b"k"), file("root1", b"r"),
-    ])
-    upper = make_layer([
-        file("a", b"A"), whiteout("a"),  # whiteout after a same-layer add: a is C
-        whiteout("d"), file("d/z", b"z"),  # d goes first, then d/z makes a new d
-        file("e", b"E" * 2),  # a file over a directory
-        whiteout("e/x"), whiteout("nothere"),  # under a replaced dir / hiding nothing
-        file("dup", b"1" * 100), file("dup", b"2" * 10),  # same layer, twice
-        whiteout("k"), symlink("k", "a"),  # a file replaced by a symlink
-    ])
+    lower = make_layer(
+        [
+            file("a", b"a" * 3),
+            directory("d"),
+            file("d/x", b"x" * 5),
+            file("d/y", b"y" * 7),
+            directory("e"),
+            file("e/x", b"e" * 11),
+            file("k", b"k"),
+            file("root1", b"r"),
+        ]
+    )
+    upper = make_layer(
+        [
+            file("a", b"A"),
+            whiteout("a"),  # whiteout after a same-layer add: a is C
+            whiteout("d"),
+            file("d/z", b"z"),  # d goes first, then d/z makes a new d
+            file("e", b"E" * 2),  # a file over a directory
+            whiteout("e/x"),
+            whiteout("nothere"),  # under a replaced dir / hiding nothing
+            file("dup", b"1" * 100),
+            file("dup", b"2" * 10),  # same layer, twice
+            whiteout("k"),
+            symlink("k", "a"),  # a file replaced by a symlink
+        ]
+    )
     write_test_image(tmp_path / "lay", [lower, upper])
     assert show_rows(tmp_path / "lay", 1) == [
         ("C", "/a", "file", 1),
@@ -635,10 +746,15 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
         ("D", "/e/x", "file", 11),
         ("C", "/k", "symlink", 0),
     ]
-    doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json",
-                        "-n", "0"))
+    doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json", "-n", "0"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/a": "3", "/d/x": "5", "/d/y": "7", "/e/x": "11", "/dup": "100", "/k": "1"}
+        "/a": "3",
+        "/d/x": "5",
+        "/d/y": "7",
+        "/e/x": "11",
+        "/dup": "100",
+        "/k": "1",
+    }
     # lower: 3 + 5 + 7 + 11 + 1 + 1; upper: a, d/z, e, dup twice (whiteouts count 0)
     assert doc["TotalBytes"] == str(28 + 1 + 1 + 2 + 100 + 10)
     assert_valid_layout(str(tmp_path / "lay"))
@@ -657,35 +773,51 @@ def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
     write_test_image(tmp_path / "lay", [l0, l1, l2])
     # The root's opaque marker hides a and b/c; b is re-declared so it stays (C).
     assert show_rows(tmp_path / "lay", 1) == [
-        ("D", "/a", "file", 1), ("C", "/b", "dir", 0), ("D", "/b/c", "dir", 2),
-        ("A", "/b/new", "file", 1), ("A", "/n", "file", 1)]
+        ("D", "/a", "file", 1),
+        ("C", "/b", "dir", 0),
+        ("D", "/b/c", "dir", 2),
+        ("A", "/b/new", "file", 1),
+        ("A", "/n", "file", 1),
+    ]
     # Whiteouts of b/new and of b: one D row for the topmost path.
     assert show_rows(tmp_path / "lay", 2) == [("A", "/a", "file", 1), ("D", "/b", "dir", 1)]
     out = ok("layers", f"{tmp_path / 'lay'}:latest", "--format", "json")
-    assert [(r["Added"], r["Changed"], r["Removed"])
-            for r in map(json.loads, out.splitlines())] == [
-        ("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
+    assert [
+        (r["Added"], r["Changed"], r["Removed"]) for r in map(json.loads, out.splitlines())
+    ] == [("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
 
 
 def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     """Names through symlinks (lower layer, same layer, absolute, '..'
     clamped at the root) are shown where unpack puts them."""
-    l0 = make_layer([
-        directory("usr"), directory("usr/lib"), file("usr/lib/a", b"a" * 10),
-        file("usr/lib/b", b"b" * 7), symlink("lib", "usr/lib"), directory("etc"),
-        symlink("etc/alt", "/usr/lib"),
-    ])
-    l1 = make_layer([
-        file("lib/a", b"A" * 3),  # through a lower relative symlink: C /usr/lib/a
-        whiteout("etc/alt/b"),  # through a lower absolute symlink: D /usr/lib/b
-        symlink("s", "usr"), file("s/new", b"n"),  # a symlink of this very layer
-        symlink("up", "../../usr"), file("up/z", b"z" * 2),  # '..' clamped at /
-        hardlink("lib/h", "s/lib/a"),  # both names resolved
-    ])
+    l0 = make_layer(
+        [
+            directory("usr"),
+            directory("usr/lib"),
+            file("usr/lib/a", b"a" * 10),
+            file("usr/lib/b", b"b" * 7),
+            symlink("lib", "usr/lib"),
+            directory("etc"),
+            symlink("etc/alt", "/usr/lib"),
+        ]
+    )
+    l1 = make_layer(
+        [
+            file("lib/a", b"A" * 3),  # through a lower relative symlink: C /usr/lib/a
+            whiteout("etc/alt/b"),  # through a lower absolute symlink: D /usr/lib/b
+            symlink("s", "usr"),
+            file("s/new", b"n"),  # a symlink of this very layer
+            symlink("up", "../../usr"),
+            file("up/z", b"z" * 2),  # '..' clamped at /
+            hardlink("lib/h", "s/lib/a"),  # both names resolved
+        ]
+    )
     write_test_image(tmp_path / "lay", [l0, l1])
     rows = ok("layer", "show", f"{tmp_path / 'lay'}:latest", "1", "--format", "json")
-    got = [(r["Change"], r["Path"], r["Type"], int(r["SizeBytes"]), r["Target"])
-           for r in map(json.loads, rows.splitlines())]
+    got = [
+        (r["Change"], r["Path"], r["Type"], int(r["SizeBytes"]), r["Target"])
+        for r in map(json.loads, rows.splitlines())
+    ]
     assert got == [
         ("A", "/s", "symlink", 0, "usr"),
         ("A", "/up", "symlink", 0, "../../usr"),
@@ -697,7 +829,9 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/usr/lib/a": "10", "/usr/lib/b": "7"}
+        "/usr/lib/a": "10",
+        "/usr/lib/b": "7",
+    }
     # The same image unpacked: every A/C row exists there, the D row does not.
     bundle = tmp_path / "bundle"
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(bundle))
@@ -712,19 +846,31 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     ("upper", "rows", "exists", "absent"),
     [
         # The whiteout first: the symlink is gone, lib/x makes a real lib/.
-        ([whiteout("lib"), file("lib/x", b"1")],
-         [("D", "/lib", "symlink"), ("A", "/lib/x", "file")], "lib/x", "usr/lib/x"),
+        (
+            [whiteout("lib"), file("lib/x", b"1")],
+            [("D", "/lib", "symlink"), ("A", "/lib/x", "file")],
+            "lib/x",
+            "usr/lib/x",
+        ),
         # The file first: it lands through the symlink, then the link goes.
-        ([file("lib/x", b"1"), whiteout("lib")],
-         [("D", "/lib", "symlink"), ("A", "/usr/lib/x", "file")], "usr/lib/x", "lib"),
+        (
+            [file("lib/x", b"1"), whiteout("lib")],
+            [("D", "/lib", "symlink"), ("A", "/usr/lib/x", "file")],
+            "usr/lib/x",
+            "lib",
+        ),
     ],
 )
 def test_whiteout_of_a_symlink_in_tar_order(
-    tmp_path: Path, upper: list[Member], rows: list[tuple[str, str, str]], exists: str,
+    tmp_path: Path,
+    upper: list[Member],
+    rows: list[tuple[str, str, str]],
+    exists: str,
     absent: str,
 ) -> None:
-    lower = make_layer([directory("usr"), directory("usr/lib"), file("usr/lib/a", b"a"),
-                        symlink("lib", "usr/lib")])
+    lower = make_layer(
+        [directory("usr"), directory("usr/lib"), file("usr/lib/a", b"a"), symlink("lib", "usr/lib")]
+    )
     write_test_image(tmp_path / "lay", [lower, make_layer(upper)])
     assert [r[:3] for r in show_rows(tmp_path / "lay", 1)] == rows
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
@@ -734,28 +880,38 @@ def test_whiteout_of_a_symlink_in_tar_order(
 
 
 def test_show_of_a_symlink_loop_names_the_member_as_stored(tmp_path: Path) -> None:
-    write_test_image(tmp_path / "lay", [
-        make_layer([symlink("loop", "loop"), symlink("p", "q"), symlink("q", "p")]),
-        make_layer([file("loop/x", b"1"), file("p/y", b"2")]),
-    ])
-    assert show_rows(tmp_path / "lay", 1) == [("A", "/loop/x", "file", 1),
-                                             ("A", "/p/y", "file", 1)]
+    write_test_image(
+        tmp_path / "lay",
+        [
+            make_layer([symlink("loop", "loop"), symlink("p", "q"), symlink("q", "p")]),
+            make_layer([file("loop/x", b"1"), file("p/y", b"2")]),
+        ],
+    )
+    assert show_rows(tmp_path / "lay", 1) == [("A", "/loop/x", "file", 1), ("A", "/p/y", "file", 1)]
 
 
 def _lower_links_image(path: Path) -> None:
-    l0 = make_layer([
-        directory("usr"), directory("usr/bin"),
-        file("usr/bin/tool", b"T" * 300, mode=0o750, uid=5, gid=6),
-        file("usr/bin/other", b"O" * 40), symlink("ub", "/usr/./bin"),
-    ])
-    l1 = make_layer([
-        directory("bin"),
-        hardlink("bin/t2", "usr/bin/tool"), hardlink("bin/t3", "usr/bin/tool"),
-        hardlink("bin/t4", "bin/t2"),  # a chain through this layer's own link
-        hardlink("bin/t5", "ub/tool"),  # through a lower layer's symlink
-        hardlink("bin/r", "usr/bin/other"), file("bin/r", b"own"),  # replaced later
-        file("bin/plain", b"p"),
-    ])
+    l0 = make_layer(
+        [
+            directory("usr"),
+            directory("usr/bin"),
+            file("usr/bin/tool", b"T" * 300, mode=0o750, uid=5, gid=6),
+            file("usr/bin/other", b"O" * 40),
+            symlink("ub", "/usr/./bin"),
+        ]
+    )
+    l1 = make_layer(
+        [
+            directory("bin"),
+            hardlink("bin/t2", "usr/bin/tool"),
+            hardlink("bin/t3", "usr/bin/tool"),
+            hardlink("bin/t4", "bin/t2"),  # a chain through this layer's own link
+            hardlink("bin/t5", "ub/tool"),  # through a lower layer's symlink
+            hardlink("bin/r", "usr/bin/other"),
+            file("bin/r", b"own"),  # replaced later
+            file("bin/plain", b"p"),
+        ]
+    )
     l2 = make_layer([hardlink("x", "bin/t2")])  # a chain down two layers
     write_test_image(path, [l0, l1, l2])
 
@@ -792,11 +948,20 @@ def test_extract_copies_hardlink_targets_from_lower_layers(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_failed_extract_leaves_nothing_behind(tmp_path: Path, existing: bool) -> None:
-    write_test_image(tmp_path / "lay", [
-        make_layer([file("a", b"1")]),
-        make_layer([directory("d", mode=0o500), file("d/f", b"2"), file("g", b"3"),
-                    hardlink("h", "nothere")]),
-    ])
+    write_test_image(
+        tmp_path / "lay",
+        [
+            make_layer([file("a", b"1")]),
+            make_layer(
+                [
+                    directory("d", mode=0o500),
+                    file("d/f", b"2"),
+                    file("g", b"3"),
+                    hardlink("h", "nothere"),
+                ]
+            ),
+        ],
+    )
     dest = tmp_path / "dest"
     if existing:
         dest.mkdir()
@@ -879,15 +1044,27 @@ def test_hostile_hardlink_to_host_absolute_path(work: Work) -> None:
     assert not work.dest.exists()  # made by the failed extraction, so removed again
     r = _show_writes_nothing(work, ref, "0")
     assert r.code == 0
-    assert r.out.splitlines()[1].split() == ["A", "hardlink", "-rw-r--r--", "0:0", "0B", "/h",
-                                             str(work.canary_file)]
+    assert r.out.splitlines()[1].split() == [
+        "A",
+        "hardlink",
+        "-rw-r--r--",
+        "0:0",
+        "0B",
+        "/h",
+        str(work.canary_file),
+    ]
 
 
 def test_hostile_absolute_symlink_then_write_through_it(work: Work) -> None:
-    ref = work.image([
-        symlink("esc", str(work.canary)), file("esc/secret", b"pwned"),
-        directory("esc/sub", mode=0o777), symlink("up", "../../.."), file("up/canary.txt", b"x"),
-    ])
+    ref = work.image(
+        [
+            symlink("esc", str(work.canary)),
+            file("esc/secret", b"pwned"),
+            directory("esc/sub", mode=0o777),
+            symlink("up", "../../.."),
+            file("up/canary.txt", b"x"),
+        ]
+    )
     r = cli("layer", "extract", ref, "0", str(work.dest))
     assert r.code == 0, r.err
     inside = work.dest / str(work.canary).lstrip("/")
@@ -896,18 +1073,22 @@ def test_hostile_absolute_symlink_then_write_through_it(work: Work) -> None:
     r = _show_writes_nothing(work, ref, "0")
     assert r.code == 0
     # Names through a symlink are shown where they land, inside the rootfs.
-    assert sorted(line.split() for line in r.out.splitlines()[1:]) == sorted([
-        ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/esc", str(work.canary)],
-        ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"],
-        ["A", "dir", "drwxrwxrwx", "0:0", "0B", f"{work.canary}/sub"],
-        ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/up", "../../.."],
-        ["A", "file", "-rw-r--r--", "0:0", "1B", "/canary.txt"],
-    ])
+    assert sorted(line.split() for line in r.out.splitlines()[1:]) == sorted(
+        [
+            ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/esc", str(work.canary)],
+            ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"],
+            ["A", "dir", "drwxrwxrwx", "0:0", "0B", f"{work.canary}/sub"],
+            ["A", "symlink", "lrwxrwxrwx", "0:0", "0B", "/up", "../../.."],
+            ["A", "file", "-rw-r--r--", "0:0", "1B", "/canary.txt"],
+        ]
+    )
 
 
 def test_hostile_symlink_in_lower_layer_then_write(work: Work) -> None:
-    ref = work.image([symlink("esc", str(work.canary))],
-                     [file("esc/secret", b"pwned"), whiteout("esc/sub"), opaque("esc")])
+    ref = work.image(
+        [symlink("esc", str(work.canary))],
+        [file("esc/secret", b"pwned"), whiteout("esc/sub"), opaque("esc")],
+    )
     for n in ("0", "1"):
         dest = work.dest / n
         r = cli("layer", "extract", ref, n, str(dest))
@@ -918,7 +1099,8 @@ def test_hostile_symlink_in_lower_layer_then_write(work: Work) -> None:
     r = _show_writes_nothing(work, ref, "1")
     assert r.code == 0
     assert [line.split()[:6] for line in r.out.splitlines()[1:]] == [
-        ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"]]
+        ["A", "file", "-rw-r--r--", "0:0", "5B", f"{work.canary}/secret"]
+    ]
 
 
 def test_hostile_names_are_escaped(work: Work) -> None:
@@ -943,9 +1125,15 @@ def test_hostile_names_are_escaped(work: Work) -> None:
 def test_hostile_copied_hardlink_lands_inside_dest(work: Work) -> None:
     """The copy of a lower layer's file goes through apply's confinement:
     written through a symlink to the host path, it lands inside dest."""
-    ref = work.image([file("t", b"pwned")],
-                     [symlink("esc", str(work.canary)), hardlink("esc/secret", "t"),
-                      symlink("up", "../.."), hardlink("up/canary.txt", "t")])
+    ref = work.image(
+        [file("t", b"pwned")],
+        [
+            symlink("esc", str(work.canary)),
+            hardlink("esc/secret", "t"),
+            symlink("up", "../.."),
+            hardlink("up/canary.txt", "t"),
+        ],
+    )
     r = cli("layer", "extract", ref, "1", str(work.dest))
     assert r.code == 0, r.err
     assert (work.dest / str(work.canary).lstrip("/") / "secret").read_bytes() == b"pwned"
@@ -962,70 +1150,122 @@ def _raw_layer(tar: bytes, codec: str = "gzip") -> Layer:
 HOSTILE: dict[str, Any] = {
     "dotdot": lambda w: [[file("../canary/secret", b"pwned")]],
     "deep-dotdot": lambda w: [[directory("a"), file("a/b/../../../canary.txt", b"pwned")]],
-    "gnu-long-dotdot": lambda w: [[file("../" * 40 + "canary.txt", b"x", long_names="gnu",
-                                        fmt="gnu")]],
+    "gnu-long-dotdot": lambda w: [
+        [file("../" * 40 + "canary.txt", b"x", long_names="gnu", fmt="gnu")]
+    ],
     "pax-path-dotdot": lambda w: [[file("ok", b"x", pax={"path": "../canary.txt"})]],
     "symlink-rel-write": lambda w: [[symlink("esc", "../canary"), file("esc/secret", b"pwned")]],
-    "symlink-chain": lambda w: [[symlink("a", "b/../../../../.."), symlink("b", "/../../.."),
-                                 file("a/canary.txt", b"pwned")]],
-    "symlink-two-layers": lambda w: [[symlink("esc", "../../canary")],
-                                     [file("esc/secret", b"pwned"),
-                                      directory("esc/sub", mode=0o777)]],
+    "symlink-chain": lambda w: [
+        [
+            symlink("a", "b/../../../../.."),
+            symlink("b", "/../../.."),
+            file("a/canary.txt", b"pwned"),
+        ]
+    ],
+    "symlink-two-layers": lambda w: [
+        [symlink("esc", "../../canary")],
+        [file("esc/secret", b"pwned"), directory("esc/sub", mode=0o777)],
+    ],
     "file-over-host-symlink": lambda w: [
         [symlink("f", str(w.canary_file)), symlink("g", "../canary.txt")],
-        [file("f", b"replaced", mode=0o777), file("g", b"replaced")]],
+        [file("f", b"replaced", mode=0o777), file("g", b"replaced")],
+    ],
     "dir-over-host-symlink": lambda w: [
         [symlink("d", str(w.canary))],
-        [directory("d", mode=0o777, mtime=5, pax={"SCHILY.xattr.user.pwn": b"1"})]],
+        [directory("d", mode=0o777, mtime=5, pax={"SCHILY.xattr.user.pwn": b"1"})],
+    ],
     "symlink-loop": lambda w: [[symlink("a", "b"), symlink("b", "a"), file("a/x", b"x")]],
-    "hardlink-via-symlink": lambda w: [[symlink("up", "../../.."),
-                                        hardlink("h", "up/canary.txt")]],
-    "hardlink-host-dir": lambda w: [[symlink("hostdir", str(w.dir)),
-                                     hardlink("h", "hostdir/canary.txt")]],
-    "hardlink-to-host-symlink": lambda w: [[symlink("s", str(w.canary_file)),
-                                            hardlink("h", "s", mode=0o777), file("s2", b"x"),
-                                            hardlink("s2", "s")]],
-    "hardlink-lower-through-symlink": lambda w: [[file("t", b"1"), symlink("up", "../..")],
-                                                 [hardlink("h", "up/t"),
-                                                  hardlink("up/x", "t")]],
+    "hardlink-via-symlink": lambda w: [[symlink("up", "../../.."), hardlink("h", "up/canary.txt")]],
+    "hardlink-host-dir": lambda w: [
+        [symlink("hostdir", str(w.dir)), hardlink("h", "hostdir/canary.txt")]
+    ],
+    "hardlink-to-host-symlink": lambda w: [
+        [
+            symlink("s", str(w.canary_file)),
+            hardlink("h", "s", mode=0o777),
+            file("s2", b"x"),
+            hardlink("s2", "s"),
+        ]
+    ],
+    "hardlink-lower-through-symlink": lambda w: [
+        [file("t", b"1"), symlink("up", "../..")],
+        [hardlink("h", "up/t"), hardlink("up/x", "t")],
+    ],
     "hardlink-to-dir": lambda w: [[directory("d"), hardlink("h", "d")]],
-    "root-symlink": lambda w: [[Member(".", b"2", linkname=str(w.canary)),
-                                file("secret", b"pwned")]],
+    "root-symlink": lambda w: [
+        [Member(".", b"2", linkname=str(w.canary)), file("secret", b"pwned")]
+    ],
     "root-file": lambda w: [[file(".", b"x")]],
     "whiteout-via-symlinks": lambda w: [
-        [symlink("rel", "../canary"), symlink("abs", str(w.canary)), symlink("host", str(w.dir)),
-         directory("canary"), file("canary/secret")],
-        [whiteout("rel/secret"), whiteout("abs/secret"), whiteout("abs/sub"),
-         whiteout("host/canary"), whiteout("host/canary.txt"), opaque("abs"), opaque("host"),
-         opaque("host/canary")]],
-    "opaque-clamped-root": lambda w: [[file("lower", b"1"), symlink("up", "../../..")],
-                                      [opaque("up"), file("mine", b"2")]],
-    "whiteout-symlink-dance": lambda w: [[directory("d"), file("d/x", b"1")],
-                                         [whiteout("d"), symlink("d", str(w.canary))],
-                                         [whiteout("d/secret"), file("d/new", b"n")]],
-    "corrupt-header": lambda w: [_raw_layer(corrupt_checksum(
-        build_tar([file("a", b"1"), file("b", b"2"), file("c", b"3")]), 1))],
+        [
+            symlink("rel", "../canary"),
+            symlink("abs", str(w.canary)),
+            symlink("host", str(w.dir)),
+            directory("canary"),
+            file("canary/secret"),
+        ],
+        [
+            whiteout("rel/secret"),
+            whiteout("abs/secret"),
+            whiteout("abs/sub"),
+            whiteout("host/canary"),
+            whiteout("host/canary.txt"),
+            opaque("abs"),
+            opaque("host"),
+            opaque("host/canary"),
+        ],
+    ],
+    "opaque-clamped-root": lambda w: [
+        [file("lower", b"1"), symlink("up", "../../..")],
+        [opaque("up"), file("mine", b"2")],
+    ],
+    "whiteout-symlink-dance": lambda w: [
+        [directory("d"), file("d/x", b"1")],
+        [whiteout("d"), symlink("d", str(w.canary))],
+        [whiteout("d/secret"), file("d/new", b"n")],
+    ],
+    "corrupt-header": lambda w: [
+        _raw_layer(
+            corrupt_checksum(build_tar([file("a", b"1"), file("b", b"2"), file("c", b"3")]), 1)
+        )
+    ],
     "truncated": lambda w: [_raw_layer(build_tar([file("a", b"1" * 5000)])[:3000], "zstd")],
     "unknown-type": lambda w: [_raw_layer(build_tar([Member("x", b"7", b"data")]))],
     "sparse": lambda w: [[file("s", pax={"GNU.sparse.realsize": "1" + "0" * 12})]],
     "bad-uid": lambda w: [[file("u", raw={"uid": base256(-1, 8)})]],
-    "pax-size-bomb": lambda w: [_raw_layer(build_tar(
-        [file("f", b"tiny", pax={"size": str(1 << 60)}, pad_data=False)]))],
+    "pax-size-bomb": lambda w: [
+        _raw_layer(build_tar([file("f", b"tiny", pax={"size": str(1 << 60)}, pad_data=False)]))
+    ],
     "invalid-whiteout": lambda w: [[file("a/.wh.b/c", b"x")]],
     "nul-name": lambda w: [[file("ok", pax={"path": b"a\0../../canary.txt"})]],
-    "setuid-via-symlink": lambda w: [[symlink("bin", str(w.canary)),
-                                      file("bin/secret", b"#!/bin/sh\n", mode=0o4755),
-                                      symlink("s", str(w.canary / "secret")),
-                                      hardlink("h", "s", mode=0o4777)]],
+    "setuid-via-symlink": lambda w: [
+        [
+            symlink("bin", str(w.canary)),
+            file("bin/secret", b"#!/bin/sh\n", mode=0o4755),
+            symlink("s", str(w.canary / "secret")),
+            hardlink("h", "s", mode=0o4777),
+        ]
+    ],
     "device": lambda w: [[chardev("dev/mem", 1, 1)]],
 }
 
 
 #: Cases whose (only) layer the strict reader refuses: show and extract fail.
 UNREADABLE = {
-    "bad-uid", "corrupt-header", "deep-dotdot", "dotdot", "gnu-long-dotdot", "invalid-whiteout",
-    "nul-name", "pax-path-dotdot", "pax-size-bomb", "root-file", "root-symlink", "sparse",
-    "truncated", "unknown-type",
+    "bad-uid",
+    "corrupt-header",
+    "deep-dotdot",
+    "dotdot",
+    "gnu-long-dotdot",
+    "invalid-whiteout",
+    "nul-name",
+    "pax-path-dotdot",
+    "pax-size-bomb",
+    "root-file",
+    "root-symlink",
+    "sparse",
+    "truncated",
+    "unknown-type",
 }
 #: Readable, listed by show, but refused by extract as by unpack.
 UNEXTRACTABLE = {"hardlink-host-dir", "hardlink-to-dir", "hardlink-via-symlink", "symlink-loop"}
@@ -1037,9 +1277,7 @@ def test_hostile_layers_through_show_and_extract(work: Work, case: str) -> None:
     ``layer extract`` writes only inside DEST; both succeed or fail with one
     line and exit 1; a failed extract leaves no DEST behind.  The fixture
     checks the canary and that nothing else appeared in the work dir."""
-    layers = [
-        lyr if isinstance(lyr, Layer) else make_layer(lyr) for lyr in HOSTILE[case](work)
-    ]
+    layers = [lyr if isinstance(lyr, Layer) else make_layer(lyr) for lyr in HOSTILE[case](work)]
     write_test_image(work.layout, layers)
     ref = f"{work.layout}:latest"
     for n in range(len(layers)):
@@ -1059,25 +1297,33 @@ def test_hostile_layers_through_show_and_extract(work: Work, case: str) -> None:
 
 
 def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path) -> None:
-    write_test_image(tmp_path / "lay", [
-        make_layer([file("a", b"x" * 100), hardlink("b", "a"), file("c", b"y" * 10)]),
-        make_layer([whiteout("a")]),  # b still holds the 100 bytes
-        make_layer([whiteout("b"), file("c", b"z")]),  # now they are gone; c overwritten
-    ])
+    write_test_image(
+        tmp_path / "lay",
+        [
+            make_layer([file("a", b"x" * 100), hardlink("b", "a"), file("c", b"y" * 10)]),
+            make_layer([whiteout("a")]),  # b still holds the 100 bytes
+            make_layer([whiteout("b"), file("c", b"z")]),  # now they are gone; c overwritten
+        ],
+    )
     ref = f"{tmp_path / 'lay'}:latest"
     doc = json.loads(ok("efficiency", ref, "--format", "json", "-n", "0"))
     assert doc["WastedBytes"] == "110" and doc["TotalBytes"] == "111"
     assert [(f["Path"], f["WastedBytes"], f["Layers"]) for f in doc["Files"]] == [
-        ("/b", "100", "0"), ("/c", "10", "0")]
+        ("/b", "100", "0"),
+        ("/c", "10", "0"),
+    ]
     # Layer 1 alone wastes nothing: the D row still shows what it removed.
     assert show_rows(tmp_path / "lay", 1) == [("D", "/a", "file", 100)]
-    write_test_image(tmp_path / "two", [
-        make_layer([file("a", b"x" * 100), hardlink("b", "a")]), make_layer([whiteout("a")])])
+    write_test_image(
+        tmp_path / "two",
+        [make_layer([file("a", b"x" * 100), hardlink("b", "a")]), make_layer([whiteout("a")])],
+    )
     doc = json.loads(ok("efficiency", f"{tmp_path / 'two'}:latest", "--format", "json"))
     assert (doc["WastedBytes"], doc["Files"]) == ("0", [])
     # A link of a file to itself (apply leaves the file as it is) wastes nothing.
-    write_test_image(tmp_path / "self", [
-        make_layer([file("a", b"x" * 10)]), make_layer([hardlink("a", "a")])])
+    write_test_image(
+        tmp_path / "self", [make_layer([file("a", b"x" * 10)]), make_layer([hardlink("a", "a")])]
+    )
     doc = json.loads(ok("efficiency", f"{tmp_path / 'self'}:latest", "--format", "json"))
     assert doc["WastedBytes"] == "0"
     assert show_rows(tmp_path / "self", 1) == [("C", "/a", "hardlink", 0)]

@@ -51,15 +51,17 @@ def names(data: bytes) -> list[str]:
 
 
 def test_ustar_all_types() -> None:
-    tar = build_tar([
-        directory("d", mode=0o750, uid=5, gid=6, mtime=1000),
-        file("d/f", b"hello", mode=0o4755, uid=1000, gid=100, mtime=1234),
-        symlink("d/s", "../target/x"),
-        hardlink("d/h", "d/f"),
-        chardev("dev/null", 1, 3, mode=0o666),
-        blockdev("dev/sda", 8, 0),
-        fifo("run/p", mode=0o600),
-    ])
+    tar = build_tar(
+        [
+            directory("d", mode=0o750, uid=5, gid=6, mtime=1000),
+            file("d/f", b"hello", mode=0o4755, uid=1000, gid=100, mtime=1234),
+            symlink("d/s", "../target/x"),
+            hardlink("d/h", "d/f"),
+            chardev("dev/null", 1, 3, mode=0o666),
+            blockdev("dev/sda", 8, 0),
+            fifo("run/p", mode=0o600),
+        ]
+    )
     got = read_all(tar)
     assert [(e.name, e.type) for e, _ in got] == [
         ("d", EntryType.DIR),
@@ -80,7 +82,7 @@ def test_ustar_all_types() -> None:
 
 
 def test_mode_type_bits_are_masked() -> None:
-    (e, _), = read_all(build_tar([file("f", mode=0o100644)]))
+    ((e, _),) = read_all(build_tar([file("f", mode=0o100644)]))
     assert e.mode == 0o644
 
 
@@ -98,24 +100,30 @@ def test_gnu_prefix_area_is_not_a_prefix() -> None:
 
 
 def test_v7_header_and_old_style_directory() -> None:
-    tar = build_tar([
-        Member("olddir/", b"\0", fmt="v7"),
-        Member("olddir/file", b"\0", b"data", fmt="v7"),
-    ])
+    tar = build_tar(
+        [
+            Member("olddir/", b"\0", fmt="v7"),
+            Member("olddir/file", b"\0", b"data", fmt="v7"),
+        ]
+    )
     got = read_all(tar)
     assert [(e.name, e.type) for e, _ in got] == [
-        ("olddir", EntryType.DIR), ("olddir/file", EntryType.REG)]
+        ("olddir", EntryType.DIR),
+        ("olddir/file", EntryType.REG),
+    ]
     assert got[1][1] == b"data"
 
 
 def test_gnu_long_name_and_long_link() -> None:
     name = "/".join(["dir" * 30] * 3) + "/file"
     target = "t" * 150
-    tar = build_tar([
-        file(name, b"content", long_names="gnu", fmt="gnu"),
-        symlink("link", target, long_names="gnu", fmt="gnu"),
-        hardlink("hl", name, long_names="gnu", fmt="gnu"),
-    ])
+    tar = build_tar(
+        [
+            file(name, b"content", long_names="gnu", fmt="gnu"),
+            symlink("link", target, long_names="gnu", fmt="gnu"),
+            hardlink("hl", name, long_names="gnu", fmt="gnu"),
+        ]
+    )
     got = read_all(tar)
     assert got[0][0].name == name and got[0][1] == b"content"
     assert got[1][0].linkname == target
@@ -124,13 +132,23 @@ def test_gnu_long_name_and_long_link() -> None:
 
 def test_pax_overrides() -> None:
     name = "x" * 200 + "/" + "y" * 200
-    tar = build_tar([
-        file("short", b"12345678", pax={
-            "path": name, "uid": "4294967294", "gid": "70000", "size": "8",
-            "uname": "ignored", "comment": "anything",
-        }),
-        symlink("l", "short", pax={"linkpath": "/abs/" + "y" * 200}),
-    ])
+    tar = build_tar(
+        [
+            file(
+                "short",
+                b"12345678",
+                pax={
+                    "path": name,
+                    "uid": "4294967294",
+                    "gid": "70000",
+                    "size": "8",
+                    "uname": "ignored",
+                    "comment": "anything",
+                },
+            ),
+            symlink("l", "short", pax={"linkpath": "/abs/" + "y" * 200}),
+        ]
+    )
     (f, data), (link, _) = read_all(tar)
     assert (f.name, f.uid, f.gid, f.size, data) == (name, 2**32 - 2, 70000, 8, b"12345678")
     assert link.linkname == "/abs/" + "y" * 200
@@ -148,40 +166,63 @@ def test_pax_overrides() -> None:
     ],
 )
 def test_pax_mtime_nanoseconds_exact(value: str, ns: int) -> None:
-    (e, _), = read_all(build_tar([file("f", pax={"mtime": value})]))
+    ((e, _),) = read_all(build_tar([file("f", pax={"mtime": value})]))
     assert e.mtime_ns == ns
 
 
 def test_pax_xattrs_are_raw_bytes() -> None:
-    tar = build_tar([file("f", pax={
-        "SCHILY.xattr.user.bin": b"\x80\x00\xff=\n",
-        "SCHILY.xattr.security.capability": b"\x01\x00\x00\x02",
-    })])
-    (e, _), = read_all(tar)
+    tar = build_tar(
+        [
+            file(
+                "f",
+                pax={
+                    "SCHILY.xattr.user.bin": b"\x80\x00\xff=\n",
+                    "SCHILY.xattr.security.capability": b"\x01\x00\x00\x02",
+                },
+            )
+        ]
+    )
+    ((e, _),) = read_all(tar)
     assert dict(e.xattrs) == {
-        "user.bin": b"\x80\x00\xff=\n", "security.capability": b"\x01\x00\x00\x02"}
+        "user.bin": b"\x80\x00\xff=\n",
+        "security.capability": b"\x01\x00\x00\x02",
+    }
 
 
 def test_non_utf8_names_round_trip() -> None:
     raw = b"caf\xe9/\xff\xfe"
-    (e, _), = read_all(build_tar([file(raw)]))
+    ((e, _),) = read_all(build_tar([file(raw)]))
     assert e.name.encode("utf-8", "surrogateescape") == raw
 
 
 def test_base256_numbers() -> None:
     big = 2**33 + 5
-    tar = build_tar([
-        file("f", b"abc", raw={
-            "uid": base256(3_000_000, 8), "gid": base256(2**32 - 2, 8),
-            "mtime": base256(big, 12), "size": base256(3, 12)}),
-    ])
-    (e, data), = read_all(tar)
+    tar = build_tar(
+        [
+            file(
+                "f",
+                b"abc",
+                raw={
+                    "uid": base256(3_000_000, 8),
+                    "gid": base256(2**32 - 2, 8),
+                    "mtime": base256(big, 12),
+                    "size": base256(3, 12),
+                },
+            ),
+        ]
+    )
+    ((e, data),) = read_all(tar)
     assert (e.uid, e.gid, e.mtime_ns, e.size, data) == (
-        3_000_000, 2**32 - 2, big * 10**9, 3, b"abc")
+        3_000_000,
+        2**32 - 2,
+        big * 10**9,
+        3,
+        b"abc",
+    )
 
 
 def test_negative_base256_mtime_is_kept() -> None:
-    (e, _), = read_all(build_tar([file("f", raw={"mtime": base256(-10, 12)})]))
+    ((e, _),) = read_all(build_tar([file("f", raw={"mtime": base256(-10, 12)})]))
     assert e.mtime_ns == -10 * 10**9
 
 
@@ -204,7 +245,7 @@ def test_name_cleaning(raw: str, clean: str) -> None:
 
 @pytest.mark.parametrize("raw", ["./", "/", ".", "a/.."])
 def test_root_directory_entry(raw: str) -> None:
-    (e, _), = read_all(build_tar([Member(raw, b"5", mode=0o755)]))
+    ((e, _),) = read_all(build_tar([Member(raw, b"5", mode=0o755)]))
     assert e.name == "" and e.type is EntryType.DIR
 
 
@@ -236,8 +277,7 @@ def test_chunks_are_zero_copy_and_complete() -> None:
 
 
 def test_pax_global_header_is_ignored() -> None:
-    g = ext_header(b"g", pax_records({"path": "evil", "uid": "12345",
-                                      "SCHILY.xattr.user.x": "1"}))
+    g = ext_header(b"g", pax_records({"path": "evil", "uid": "12345", "SCHILY.xattr.user.x": "1"}))
     tar = build_tar([g, file("a"), file("b")])
     got = read_all(tar)
     assert [(e.name, e.uid, dict(e.xattrs)) for e, _ in got] == [("a", 0, {}), ("b", 0, {})]
@@ -247,9 +287,8 @@ def test_pax_size_applies_to_the_next_real_member_like_go() -> None:
     # PAX size, then a GNU long name, then the member: PAX wins (as Go).
     x = ext_header(b"x", pax_records({"size": "4"}))
     long = ext_header(b"L", b"longname\0", name=b"././@LongLink", fmt="gnu")
-    tar = build_tar([x, long, file("short", b"ABCD", size=0, pad_data=False),
-                     bytes(BLOCK - 4)])
-    (e, data), = read_all(tar)
+    tar = build_tar([x, long, file("short", b"ABCD", size=0, pad_data=False), bytes(BLOCK - 4)])
+    ((e, data),) = read_all(tar)
     assert (e.name, e.size, data) == ("longname", 4, b"ABCD")
 
 
@@ -281,7 +320,10 @@ def test_reads_what_python_tarfile_writes(fmt: int) -> None:
         tf.addfile(ti)
     got = read_all(buf.getvalue())
     assert [(e.name, d) for e, d in got] == [
-        ("a.txt", b"alpha"), (long, b"beta" * 1000), ("link", b"")]
+        ("a.txt", b"alpha"),
+        (long, b"beta" * 1000),
+        ("link", b""),
+    ]
     assert got[0][0].mtime_ns == 1_600_000_000 * 10**9
 
 
@@ -400,8 +442,7 @@ def test_escape_error_classes() -> None:
 
 
 def test_gnu_long_name_with_embedded_nul() -> None:
-    tar = build_tar([ext_header(b"L", b"a\0b\0", name=b"././@LongLink", fmt="gnu"),
-                     file("x")])
+    tar = build_tar([ext_header(b"L", b"a\0b\0", name=b"././@LongLink", fmt="gnu"), file("x")])
     with pytest.raises(UnsafeLayerError, match="NUL"):
         read_all(tar)
 

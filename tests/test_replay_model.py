@@ -21,7 +21,7 @@ from oci_tools.apply import ApplyOptions, apply_layer
 from oci_tools.digest import Digest
 from oci_tools.errors import UnsafeLayerError
 from oci_tools.layer.reader import iter_entries
-from oci_tools.layers import IndexEntry, LayerIndex, _Replay
+from oci_tools.views.layers import IndexEntry, LayerIndex, _Replay
 
 NAMES = ["a", "b", "c", "a/b", "a/c", "b/a", "b/c", "c/a", "a/b/c", "b/a/c", "c/a/b"]
 TARGETS = ["a", "b", "c", "a/b", "../a", "/b", "../../c", ".", "/", "b/../a"]
@@ -29,8 +29,7 @@ TARGETS = ["a", "b", "c", "a/b", "../a", "/b", "../../c", ".", "/", "b/../a"]
 
 def _member(rng: random.Random) -> Member:
     name = rng.choice(NAMES)
-    kind = rng.choice(["dir", "dir", "file", "file", "symlink", "hardlink", "whiteout",
-                       "opaque"])
+    kind = rng.choice(["dir", "dir", "file", "file", "symlink", "hardlink", "whiteout", "opaque"])
     if kind == "dir":
         return directory(name)
     if kind == "file":
@@ -77,8 +76,7 @@ def _apply(root: Path, tar: bytes) -> bool:
     backup = root.with_name("backup")
     shutil.copytree(root, backup, symlinks=True)
     try:
-        apply_layer(io.BytesIO(tar), str(root), codec="none", diff_id=None,
-                    options=ApplyOptions())
+        apply_layer(io.BytesIO(tar), str(root), codec="none", diff_id=None, options=ApplyOptions())
     except UnsafeLayerError:
         shutil.rmtree(root)
         backup.rename(root)
@@ -100,9 +98,12 @@ def test_replay_matches_apply(tmp_path: Path, seed: int) -> None:
         if not _apply(root, layer.tar):
             continue
         entries = tuple(IndexEntry.from_tar(e) for e, _ in iter_entries(io.BytesIO(layer.tar)))
-        rows, _ = replay.layer(li, LayerIndex(Digest.parse(layer.digest),
-                                              Digest.parse(layer.diff_id), len(layer.tar),
-                                              entries))
+        rows, _ = replay.layer(
+            li,
+            LayerIndex(
+                Digest.parse(layer.digest), Digest.parse(layer.diff_id), len(layer.tar), entries
+            ),
+        )
         disk = _disk(root)
         # The rows of ``layer show``: A/C are members on disk now, C exactly
         # when the path was there before the layer; D paths were there before.
@@ -114,8 +115,11 @@ def test_replay_matches_apply(tmp_path: Path, seed: int) -> None:
                 assert path in disk and (row.change == "C") == (path in before), (seed, li, row)
         before = disk
         # A hardlink's size is its target's: take sizes from the disk for those.
-        sizes = {p: disk[p][1] for p, n in replay.tree.nodes.items()
-                 if n.kind == "hardlink" and p in disk}
+        sizes = {
+            p: disk[p][1]
+            for p, n in replay.tree.nodes.items()
+            if n.kind == "hardlink" and p in disk
+        }
         assert _model(replay, sizes) == disk, f"seed {seed}, after layer {li}"
         li += 1
         if li == 3:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools.cli import _command_word, _Skipped, build_parser, main
+from oci_tools.cli.app import _command_word, _Skipped, build_parser, main
 from oci_tools.image import Image, new_image
 from oci_tools.layout import Layout
-from oci_tools.model import Platform
+from oci_tools.spec.model import Platform
 from oci_tools.views import disk_usage, image_rows, tagged_images
 
 
@@ -98,7 +98,7 @@ def test_views_do_not_import_heavy_modules(tmp_path: Path, command: list[str]) -
     argv = [a.format(lay=lay.path) for a in command]
     code = (
         "import sys\n"
-        "from oci_tools.cli import main\n"
+        "from oci_tools.cli.app import main\n"
         f"rc = main({argv!r})\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'jsonschema', 'zstandard', 'cryptography', 'referencing', 'tempfile', 'queue'})\n"

@@ -13,7 +13,7 @@ import pytest
 from helpers import cli
 from verify import assert_valid_layout
 
-import oci_tools.cli as cli_mod
+import oci_tools.cli.app as cli_mod
 
 T0 = "2024-01-01T00:00:00Z"
 GOLDEN = Path(__file__).resolve().parent.parent / "testdata" / "golden"

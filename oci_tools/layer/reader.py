@@ -145,8 +145,9 @@ class _Source:
                 left = len(self._buf) - self._pos
                 if left == 0:
                     return None
-                raise _err("", f"truncated tar header at offset {self.consumed} "
-                           f"({left} of {BLOCK} bytes)")
+                raise _err(
+                    "", f"truncated tar header at offset {self.consumed} ({left} of {BLOCK} bytes)"
+                )
         self._pos = end
         self.consumed += BLOCK
         return self._buf[pos:end]
@@ -412,8 +413,11 @@ def iter_entries(
         # adler32 (its low half is 1 + sum mod 65521): exact on 256-byte
         # halves, whose sums cannot reach 65521, and far faster than sum().
         unsigned = (
-            (adler32(hdr[:256]) & 0xFFFF) + (adler32(hdr[256:]) & 0xFFFF) - 2
-            - sum(hdr[148:156]) + 256
+            (adler32(hdr[:256]) & 0xFFFF)
+            + (adler32(hdr[256:]) & 0xFFFF)
+            - 2
+            - sum(hdr[148:156])
+            + 256
         )
         try:
             stored = _number(hdr[148:156], "checksum", "")
@@ -515,8 +519,10 @@ def iter_entries(
         shown = raw_name[:200].decode("utf-8", "replace")
         name = _clean(raw_name, shown)
         if name == "" and etype is not EntryType.DIR:
-            raise _err(shown or ".", f"root entry of type {etype.value} (only a directory "
-                       "may name the root)")
+            raise _err(
+                shown or ".",
+                f"root entry of type {etype.value} (only a directory may name the root)",
+            )
         _check_id(uid, "uid", shown)
         _check_id(gid, "gid", shown)
         if limits.max_entry_size is not None and size > limits.max_entry_size:

@@ -193,20 +193,20 @@ class TarWriter:
         # One join of the fixed layout (name and linkname are at most 100
         # bytes here: longer ones went to a PAX record), then the checksum.
         tail = (
-            _PLAIN_TAIL
-            if device is None
-            else _DEVICE_GAP + b"%07o\0%07o\0" % device + _DEVICE_TAIL
+            _PLAIN_TAIL if device is None else _DEVICE_GAP + b"%07o\0%07o\0" % device + _DEVICE_TAIL
         )
-        block = b"".join((
-            name,
-            _NUL100[len(name) :],
-            b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (mode, uid, gid, size, mtime),
-            typeflag,
-            linkname,
-            _NUL100[len(linkname) :],
-            b"ustar\x0000",
-            tail,
-        ))
+        block = b"".join(
+            (
+                name,
+                _NUL100[len(name) :],
+                b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (mode, uid, gid, size, mtime),
+                typeflag,
+                linkname,
+                _NUL100[len(linkname) :],
+                b"ustar\x0000",
+                tail,
+            )
+        )
         return block[:148] + b"%06o\0 " % _checksum(block) + block[156:]
 
     def add(self, entry: TarEntry, content: BinaryIO | None = None) -> None:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools import mediatype as mt
 from oci_tools.image import UNCOMPRESSED_SIZE, write_image
 from oci_tools.layout import Layout, host_platform
-from oci_tools.model import Descriptor
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor
 from oci_tools.store import put_bytes
 
 MTIME = 1_700_000_000

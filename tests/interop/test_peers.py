@@ -234,8 +234,9 @@ def containerd() -> Iterator[str]:
         '[metrics]\n  address = ""\n'
         f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{d}/opt"\n'
     )
-    with _daemon(d, ["containerd", "--config", str(d / "config.toml")],
-                 ["ctr", "-a", str(sock), "version"]):
+    with _daemon(
+        d, ["containerd", "--config", str(d / "config.toml")], ["ctr", "-a", str(sock), "version"]
+    ):
         yield str(sock)
 
 
@@ -330,9 +331,21 @@ def docker() -> Iterator[list[str]]:
     sock = f"unix://{d}/d.sock"
     cmd = ["docker", "-H", sock]
     argv = [
-        "dockerd", "--data-root", str(d / "root"), "--exec-root", str(d / "exec"),
-        "-H", sock, "--pidfile", str(d / "pid"), "--storage-driver", "vfs",
-        "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false",
+        "dockerd",
+        "--data-root",
+        str(d / "root"),
+        "--exec-root",
+        str(d / "exec"),
+        "-H",
+        sock,
+        "--pidfile",
+        str(d / "pid"),
+        "--storage-driver",
+        "vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+        "--ip-masq=false",
     ]
     with _daemon(d, argv, [*cmd, "version"]):
         yield cmd
@@ -352,9 +365,7 @@ def test_docker_loads_our_archives(made: Made, docker: list[str]) -> None:
         assert rows.stdout.splitlines() == CREATED_BY[::-1]
 
 
-def test_docker_runs_our_image_and_its_save_imports(
-    docker: list[str], tmp_path: Path
-) -> None:
+def test_docker_runs_our_image_and_its_save_imports(docker: list[str], tmp_path: Path) -> None:
     lay = tmp_path / "lay"
     assert cli("new", f"{lay}:scratch").code == 0
     b = tmp_path / "b"
@@ -362,17 +373,31 @@ def test_docker_runs_our_image_and_its_save_imports(
     add_busybox(b / "rootfs", "sh")
     (b / "rootfs/msg").write_text("hello from docker\n")
     assert cli("commit", str(b), f"{lay}:run").code == 0
-    r = cli("config", f"{lay}:run", "--env", "WHO=oci-tools", "--cmd",
-            '["sh","-c","cat /msg; echo $WHO"]')
+    r = cli(
+        "config",
+        f"{lay}:run",
+        "--env",
+        "WHO=oci-tools",
+        "--cmd",
+        '["sh","-c","cat /msg; echo $WHO"]',
+    )
     assert r.code == 0, r.err
     for fmt in ("oci-archive", "docker-archive"):
         archive = tmp_path / f"{fmt}.tar"
-        r = cli("export", f"{lay}:run", str(archive), "--format", fmt,
-                "--name", f"localhost/oct-{fmt}:run")
+        r = cli(
+            "export",
+            f"{lay}:run",
+            str(archive),
+            "--format",
+            fmt,
+            "--name",
+            f"localhost/oct-{fmt}:run",
+        )
         assert r.code == 0, r.err
         run(*docker, "load", "-i", str(archive))
-        p = run(*docker, "run", "--rm", "--network", "none", f"localhost/oct-{fmt}:run",
-                timeout=120)
+        p = run(
+            *docker, "run", "--rm", "--network", "none", f"localhost/oct-{fmt}:run", timeout=120
+        )
         assert p.stdout == "hello from docker\noci-tools\n"
     # The reverse: docker save imports, validates and keeps every layer.
     run(*docker, "save", "-o", str(tmp_path / "saved.tar"), "localhost/oct-oci-archive:run")

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path as _FsPath
 from typing import Any
 
-from oci_tools import mediatype as mt
 from oci_tools.digest import digest_problem
 from oci_tools.errors import InvalidDocumentError, UnsupportedMediaTypeError
+from oci_tools.spec import mediatype as mt
 
 #: One step of a JSON path: an object key or an array index.
 PathPart = str | int
@@ -61,7 +61,7 @@ MEDIA_TYPES: frozenset[str] = frozenset(_DOCUMENTS)
 
 #: Where the schema files ship: ``oci_tools/schemas`` (a symlink to the top-level
 #: ``schemas/`` in the source tree, a real directory in the wheel).
-_SCHEMA_DIR = _FsPath(__file__).resolve().parent / "schemas"
+_SCHEMA_DIR = _FsPath(__file__).resolve().parent.parent / "schemas"
 _SCHEMA_FILES = (
     "defs.json",
     "descriptor.json",
@@ -236,15 +236,19 @@ def _toolkit() -> tuple[Any, Any, dict[str, Any]]:
     loaded = {name: json.loads(_schema_text(name)) for name in _SCHEMA_FILES}
     # Only these resources exist: a $ref to anything else fails instead of
     # being fetched over the network.
-    registry: Any = referencing.Registry().with_resources(
-        (
-            schema["$id"],
-            referencing.Resource.from_contents(
-                schema, default_specification=referencing.jsonschema.DRAFT202012
-            ),
+    registry: Any = (
+        referencing.Registry()
+        .with_resources(
+            (
+                schema["$id"],
+                referencing.Resource.from_contents(
+                    schema, default_specification=referencing.jsonschema.DRAFT202012
+                ),
+            )
+            for schema in loaded.values()
         )
-        for schema in loaded.values()
-    ).crawl()
+        .crawl()
+    )
     base = jsonschema.Draft202012Validator
     # JSON Schema (since draft 6) calls 2.0 an integer; Go's decoder refuses
     # 2.0 for an int field, and so do we: an integer is an integer literal.
@@ -273,12 +277,19 @@ def _error_message(error: Any) -> str:
     """jsonschema's message, kept to one line and a readable length."""
     message: str = error.message
     if len(message) > 2 * _MAX_VALUE_REPR and error.validator in (
-        "type", "pattern", "format", "enum", "const", "minimum", "maximum", "minItems",
+        "type",
+        "pattern",
+        "format",
+        "enum",
+        "const",
+        "minimum",
+        "maximum",
+        "minItems",
     ):
         # These messages start with repr(instance); shorten that part only.
         full = repr(error.instance)
         if message.startswith(full):
-            message = _short_repr(error.instance) + message[len(full):]
+            message = _short_repr(error.instance) + message[len(full) :]
     return " ".join(message.split("\n"))
 
 

@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NoReturn, cast
 
-from oci_tools import mediatype as mt
 from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
 from oci_tools.archive import import_archive
 from oci_tools.bundle import (
@@ -78,8 +77,9 @@ from oci_tools.layer.paths import resolve_in_root
 from oci_tools.layer.reader import iter_entries
 from oci_tools.layer.writer import write_layer
 from oci_tools.layout import PRIVATE_DIR, Layout, check_ref, host_platform, split_image_ref
-from oci_tools.model import Descriptor, History, ImageConfig, Index
-from oci_tools.runtime import resolve_user, runtime_config
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, History, ImageConfig, Index
+from oci_tools.spec.runtime import resolve_user, runtime_config
 from oci_tools.store import put_bytes, put_stream
 
 DEFAULT_SHELL = ("/bin/sh", "-c")

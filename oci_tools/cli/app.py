@@ -57,7 +57,7 @@ def open_layout(path: str) -> Any:
 def image_arg(text: str, platform: str | None = None) -> tuple[Any, str, Any]:
     """Parse ``LAYOUT[:REF]`` and open the layout: (layout, ref, platform)."""
     from oci_tools.layout import split_image_ref
-    from oci_tools.model import Platform
+    from oci_tools.spec.model import Platform
 
     path, ref = split_image_ref(text)
     assert ref is not None
@@ -88,7 +88,7 @@ def cmd_init(a: argparse.Namespace, c: Console) -> int:
 def cmd_new(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.image import new_image
     from oci_tools.layout import Layout, split_image_ref
-    from oci_tools.model import Platform
+    from oci_tools.spec.model import Platform
 
     path, ref = split_image_ref(a.image)
     assert ref is not None
@@ -175,7 +175,7 @@ def cmd_gc(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_validate(a: argparse.Namespace, c: Console) -> int:
     if a.media_type:
-        from oci_tools.schema import problems
+        from oci_tools.spec.schema import problems
 
         if len(a.paths) != 1:
             raise UsageError("validate --media-type takes exactly one FILE")
@@ -629,7 +629,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("image", metavar="LAYOUT[:REF]")
 
     # Command groups that live in their own modules (same level: wiring only).
-    from oci_tools import cli_build, cli_layers
+    from oci_tools.cli.commands import build as cli_build
+    from oci_tools.cli.commands import layers as cli_layers
 
     cli_layers.register(add)
     cli_build.register(add)

@@ -59,7 +59,7 @@ from oci_tools.layer.paths import resolve_in_root
 from oci_tools.layer.reader import CHUNK, EntryContent, iter_entries
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.layout import PRIVATE_DIR, Layout
-from oci_tools.model import Descriptor
+from oci_tools.spec.model import Descriptor
 
 #: Version of the cached index format (a different version is a cache miss).
 CACHE_VERSION = 1
@@ -585,8 +585,9 @@ class _Replay:
                 self.link_sources[(li, pos)] = src
                 if target is not None and target.kind not in (_REG, _HARDLINK):
                     # A link to a symlink (or a device) is one: it resolves as one.
-                    node = _Node(target.kind, target.mode, target.uid, target.gid, 0, li,
-                                 target.linkname)
+                    node = _Node(
+                        target.kind, target.mode, target.uid, target.gid, 0, li, target.linkname
+                    )
             node.src = src
             old = tree.nodes.get(p)
             if p in st.removed or (old is not None and old.layer < li):
@@ -617,7 +618,13 @@ class _Replay:
         self.layer_bytes.append(own_bytes)
         rows = [
             Change(
-                "C" if p in lower else "A", "/" + p, e.kind, e.mode, e.uid, e.gid, e.size,
+                "C" if p in lower else "A",
+                "/" + p,
+                e.kind,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.size,
                 "/" + e.linkname if e.kind == _HARDLINK else e.linkname,
             )
             for p, e in final.items()
@@ -910,7 +917,10 @@ def extract_layer(
         raw = image.layout.store.open(desc.digest, desc.size)
         try:
             res = apply_layer(
-                cast(BinaryIO, raw), dest, codec=codec, diff_id=image.config.diff_ids[i],
+                cast(BinaryIO, raw),
+                dest,
+                codec=codec,
+                diff_id=image.config.diff_ids[i],
                 options=opts,
             )
         finally:
@@ -977,7 +987,8 @@ def _copy_lower_links(
         for k, links in at.items():
             copies += [LinkCopy(link.name, indexes[li].entries[k].path, li) for link in links]
         notes += apply_members(
-            _lower_members(image, li, at), dest,
+            _lower_members(image, li, at),
+            dest,
             options=replace(opts, on_entry=None, on_missing_link=None),
         )
     copies.sort(key=lambda c: _sort_key(c.path))

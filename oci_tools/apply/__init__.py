@@ -187,8 +187,12 @@ class _HashingReader:
     """Decompressed stream: hashes every byte and refuses bombs."""
 
     def __init__(
-        self, raw: BinaryIO, counter: _CountingReader, opts: ApplyOptions,
-        codec: str, algorithm: str,
+        self,
+        raw: BinaryIO,
+        counter: _CountingReader,
+        opts: ApplyOptions,
+        codec: str,
+        algorithm: str,
     ) -> None:
         self._raw = raw
         self._counter = counter
@@ -219,9 +223,8 @@ class _HashingReader:
                     _STREAM,
                     f"more than {opts.max_uncompressed_bytes} uncompressed bytes",
                 )
-            if (
-                total > opts.ratio_grace_bytes
-                and total > opts.max_ratio * max(self._counter.count, 1)
+            if total > opts.ratio_grace_bytes and total > opts.max_ratio * max(
+                self._counter.count, 1
             ):
                 raise UnsafeLayerError(
                     _STREAM,
@@ -244,8 +247,9 @@ def open_layer_stream(
     opts = options if options is not None else ApplyOptions()
     # Uncompressed layers have nothing to bound: read them in big pieces.
     counter = _CountingReader(blob, CHUNK if codec == "none" else _COMPRESSED_READ)
-    return _HashingReader(decompressor(codec, cast(BinaryIO, counter)), counter, opts, codec,
-                          algorithm)
+    return _HashingReader(
+        decompressor(codec, cast(BinaryIO, counter)), counter, opts, codec, algorithm
+    )
 
 
 # ----------------------------------------------------------------------- helpers
@@ -976,8 +980,7 @@ class _Applier:
                                 "the link replaces",
                             )
                         self.remove_node(pfd, name, path, cur)
-                    os.link(tbase, name, src_dir_fd=tpfd, dst_dir_fd=pfd,
-                            follow_symlinks=False)
+                    os.link(tbase, name, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
                 if self.snap is not None:
                     st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                     old = self.snap.get(tpath)
@@ -1004,8 +1007,9 @@ class _Applier:
             else:
                 self.remove_node(pfd, name, path, st)
             kind = "char" if ifmt == stat.S_IFCHR else "block"
-            self.note(f"{path}: {kind} device {entry.devmajor}:{entry.devminor} "
-                      "not created (rootless)")
+            self.note(
+                f"{path}: {kind} device {entry.devmajor}:{entry.devminor} not created (rootless)"
+            )
             self.mark_written(path)
             return
         if ifmt == stat.S_IFIFO:
@@ -1033,7 +1037,8 @@ class _Applier:
             # the records, only in layers that touch hardlinks.
             dirty = self.dirty_inos
             peers = [
-                (p, fs) for p, fs in snap.files.items()
+                (p, fs)
+                for p, fs in snap.files.items()
                 if fs.ino in dirty and not stat.S_ISDIR(fs.mode)
             ]
             for p, fs in peers:

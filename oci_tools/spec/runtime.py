@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oci_tools.errors import InvalidDocumentError, NotFoundError
-from oci_tools.model import ImageConfig
+from oci_tools.spec.model import ImageConfig
 
 RUNTIME_SPEC_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -1,7 +1,7 @@
 """CLI wiring for the layers commands (argparse only; logic lives below L7).
 
 ``layers``, ``layer show``, ``layer extract`` and ``efficiency``: handlers
-parse arguments, call one function of ``oci_tools.layers`` and format its rows
+parse arguments, call one function of ``oci_tools.views.layers`` and format its rows
 with ``render`` (docker's table, size and JSON conventions).  Names taken from
 layer tars are untrusted: every one is made printable before it reaches a
 terminal (control characters and undecodable bytes are shown escaped).
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from oci_tools.cli import Console
+    from oci_tools.cli.app import Console
     from oci_tools.image import Image
-    from oci_tools.layers import Change, Efficiency, LayerReport, TreeNode
+    from oci_tools.views.layers import Change, Efficiency, LayerReport, TreeNode
 
 _IFMT = {
     "reg": stat.S_IFREG,
@@ -43,8 +43,9 @@ def safe_text(text: str) -> str:
     if raw.isprintable():
         return raw
     return "".join(
-        c if c.isprintable() else _ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 256
-                                              else f"\\u{ord(c):04x}")
+        c
+        if c.isprintable()
+        else _ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
         for c in raw
     )
 
@@ -84,8 +85,15 @@ def _change_json(ch: Change) -> dict[str, str]:
 def _change_row(ch: Change) -> list[str]:
     from oci_tools import render
 
-    return [ch.change, _type(ch.type), _mode(ch.type, ch.mode), f"{ch.uid}:{ch.gid}",
-            render.human_size(ch.size), safe_text(ch.path), safe_text(ch.target)]
+    return [
+        ch.change,
+        _type(ch.type),
+        _mode(ch.type, ch.mode),
+        f"{ch.uid}:{ch.gid}",
+        render.human_size(ch.size),
+        safe_text(ch.path),
+        safe_text(ch.target),
+    ]
 
 
 def _tree_name(node: TreeNode) -> str:
@@ -105,8 +113,13 @@ def tree_lines(root: TreeNode) -> list[list[str]]:
         ch = node.change
         if ch is None:
             return ["", "", "", render.human_size(node.size), drawn]
-        return [ch.change, _mode(ch.type, ch.mode), f"{ch.uid}:{ch.gid}",
-                render.human_size(node.size), drawn]
+        return [
+            ch.change,
+            _mode(ch.type, ch.mode),
+            f"{ch.uid}:{ch.gid}",
+            render.human_size(node.size),
+            drawn,
+        ]
 
     rows = [row(root, "/")]
     stack: list[tuple[TreeNode, str, bool]] = [
@@ -127,9 +140,17 @@ def tree_json(node: TreeNode) -> dict[str, Any]:
 
     ch = node.change
     out: dict[str, Any] = (
-        _change_json(ch) if ch is not None
-        else {"Change": "", "Type": "dir", "Mode": "", "Owner": "", "Uid": "", "Gid": "",
-              "Target": ""}
+        _change_json(ch)
+        if ch is not None
+        else {
+            "Change": "",
+            "Type": "dir",
+            "Mode": "",
+            "Owner": "",
+            "Uid": "",
+            "Gid": "",
+            "Target": "",
+        }
     )
     out.update(
         Name=json_text(node.name),
@@ -241,7 +262,7 @@ def _fraction(text: str) -> float:
 
 
 def _load(a: argparse.Namespace) -> Image:
-    from oci_tools.cli import image_arg
+    from oci_tools.cli.app import image_arg
     from oci_tools.image import Image
 
     lay, ref, plat = image_arg(a.image, a.platform)
@@ -251,7 +272,7 @@ def _load(a: argparse.Namespace) -> Image:
 def cmd_layers(a: argparse.Namespace, c: Console) -> int:
     """``layers``: one row per layer, bottom first."""
     from oci_tools import render
-    from oci_tools.layers import analyze
+    from oci_tools.views.layers import analyze
 
     img = _load(a)
     reports = analyze(img).layers
@@ -259,8 +280,17 @@ def cmd_layers(a: argparse.Namespace, c: Console) -> int:
         diff_ids = img.config.diff_ids
         c.out.write(render.json_lines([_layer_json(r, str(diff_ids[r.index])) for r in reports]))
         return 0
-    head = ["INDEX", "LAYER", "CREATED BY", "SIZE", "UNCOMPRESSED", "ADDED", "CHANGED",
-            "REMOVED", "MEDIA TYPE"]
+    head = [
+        "INDEX",
+        "LAYER",
+        "CREATED BY",
+        "SIZE",
+        "UNCOMPRESSED",
+        "ADDED",
+        "CHANGED",
+        "REMOVED",
+        "MEDIA TYPE",
+    ]
     c.out.write(render.table(head, [_layer_row(r, a.no_trunc) for r in reports]))
     return 0
 
@@ -268,7 +298,7 @@ def cmd_layers(a: argparse.Namespace, c: Console) -> int:
 def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
     """``layer show``: the entries of one layer with A/C/D markers."""
     from oci_tools import render
-    from oci_tools.layers import change_tree, layer_report, select_layer
+    from oci_tools.views.layers import change_tree, layer_report, select_layer
 
     img = _load(a)
     report = layer_report(img, select_layer(img, a.layer))
@@ -277,8 +307,7 @@ def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
         if a.format == "json":
             c.out.write(render.json_lines([tree_json(root)]))
         else:
-            c.out.write(render.table(["CHANGE", "MODE", "OWNER", "SIZE", "PATH"],
-                                     tree_lines(root)))
+            c.out.write(render.table(["CHANGE", "MODE", "OWNER", "SIZE", "PATH"], tree_lines(root)))
     elif a.format == "json":
         c.out.write(render.json_lines([_change_json(ch) for ch in report.changes]))
     else:
@@ -289,7 +318,7 @@ def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
     """``layer extract``: one layer's own files into a directory."""
-    from oci_tools.layers import extract_layer, select_layer
+    from oci_tools.views.layers import extract_layer, select_layer
 
     img = _load(a)
     i = select_layer(img, a.layer)
@@ -314,7 +343,7 @@ def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
 def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
     """``efficiency``: wasted bytes and score; CI gates like dive's rules."""
     from oci_tools import render
-    from oci_tools.layers import efficiency
+    from oci_tools.views.layers import efficiency
 
     e = efficiency(_load(a))
     if a.format == "json":
@@ -325,22 +354,28 @@ def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
     # makes the exit status 1.
     gates: list[tuple[bool, str]] = []
     if a.lowest_efficiency is not None:
-        gates.append((
-            e.score >= a.lowest_efficiency,
-            f"efficiency {e.score:.4f} ({e.wasted_bytes} of {e.total_bytes} bytes wasted), "
-            f"--lowest-efficiency {a.lowest_efficiency:g}",
-        ))
+        gates.append(
+            (
+                e.score >= a.lowest_efficiency,
+                f"efficiency {e.score:.4f} ({e.wasted_bytes} of {e.total_bytes} bytes wasted), "
+                f"--lowest-efficiency {a.lowest_efficiency:g}",
+            )
+        )
     if a.highest_wasted_bytes is not None:
-        gates.append((
-            e.wasted_bytes <= a.highest_wasted_bytes,
-            f"wasted {e.wasted_bytes} bytes, --highest-wasted-bytes {a.highest_wasted_bytes}",
-        ))
+        gates.append(
+            (
+                e.wasted_bytes <= a.highest_wasted_bytes,
+                f"wasted {e.wasted_bytes} bytes, --highest-wasted-bytes {a.highest_wasted_bytes}",
+            )
+        )
     if a.highest_user_wasted is not None:
-        gates.append((
-            e.user_wasted <= a.highest_user_wasted,
-            f"user wasted {e.user_wasted:.4f} ({e.wasted_bytes} bytes wasted, {e.user_bytes} "
-            f"added above the first layer), --highest-user-wasted {a.highest_user_wasted:g}",
-        ))
+        gates.append(
+            (
+                e.user_wasted <= a.highest_user_wasted,
+                f"user wasted {e.user_wasted:.4f} ({e.wasted_bytes} bytes wasted, {e.user_bytes} "
+                f"added above the first layer), --highest-user-wasted {a.highest_user_wasted:g}",
+            )
+        )
     for passed, text in gates:
         c.note(f"{'PASS' if passed else 'FAIL'}: {text}")
     return 0 if all(passed for passed, _ in gates) else 1
@@ -377,8 +412,11 @@ def register(add: Callable[..., Any]) -> None:
     """Add this group's subcommands; ``add(name, handler, help, aliases=())``
     returns the subparser, and handlers are called as ``handler(ns, console)``
     (see ``oci_tools.cli.Console``: ``print``, ``note``, ``out``, ``err``)."""
-    sp = add("layers", cmd_layers,
-             "list an image's layers, bottom first, with what each adds, changes and removes")
+    sp = add(
+        "layers",
+        cmd_layers,
+        "list an image's layers, bottom first, with what each adds, changes and removes",
+    )
     _common(sp)
     sp.add_argument("--no-trunc", action="store_true", help="full digests and CREATED BY")
 
@@ -412,18 +450,42 @@ def register(add: Callable[..., Any]) -> None:
     _common(p, fmt=False)
     p.add_argument("layer", metavar="N|DIGEST", help=_LAYER_ARG)
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--rootless", action="store_true",
-                   help="do not apply owners or create devices (default when not root)")
+    p.add_argument(
+        "--rootless",
+        action="store_true",
+        help="do not apply owners or create devices (default when not root)",
+    )
 
-    sp = add("efficiency", cmd_efficiency,
-             "bytes that later layers overwrite or delete, and an efficiency score")
+    sp = add(
+        "efficiency",
+        cmd_efficiency,
+        "bytes that later layers overwrite or delete, and an efficiency score",
+    )
     _common(sp)
-    sp.add_argument("--lowest-efficiency", type=_fraction, metavar="X",
-                    help="exit 1 when the score (1 - wasted/total) is below X (0..1 or N%%)")
-    sp.add_argument("--highest-wasted-bytes", type=_size, metavar="SIZE",
-                    help="exit 1 when more than SIZE bytes are wasted (512, 20MB, 1GiB)")
-    sp.add_argument("--highest-user-wasted", type=_fraction, metavar="X",
-                    help="exit 1 when wasted bytes exceed X (0..1 or N%%) of the file bytes "
-                    "the layers above the first add")
-    sp.add_argument("-n", "--top", type=int, default=10, metavar="N",
-                    help="list the N largest wasted files (default 10; 0 for all)")
+    sp.add_argument(
+        "--lowest-efficiency",
+        type=_fraction,
+        metavar="X",
+        help="exit 1 when the score (1 - wasted/total) is below X (0..1 or N%%)",
+    )
+    sp.add_argument(
+        "--highest-wasted-bytes",
+        type=_size,
+        metavar="SIZE",
+        help="exit 1 when more than SIZE bytes are wasted (512, 20MB, 1GiB)",
+    )
+    sp.add_argument(
+        "--highest-user-wasted",
+        type=_fraction,
+        metavar="X",
+        help="exit 1 when wasted bytes exceed X (0..1 or N%%) of the file bytes "
+        "the layers above the first add",
+    )
+    sp.add_argument(
+        "-n",
+        "--top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the N largest wasted files (default 10; 0 for all)",
+    )

@@ -18,13 +18,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from oci_tools import mediatype as mt
 from oci_tools.compression import decompressor
 from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError
 from oci_tools.image import UNCOMPRESSED_SIZE, Image
 from oci_tools.layout import PRIVATE_DIR, Layout
-from oci_tools.model import Descriptor, History, Manifest
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import Descriptor, History, Manifest
 
 CHUNK = 1 << 20
 
@@ -141,8 +141,9 @@ def tagged_images(
     return out
 
 
-def _reachable(layout: Layout, roots: Iterable[Descriptor], known: dict[Digest, Manifest]
-               ) -> set[Digest]:
+def _reachable(
+    layout: Layout, roots: Iterable[Descriptor], known: dict[Digest, Manifest]
+) -> set[Digest]:
     """``layout.reachable(roots)``, using the manifests already parsed in
     ``known`` instead of reading them again."""
     marked: set[Digest] = set()

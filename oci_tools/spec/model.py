@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oci_tools import mediatype as mt
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError
-from oci_tools.schema import parse_json
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.schema import parse_json
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"

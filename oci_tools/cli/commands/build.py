@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from oci_tools.cli import Console
+    from oci_tools.cli.app import Console
 
 
 def register(add: Callable[..., Any]) -> None:
