@@ -20,8 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -34,6 +32,7 @@ from oci_tools.errors import (
     NotFoundError,
     OCIToolsError,
 )
+from oci_tools.fsutil import empty_dir, remove_tree, write_json
 from oci_tools.image import (
     UNCOMPRESSED_SIZE,
     Image,
@@ -94,18 +93,6 @@ class BaseRecord:
 
 def _root_key(bundle: str) -> str:
     return "bundle-" + hashlib.sha256(os.path.abspath(bundle).encode()).hexdigest()[:32]
-
-
-def write_json(path: str, doc: Any) -> None:
-    """Replace ``path`` with ``doc`` as indented JSON (temp file, fsync, rename)."""
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,29 +180,6 @@ def _layer_codec(desc: Descriptor) -> str:
     from oci_tools.compression import codec_for_media_type
 
     return codec_for_media_type(desc.media_type)
-
-
-def remove_tree(path: str) -> None:
-    """Delete a rootfs or bundle, including mode-000 directories it holds
-    (opened up first, never through a symlink)."""
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            p = os.path.join(root, d)
-            if not os.path.islink(p):
-                with contextlib.suppress(OSError):
-                    os.chmod(p, 0o700)
-    shutil.rmtree(path)
-
-
-def empty_dir(path: str) -> None:
-    """Delete everything inside directory ``path`` (as ``remove_tree``),
-    keeping ``path`` itself."""
-    for name in os.listdir(path):
-        p = os.path.join(path, name)
-        if os.path.isdir(p) and not os.path.islink(p):
-            remove_tree(p)
-        else:
-            os.unlink(p)
 
 
 def _remove_bundle_contents(bundle: str) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from oci_tools import fsutil
 from oci_tools.digest import Digest
 from oci_tools.errors import (
     ClobberError,
@@ -28,6 +29,7 @@ from oci_tools.errors import (
     RefNotFoundError,
     UsageError,
 )
+from oci_tools.fsutil import atomic_write, private_path
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import (
     Descriptor,
@@ -47,7 +49,7 @@ _REF_RE = re.compile(
     r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*"
 )
 #: Directory (inside the layout) for our lock, temp files and records.
-PRIVATE_DIR = ".oci-tools"
+PRIVATE_DIR = fsutil.PRIVATE_DIR  # re-exported for callers of the layout
 #: Temp files older than this are assumed abandoned by a crashed writer.
 STALE_TMP_SECONDS = 3600
 
@@ -197,9 +199,9 @@ class Layout:
             finally:
                 self._lock_depth -= 1
             return
-        d = os.path.join(self.path, PRIVATE_DIR)
+        d = private_path(self.path)
         os.makedirs(d, exist_ok=True)
-        fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(os.path.join(d, fsutil.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_depth = 1
@@ -223,21 +225,7 @@ class Layout:
             return new
 
     def _atomic_write(self, name: str, data: bytes) -> None:
-        import tempfile  # only writers need it (start-up of read-only commands)
-
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), 0o644)
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(self.path, name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        DirStore.sync_dir(self.path)
+        atomic_write(os.path.join(self.path, name), data)
 
     # -- refs --------------------------------------------------------------------
 
@@ -387,7 +375,7 @@ class Layout:
 
     def roots_dir(self) -> str:
         """Where extra gc roots are recorded (one JSON file each)."""
-        return os.path.join(self.path, PRIVATE_DIR, "roots")
+        return private_path(self.path, fsutil.ROOTS)
 
     def add_root(self, key: str, desc: Descriptor, owner: str = "") -> None:
         """Record an extra gc root named ``key`` (``owner``: a path whose
@@ -396,14 +384,7 @@ class Layout:
         os.makedirs(d, exist_ok=True)
         rec = {"descriptor": desc.to_dict(), "owner": owner}
         name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(dump_json(rec))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(d, name + ".json"))
+        atomic_write(os.path.join(d, name + ".json"), dump_json(rec))
 
     def remove_root(self, key: str) -> None:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", key)

@@ -28,6 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Mu
 from dataclasses import dataclass
 
 from oci_tools.errors import InvalidDocumentError, OCIToolsError
+from oci_tools.fsutil import atomic_write
 
 _NS_FIELDS = ("mode", "uid", "gid", "size", "mtime_ns", "ctime_ns", "ino", "nlink", "rdev")
 # Signed where the kernel value may be negative (times) or where it cannot
@@ -599,17 +600,7 @@ class Snapshot:
         data = _HEAD.pack(_MAGIC, _FORMAT_VERSION, 0, len(order)) + zstandard.ZstdCompressor(
             level=3
         ).compress(b"".join(parts))
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)
 
     @classmethod
     def load(cls, path: str) -> Snapshot:

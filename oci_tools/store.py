@@ -24,6 +24,7 @@ from typing import BinaryIO, Protocol, cast
 
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
+from oci_tools.fsutil import TMP, private_path, sync_dir
 
 #: JSON documents larger than this are refused (containerd uses 4-20 MiB).
 MAX_DOCUMENT_SIZE = 16 << 20
@@ -214,7 +215,7 @@ class DirStore:
     def __init__(self, layout_root: str) -> None:
         self.root = layout_root
         self.blobs = os.path.join(layout_root, "blobs")
-        self.tmp_dir = os.path.join(layout_root, ".oci-tools", "tmp")
+        self.tmp_dir = private_path(layout_root, TMP)
 
     def path_of(self, digest: Digest) -> str:
         """Filesystem path of a blob (the digest was validated when parsed)."""
@@ -288,14 +289,7 @@ class DirStore:
             elif digest_problem(f"{alg}:{name}") is not None:
                 yield f"blobs/{alg}/{name}"
 
-    @staticmethod
-    def sync_dir(path: str) -> None:
-        """fsync a directory so a rename in it survives a crash."""
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    sync_dir = staticmethod(sync_dir)
 
 
 class _MemWriter:

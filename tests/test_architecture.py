@@ -10,6 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "oci_tools"
 #: Level of every module (subpackages by their top name).
 LEVELS = {
     "errors": 0,
+    "fsutil": 0,
     "digest": 1,
     "render": 1,
     "spec": 2,

@@ -32,10 +32,10 @@ from builders import (
 from helpers import canary_state, cli
 from verify import assert_valid_layout
 
-import oci_tools.apply
+import oci_tools.layer.stream
 import oci_tools.views.layers
-from oci_tools.bundle import remove_tree
 from oci_tools.digest import Digest
+from oci_tools.fsutil import remove_tree
 from oci_tools.image import Image, empty_config, write_image
 from oci_tools.layout import Layout
 from oci_tools.render import human_size
@@ -599,15 +599,15 @@ def test_efficiency_of_a_clean_image(tmp_path: Path) -> None:
 
 
 def count_streams(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Count every layer stream opened (all go through apply's opener)."""
+    """Count every layer stream opened (all go through layer.stream)."""
     calls: list[str] = []
-    real = oci_tools.apply.decompressor
+    real = oci_tools.layer.stream.decompressor
 
     def counting(codec: str, raw: Any) -> Any:
         calls.append(codec)
         return real(codec, raw)
 
-    monkeypatch.setattr(oci_tools.apply, "decompressor", counting)
+    monkeypatch.setattr(oci_tools.layer.stream, "decompressor", counting)
     return calls
 
 

@@ -34,10 +34,10 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
-from oci_tools.compression import ReadAhead, decompressor
-from oci_tools.digest import Digest, Hasher
+from oci_tools.compression import ReadAhead
+from oci_tools.digest import Digest
 from oci_tools.errors import (
     DigestMismatchError,
     OCIToolsError,
@@ -54,10 +54,11 @@ from oci_tools.layer.reader import (
     iter_entries,
 )
 from oci_tools.layer.rootless import ROOTLESS_XATTR, encode_rootless
+from oci_tools.layer.stream import STREAM_NAME, StreamLimits, open_layer_stream
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
 from oci_tools.snapshot import FileState, Snapshot
 
-_STREAM = "(layer stream)"
+_STREAM = STREAM_NAME
 #: Directory fds kept open between entries.
 _FD_CACHE = 256
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -67,8 +68,6 @@ _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # existing node; the caller unlinks what is there and retries.
 _O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_NOTES = 1000
-#: Largest read from the compressed blob (keeps the expansion-ratio check tight).
-_COMPRESSED_READ = 32 << 10
 _INT64 = 1 << 63
 
 
@@ -122,6 +121,14 @@ class ApplyOptions:
     apply_whiteouts: bool = True
     on_missing_link: Callable[[TarEntry], None] | None = None
 
+    def stream_limits(self) -> StreamLimits:
+        """The bomb limits of these options, for :func:`open_layer_stream`."""
+        return StreamLimits(
+            max_ratio=self.max_ratio,
+            ratio_grace_bytes=self.ratio_grace_bytes,
+            max_uncompressed_bytes=self.max_uncompressed_bytes,
+        )
+
 
 @dataclass
 class ApplyResult:
@@ -139,117 +146,6 @@ class ApplyResult:
     compressed_size: int
     entries: int
     skipped: list[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------- streams
-
-
-class _CountingReader:
-    """Counts the compressed bytes pulled from the blob.
-
-    Reads are handed out in small pieces so the count stays close to what the
-    decompressor really consumed (isal asks for 512 KiB at a time, which would
-    hide a bomb's first ~500 MB behind its read-ahead).
-    """
-
-    def __init__(self, raw: BinaryIO, piece: int) -> None:
-        self._raw = raw
-        self._piece = piece
-        self.count = 0
-        self.failed = False
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0 or n > self._piece:
-            n = self._piece
-        try:
-            data = self._raw.read(n)
-        except BaseException:
-            self.failed = True
-            raise
-        self.count += len(data)
-        return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        n = len(data)
-        buf[:n] = data
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
-class _HashingReader:
-    """Decompressed stream: hashes every byte and refuses bombs."""
-
-    def __init__(
-        self,
-        raw: BinaryIO,
-        counter: _CountingReader,
-        opts: ApplyOptions,
-        codec: str,
-        algorithm: str,
-    ) -> None:
-        self._raw = raw
-        self._counter = counter
-        self._opts = opts
-        self._codec = codec
-        self.hasher = Hasher(algorithm)
-
-    @property
-    def counter(self) -> _CountingReader:
-        """The compressed side: bytes read from the blob so far."""
-        return self._counter
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._raw.read(n)
-        except OCIToolsError:
-            raise
-        except Exception as exc:  # zlib/isal/zstd errors, EOFError on truncation
-            if self._counter.failed:
-                raise
-            raise UnsafeLayerError(_STREAM, f"corrupt {self._codec} data: {exc}") from exc
-        if data:
-            self.hasher.update(data)
-            total = self.hasher.size
-            opts = self._opts
-            if opts.max_uncompressed_bytes is not None and total > opts.max_uncompressed_bytes:
-                raise UnsafeLayerError(
-                    _STREAM,
-                    f"more than {opts.max_uncompressed_bytes} uncompressed bytes",
-                )
-            if total > opts.ratio_grace_bytes and total > opts.max_ratio * max(
-                self._counter.count, 1
-            ):
-                raise UnsafeLayerError(
-                    _STREAM,
-                    f"expansion ratio above {opts.max_ratio:g} "
-                    f"({total} bytes from {self._counter.count}): decompression bomb?",
-                )
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
-def open_layer_stream(
-    blob: BinaryIO, codec: str, algorithm: str = "sha256", options: ApplyOptions | None = None
-) -> _HashingReader:
-    """The uncompressed stream of a layer blob: hashed (``.hasher`` gives the
-    diff_id once it is drained) and bounded by the bomb limits of
-    ``options``.  Every reader of layer content goes through it."""
-    opts = options if options is not None else ApplyOptions()
-    # Uncompressed layers have nothing to bound: read them in big pieces.
-    counter = _CountingReader(blob, CHUNK if codec == "none" else _COMPRESSED_READ)
-    return _HashingReader(
-        decompressor(codec, cast(BinaryIO, counter)), counter, opts, codec, algorithm
-    )
 
 
 # ----------------------------------------------------------------------- helpers
@@ -1256,7 +1152,7 @@ def apply_layer(
     """
     opts = options if options is not None else ApplyOptions()
     algorithm = diff_id.algorithm if diff_id is not None and diff_id.computable else "sha256"
-    tee = open_layer_stream(blob, codec, algorithm, opts)
+    tee = open_layer_stream(blob, codec, algorithm, opts.stream_limits())
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     # Reading, decompressing, hashing and the bomb checks run on a second
     # thread, a few MiB ahead of the applier (the codecs release the GIL).
@@ -1344,6 +1240,5 @@ __all__ = [
     "ApplyResult",
     "apply_layer",
     "apply_members",
-    "open_layer_stream",
     "read_file_in_root",
 ]

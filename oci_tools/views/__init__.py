@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from oci_tools.compression import decompressor
 from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError
+from oci_tools.fsutil import CACHE, private_path, write_json
 from oci_tools.image import UNCOMPRESSED_SIZE, Image
-from oci_tools.layout import PRIVATE_DIR, Layout
+from oci_tools.layout import Layout
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, History, Manifest
 
@@ -34,7 +35,7 @@ class SizeCache:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.path = os.path.join(layout.path, PRIVATE_DIR, "cache", "layer-sizes.json")
+        self.path = private_path(layout.path, CACHE, "layer-sizes.json")
         self._sizes: dict[str, int] | None = None
         self._dirty = False
 
@@ -84,12 +85,7 @@ class SizeCache:
             return
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            import tempfile  # only when a size was learned (start-up of the views)
-
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._sizes, f)
-            os.replace(tmp, self.path)
+            write_json(self.path, self._sizes, indent=None, sync=False)
         self._dirty = False
 
 

@@ -33,7 +33,6 @@ import contextlib
 import gc
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
@@ -42,7 +41,6 @@ from oci_tools.apply import (
     ApplyOptions,
     apply_layer,
     apply_members,
-    open_layer_stream,
 )
 from oci_tools.compression import codec_for_media_type
 from oci_tools.digest import Digest
@@ -53,12 +51,14 @@ from oci_tools.errors import (
     UnsafeLayerError,
     UsageError,
 )
+from oci_tools.fsutil import CACHE, empty_dir, private_path, remove_tree, write_json
 from oci_tools.image import Image
 from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layer.paths import resolve_in_root
 from oci_tools.layer.reader import CHUNK, EntryContent, iter_entries
+from oci_tools.layer.stream import open_layer_stream
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, WhiteoutKind, classify
-from oci_tools.layout import PRIVATE_DIR, Layout
+from oci_tools.layout import Layout
 from oci_tools.spec.model import Descriptor
 
 #: Version of the cached index format (a different version is a cache miss).
@@ -168,7 +168,7 @@ class LayerCache:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.root = os.path.join(layout.path, PRIVATE_DIR, "cache", "layers")
+        self.root = private_path(layout.path, CACHE, "layers")
 
     def path_for(self, digest: Digest) -> str:
         """Where the index of the layer ``digest`` is cached."""
@@ -188,15 +188,7 @@ class LayerCache:
         path = self.path_for(index.digest)
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as f:
-                    json.dump(index.to_json(), f, separators=(",", ":"))
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_json(path, index.to_json(), indent=None, sync=False)
 
 
 @contextlib.contextmanager
@@ -233,9 +225,7 @@ class _LayerStream:
         self.diff_id = diff_id
         self.raw = layout.store.open(desc.digest, desc.size)
         try:
-            self.tee = open_layer_stream(
-                cast(BinaryIO, self.raw), codec, algorithm, ApplyOptions(rootless=True)
-            )
+            self.tee = open_layer_stream(cast(BinaryIO, self.raw), codec, algorithm)
         except BaseException:
             self.raw.close()
             raise
@@ -930,7 +920,6 @@ def extract_layer(
     except BaseException:
         # Undo: nothing of a failed extraction stays (never through a symlink).
         # Imported here: bundle is heavy, and only a failure needs it.
-        from oci_tools.bundle import empty_dir, remove_tree
 
         if made:
             remove_tree(dest)

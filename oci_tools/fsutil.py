@@ -1,0 +1,114 @@
+"""Filesystem primitives every writer shares.
+
+* :func:`atomic_writer` / :func:`atomic_write` / :func:`write_json` — the one
+  way a file is replaced: a temp file in the same directory, written,
+  fsynced, renamed over the target, the directory fsynced.  A crash at any
+  point leaves either the old file or the new one, never a torn one.
+* :func:`remove_tree` / :func:`empty_dir` — deleting trees that a layer may
+  have made hostile to ``shutil.rmtree`` (mode-000 directories).
+* :func:`private_path` — the layout's private area (``.oci-tools/``): its
+  sub-directories are named here and nowhere else.
+
+Imports nothing from oci_tools: every package may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from typing import IO, Any
+
+#: The layout's private directory (temp files, caches, gc roots, build work).
+PRIVATE_DIR = ".oci-tools"
+#: Sub-directories of :data:`PRIVATE_DIR`.
+TMP = "tmp"
+CACHE = "cache"
+ROOTS = "roots"
+BUILD = "build"
+LOCK = "lock"
+
+
+def private_path(layout_root: str, *parts: str) -> str:
+    """``layout_root/.oci-tools/<parts...>`` (nothing is created)."""
+    return os.path.join(layout_root, PRIVATE_DIR, *parts)
+
+
+def sync_dir(path: str) -> None:
+    """fsync a directory so a rename in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(
+    path: str, *, mode: int = 0o644, sync: bool = True, buffering: int = -1
+) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces ``path`` when the block ends cleanly.
+
+    The temp file lives beside ``path`` (same filesystem, so the rename is
+    atomic) and is removed if the block raises.  ``sync=False`` is for caches,
+    whose loss costs only a recomputation.
+    """
+    import tempfile  # only writers need it (start-up of read-only commands)
+
+    parent = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=buffering) as f:
+            yield f
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if sync:
+        sync_dir(parent)
+
+
+def atomic_write(path: str, data: bytes, *, mode: int = 0o644, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` (see :func:`atomic_writer`)."""
+    with atomic_writer(path, mode=mode, sync=sync) as f:
+        f.write(data)
+
+
+def write_json(path: str, doc: Any, *, indent: int | None = 2, sync: bool = True) -> None:
+    """Replace ``path`` with ``doc`` as JSON (indented and newline-terminated
+    by default; ``indent=None`` writes it compact)."""
+    if indent is None:
+        text = json.dumps(doc, separators=(",", ":"))
+    else:
+        text = json.dumps(doc, indent=indent) + "\n"
+    atomic_write(path, text.encode(), sync=sync)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a tree, including mode-000 directories it holds (opened up
+    first, never through a symlink)."""
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o700)
+    shutil.rmtree(path)
+
+
+def empty_dir(path: str) -> None:
+    """Delete everything inside directory ``path`` (as :func:`remove_tree`),
+    keeping ``path`` itself."""
+    for name in os.listdir(path):
+        p = os.path.join(path, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            remove_tree(p)
+        else:
+            os.unlink(p)
