@@ -29,6 +29,8 @@ LEVELS = {
     "check": 5,
     "views": 5,
     "inspect": 5,
+    "snapshots": 5,
+    "containers": 6,
     "build": 6,
     "cli": 7,
     "__main__": 8,

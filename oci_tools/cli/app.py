@@ -168,6 +168,10 @@ def cmd_gc(a: argparse.Namespace, c: Console) -> int:
     freed = lay.gc()
     for dg, _size in freed:
         c.print(f"deleted {dg}")
+    from oci_tools.snapshots import LayerStore
+
+    for rec in LayerStore(lay).gc():  # extracted layer dirs no image needs any more
+        c.print(f"deleted layer {rec.chain_id}")
     total = sum(s for _, s in freed)
     c.note(f"Total reclaimed space: {render.human_size(total, 4)} ({len(freed)} blobs)")
     return 0
