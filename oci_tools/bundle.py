@@ -103,6 +103,7 @@ class UnpackResult:
     image: Image
     layers: int
     skipped: tuple[str, ...]
+    overlay: bool = False  # rootfs is an overlay mount of the layer store
 
 
 def unpack(
@@ -114,8 +115,20 @@ def unpack(
     rootless: bool | None = None,
     force: bool = False,
     options: ApplyOptions | None = None,
+    overlay: bool = False,
 ) -> UnpackResult:
-    """Unpack image ``ref`` into runtime bundle ``bundle``."""
+    """Unpack image ``ref`` into runtime bundle ``bundle``.
+
+    ``overlay``: mount the image's stored layers instead of copying them
+    (``oci_tools.snapshots.overlay``); falls back to a copy (``overlay`` False
+    in the result) without root, overlayfs or layers."""
+    if overlay and not rootless:
+        from oci_tools.snapshots import overlay_supported
+        from oci_tools.snapshots.overlay import unpack_overlay
+
+        if overlay_supported() and Image.load(layout, ref, platform).layers:
+            img = unpack_overlay(layout, ref, bundle, platform=platform, force=force)
+            return UnpackResult(bundle, img, len(img.layers), (), overlay=True)
     img = Image.load(layout, ref, platform)
     img.check_consistent()
     if rootless is None:
@@ -219,6 +232,13 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFoundError(f"{bundle} has no rootfs directory")
+    from oci_tools.snapshots.overlay import overlay_info
+
+    ov = overlay_info(bundle)
+    from_upper = opts.from_upper
+    if ov is not None and from_upper is None:
+        # An overlay bundle's changes are exactly its upper dir.
+        from_upper = os.path.join(bundle, str(ov.get("upper", "upper")))
     base_layout = layout if os.path.abspath(layout.path) == rec.layout else _open(rec.layout)
     if not base_layout.store.has(rec.manifest.digest):
         raise NotFoundError(
@@ -236,10 +256,10 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
         layer: Descriptor | None = None
         w = layout.store.writer()
         try:
-            if opts.from_upper:
+            if from_upper:
                 from oci_tools.diff import write_upper
 
-                info = write_upper(opts.from_upper, w, codec, sde)
+                info = write_upper(from_upper, w, codec, sde)
             else:
                 snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
                 info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
@@ -273,7 +293,7 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
             doc["rootfs"]["diff_ids"] = [*doc["rootfs"].get("diff_ids", []), str(info.diff_id)]
             layers.append(layer)
         desc = write_image(layout, doc, layers, ref=ref)
-    if opts.refresh:
+    if opts.refresh and ov is None:
         refresh(bundle, layout, desc, ref)
     return CommitResult(desc, layer, layer is None)
 
@@ -329,6 +349,10 @@ def changes_of(bundle: str) -> list[Any]:
     from oci_tools.diff import changes
 
     BaseRecord.load(bundle)
+    from oci_tools.snapshots.overlay import bundle_changes, overlay_info
+
+    if overlay_info(bundle) is not None:
+        return list(bundle_changes(bundle))
     snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
     return list(changes(os.path.join(bundle, "rootfs"), snap))
 

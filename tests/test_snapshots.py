@@ -178,3 +178,57 @@ def test_a_crashed_extraction_leaves_no_layer(tmp_path: Path) -> None:
     with pytest.raises(DigestMismatchError):
         store.ensure(Image.load(lay, "latest"))
     assert os.listdir(store.root) == []
+
+
+def test_unpack_overlay_commit_and_diff(tmp_path: Path) -> None:
+    lay = write_image_of(tmp_path / "lay", [base_layer(), top_layer()])
+    b = tmp_path / "b"
+    r = cli("unpack", "--overlay", f"{lay.path}:latest", str(b))
+    assert r.code == 0, r.err
+    assert "copied" not in r.err
+    rootfs = b / "rootfs"
+    try:
+        assert is_mounted(str(rootfs))
+        assert (b / "config.json").exists()
+        assert sorted(os.listdir(rootfs / "opt")) == ["new"]
+        (rootfs / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:1:1::/:/bin/sh\n")
+        (rootfs / "etc/added").write_text("hi")
+        os.unlink(rootfs / "link")
+        r = cli("diff", str(b))
+        assert r.code == 0, r.err
+        assert r.out.splitlines() == ["C /etc", "A /etc/added", "C /etc/passwd", "D /link"]
+        r = cli("commit", str(b), f"{lay.path}:next")
+        assert r.code == 0, r.err
+        # The committed image unpacks (copy mode) to the same tree.
+        c = tmp_path / "c"
+        assert cli("unpack", f"{lay.path}:next", str(c)).code == 0
+        assert (c / "rootfs/etc/added").read_text() == "hi"
+        assert not (c / "rootfs/link").exists() and not (c / "rootfs/link").is_symlink()
+        assert "web:" in (c / "rootfs/etc/passwd").read_text()
+        # Its lower layers are the stored ones: a second overlay unpack extracts one more.
+        store = LayerStore(lay)
+        before = len(store.records())
+        d = tmp_path / "d"
+        assert cli("unpack", "--overlay", f"{lay.path}:next", str(d)).code == 0
+        try:
+            assert len(store.records()) == before + 1
+            assert (d / "rootfs/etc/added").read_text() == "hi"
+        finally:
+            unmount(str(d / "rootfs"))
+    finally:
+        unmount(str(rootfs))
+
+
+def test_overlay_unpack_refuses_clobber_and_force_remounts(tmp_path: Path) -> None:
+    lay = write_image_of(tmp_path / "lay", [base_layer()])
+    b = tmp_path / "b"
+    assert cli("unpack", "--overlay", f"{lay.path}:latest", str(b)).code == 0
+    try:
+        assert cli("unpack", "--overlay", f"{lay.path}:latest", str(b)).code == 1
+        r = cli("unpack", "--overlay", "--force", f"{lay.path}:latest", str(b))
+        assert r.code == 0, r.err
+        assert is_mounted(str(b / "rootfs"))
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        assert len([ln for ln in mounts if str(b) in ln]) == 1
+    finally:
+        unmount(str(b / "rootfs"))

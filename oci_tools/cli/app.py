@@ -226,8 +226,16 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
 
     lay, ref, plat = image_arg(a.image, a.platform)
     res = unpack(
-        lay, ref, a.bundle, platform=plat, rootless=True if a.rootless else None, force=a.force
+        lay,
+        ref,
+        a.bundle,
+        platform=plat,
+        rootless=True if a.rootless else None,
+        force=a.force,
+        overlay=a.overlay,
     )
+    if a.overlay and not res.overlay:
+        c.note("note: overlay not available (needs root and overlayfs): copied the layers")
     for s in res.skipped:
         c.note(f"warning: not created (rootless): {s}")
     c.print(str(res.image.id))
@@ -524,6 +532,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="record owners and devices instead of applying them (default when not root)",
     )
     sp.add_argument("--force", action="store_true", help="replace a non-empty BUNDLE")
+    sp.add_argument(
+        "--overlay",
+        action="store_true",
+        help="mount the image's stored layers (overlayfs) instead of copying them; "
+        "'umount BUNDLE/rootfs' before deleting the bundle",
+    )
     _platform(sp)
 
     sp = add(
