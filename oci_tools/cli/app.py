@@ -568,9 +568,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("bundle", metavar="BUNDLE")
     sp.add_argument("--format", choices=["table", "json"], default="table")
 
-    sp = add(
-        "status", cmd_status, "bundles with their base image and rw (virtual) size", aliases=["ps"]
-    )
+    sp = add("status", cmd_status, "bundles with their base image and rw (virtual) size")
     sp.add_argument("bundles", nargs="+", metavar="BUNDLE")
     sp.add_argument("--format", choices=["table", "json"], default="table")
     sp.add_argument("--no-trunc", action="store_true")
@@ -652,6 +650,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     cli_layers.register(add)
     cli_build.register(add)
+    from oci_tools.cli.commands import containers as cli_containers
+
+    cli_containers.register(add)
 
     if command is not None and not found:
         return build_parser()
