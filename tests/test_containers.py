@@ -1,0 +1,206 @@
+"""Containers on runc + overlay, and the seed's story end to end.
+
+Root, runc, overlayfs and busybox-static are needed.  Every test gets its
+own state directory (``OCI_TOOLS_STATE``), hence its own ``runc --root``.
+The CLI runs as a subprocess where a container's output reaches our fds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import cli, need_root, need_tool
+
+from oci_tools.snapshots import overlay_supported
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    need_root()
+    need_tool("runc")
+    if not overlay_supported():
+        pytest.skip("the kernel has no overlayfs")
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    state = tmp_path / "state"
+    monkeypatch.setenv("OCI_TOOLS_STATE", str(state))
+    yield
+    # Nothing may outlive a test: remove every container, check no mount is left.
+    r = cli("ps", "-a", "-q", "--no-trunc")
+    for cid in r.out.split():
+        cli("container", "rm", "-f", cid)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(tmp_path) not in mounts
+
+
+def ok(*argv: str) -> str:
+    r = cli(*argv)
+    assert r.code == 0, f"{argv}: {r.err}"
+    return r.out
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess (a container's own output reaches its stdout)."""
+    p = subprocess.run(
+        [sys.executable, "-m", "oci_tools", *argv], capture_output=True, text=True, check=False
+    )
+    if check:
+        assert p.returncode == 0, f"{argv}: {p.stderr}"
+    return p
+
+
+APPLETS = ["sh", "echo", "cat", "ls", "httpd", "sleep", "id", "pwd", "mkdir", "wget"]
+
+
+@pytest.fixture
+def lay(tmp_path: Path) -> Path:
+    """A layout with ``base``: busybox, passwd, a web root with index.html."""
+    lay = tmp_path / "lay"
+    ok("new", f"{lay}:empty")
+    b = tmp_path / "b0"
+    ok("unpack", f"{lay}:empty", str(b))
+    r = b / "rootfs"
+    for d in ("bin", "etc", "tmp"):
+        (r / d).mkdir()
+    os.chmod(r / "tmp", 0o1777)
+    shutil.copy2("/bin/busybox", r / "bin/busybox")
+    for a in APPLETS:
+        (r / "bin" / a).symlink_to("busybox")
+    (r / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nweb:x:33:33::/:/bin/sh\n")
+    (r / "etc/group").write_text("root:x:0:\nweb:x:33:\n")
+    ok("commit", str(b), f"{lay}:base", "--created-by", "/bin/sh -c #(nop) ADD file:bb in / ")
+    shutil.rmtree(b)
+    return lay
+
+
+def test_run_foreground_returns_the_exit_code_and_output(lay: Path) -> None:
+    p = sh("run", "--rm", "-e", "A=42", "-w", "/tmp", "-u", "web", f"{lay}:base", "sh", "-c",
+           'echo "$A $(pwd) $(id -u)"; exit 3', check=False)  # fmt: skip
+    assert p.returncode == 3
+    assert p.stdout.strip() == "42 /tmp 33"
+    assert ok("ps", "-a", "-q") == ""  # --rm removed it
+
+
+def test_detached_lifecycle(lay: Path, tmp_path: Path) -> None:
+    cid = ok("run", "-d", "--name", "sleeper", f"{lay}:base", "sh", "-c", "echo started; sleep 60")
+    cid = cid.strip()
+    assert len(cid) == 64
+    rows = [json.loads(x) for x in ok("ps", "--format", "json").splitlines()]
+    assert [(r["ID"], r["Names"], r["State"]) for r in rows] == [(cid[:12], "sleeper", "running")]
+    assert rows[0]["Status"].startswith("Up ")
+    # Names are unique; any unique id prefix names the container.
+    assert cli("run", "-d", "--name", "sleeper", f"{lay}:base", "true").code == 1
+    assert ok("exec", cid[:5], "sh", "-c", "echo hi > /tmp/x") == ""
+    assert ok("container", "diff", "sleeper").splitlines() == ["C /tmp", "A /tmp/x"]
+    assert "started" in ok("logs", "sleeper")
+    assert cli("container", "rm", "sleeper").code == 1  # running: needs -f
+    ok("kill", "-s", "KILL", "sleeper")
+    for _ in range(100):
+        if "Exited (137)" in ok("ps", "-a"):
+            break
+        time.sleep(0.05)
+    assert "Exited (137)" in ok("ps", "-a")
+    assert ok("ps", "-q") == ""
+    # start again: the writable layer survived.
+    ok("start", "sleeper")
+    assert ok("ps", "-q").strip() == cid[:12]
+    ok("container", "rm", "-f", "sleeper")  # rm -f of a running container
+    assert ok("ps", "-a", "-q") == ""
+    assert not (lay / ".oci-tools/containers" / cid).exists()
+
+
+def test_publish_is_refused_with_a_hint(lay: Path) -> None:
+    r = cli("run", "-p", "80:80", f"{lay}:base")
+    assert r.code == 2 and "--network host" in r.err
+
+
+def test_a_container_keeps_its_image_alive(lay: Path) -> None:
+    ok("run", "-d", "--name", "c", f"{lay}:base", "sleep", "60")
+    ok("rm", f"{lay}:base")
+    ok("gc", str(lay))
+    ok("stop", "-t", "0", "c")
+    ok("start", "c")  # its layers are still there
+    ok("container", "rm", "-f", "c")
+    out = ok("gc", str(lay))
+    assert "deleted layer" in out
+
+
+def test_a_crashed_monitor_is_reconciled(lay: Path) -> None:
+    cid = ok("run", "-d", "--name", "c", f"{lay}:base", "sleep", "60").strip()
+    state = Path(os.environ["OCI_TOOLS_STATE"])
+    pid = int((state / "containers" / cid / "monitor.pid").read_text())
+    os.kill(pid, 9)  # the monitor dies; runc keeps the container running
+    time.sleep(0.1)
+    assert "Up " in ok("ps")
+    ok("stop", "-t", "0", "c")
+    assert "Exited (" in ok("ps", "-a")
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert cid not in mounts
+
+
+def history(image: str) -> list[dict[str, str]]:
+    return [json.loads(x) for x in ok("history", "--format", "json", image).splitlines()]
+
+
+def _fetch(url: str) -> str:
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_the_seed_story(lay: Path, tmp_path: Path) -> None:
+    """expressweb: build, extend, share layers, run, ps -s, fetch, exec, stop, commit, rm."""
+    ctx = tmp_path / "app"
+    ctx.mkdir()
+    (ctx / "index.html").write_text("<h1>expressweb</h1>\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM base\nWORKDIR /app\nCOPY index.html /app/\nRUN echo ok > /app/health\n"
+        'CMD ["httpd", "-f", "-p", "18081", "-h", "/app"]\n'
+    )
+    ok("build", "-t", f"{lay}:expressweb", str(ctx))
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "Dockerfile").write_text(
+        'FROM expressweb\nCMD ["httpd", "-f", "-p", "18082", "-h", "/app"]\n'
+    )
+    ok("build", "-t", f"{lay}:extending-expressweb", str(ext))
+    h1 = history(f"{lay}:expressweb")
+    h2 = history(f"{lay}:extending-expressweb")
+    assert len(h2) == len(h1) + 1  # only the CMD row is new (an empty layer)
+    images = ok("images", str(lay))
+    assert "extending-expressweb" in images
+    name = "extending-expressweb-container"
+    cid = ok(
+        "run", "-d", "--name", name, "--network", "host", f"{lay}:extending-expressweb"
+    ).strip()
+    rows = [json.loads(x) for x in ok("ps", "-s", "--format", "json").splitlines()]
+    assert rows[0]["Names"] == name
+    assert rows[0]["Size"].startswith("0B (virtual ")
+    assert _fetch("http://127.0.0.1:18082/index.html") == "<h1>expressweb</h1>\n"
+    ok("exec", name, "sh", "-c", "echo 'written inside' > /app/note.txt")
+    rows = [json.loads(x) for x in ok("ps", "-s", "--format", "json").splitlines()]
+    assert rows[0]["Size"].startswith("15B (virtual ")
+    ok("stop", "-t", "1", name)
+    out = ok("container", "commit", name, f"{lay}:committed", "-m", "seed")
+    assert out.startswith("sha256:")
+    hist = history(f"{lay}:committed")
+    assert hist[0]["CreatedBy"] == "httpd -f -p 18082 -h /app"
+    ok("container", "rm", name)
+    assert ok("ps", "-a", "-q") == ""
+    b = tmp_path / "check"
+    ok("unpack", f"{lay}:committed", str(b))
+    assert (b / "rootfs/app/note.txt").read_text() == "written inside\n"
+    assert cid not in Path("/proc/self/mountinfo").read_text()
