@@ -204,3 +204,32 @@ def test_the_seed_story(lay: Path, tmp_path: Path) -> None:
     ok("unpack", f"{lay}:committed", str(b))
     assert (b / "rootfs/app/note.txt").read_text() == "written inside\n"
     assert cid not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_logs_follow_and_detached_rm(lay: Path) -> None:
+    ok("run", "-d", "--rm", "--name", "talker", f"{lay}:base", "sh", "-c",
+       "echo one; sleep 0.5; echo two")  # fmt: skip
+    p = sh("logs", "-f", "talker")
+    assert p.stdout.splitlines() == ["one", "two"]
+    for _ in range(100):  # --rm: the monitor removes it after it exited
+        if ok("ps", "-a", "-q") == "":
+            break
+        time.sleep(0.05)
+    assert ok("ps", "-a", "-q") == ""
+
+
+def test_volumes_env_and_network_none(lay: Path, tmp_path: Path) -> None:
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "in.txt").write_text("from host\n")
+    p = sh("run", "--rm", "-v", f"{host}:/mnt/shared", "-v", f"{host}:/ro:ro",
+           "--hostname", "box", f"{lay}:base", "sh", "-c",
+           "cat /mnt/shared/in.txt; echo out > /mnt/shared/out.txt; hostname; "
+           "ls /sys/class/net; echo x > /ro/y || echo readonly")  # fmt: skip
+    lines = p.stdout.splitlines()
+    assert lines[0] == "from host"
+    assert lines[1] == "box"
+    assert lines[2:4] == ["lo", "readonly"]  # --network none: only loopback
+    assert (host / "out.txt").read_text() == "out\n"
+    r = cli("run", "-v", "relative:/x", f"{lay}:base", "true")
+    assert r.code == 2

@@ -466,9 +466,16 @@ class Runtime:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_file)
         run = self._runc_cmd("run", "--bundle", c.dir, "--pid-file", pid_file, c.id)
-        script = '"$@"; code=$?; echo $code > "$EXIT.tmp" && mv "$EXIT.tmp" "$EXIT"; exit $code'
+        script = '"$@"; code=$?; echo $code > "$EXIT.tmp" && mv "$EXIT.tmp" "$EXIT"'
+        envv = {**os.environ, "EXIT": c.exit_file, "OCI_TOOLS_STATE": self.root}
+        if detach and c.auto_remove:
+            # --rm -d: the monitor removes the container once it exited.
+            import sys
+
+            script += '; "$PY" -m oci_tools container rm -f "$CID" >/dev/null 2>&1'
+            envv.update(PY=sys.executable, CID=c.id)
+        script += "; exit $code"
         cmd = ["sh", "-c", script, "oci-tools-monitor", *run]
-        envv = {**os.environ, "EXIT": c.exit_file}
         if detach:
             with open(c.log, "ab") as logf, open(os.devnull, "rb") as null:
                 p = subprocess.Popen(
@@ -535,8 +542,13 @@ class Runtime:
         """SIGTERM (or the image's stop signal), then SIGKILL after ``timeout`` s."""
         if self.state(c).status not in ("running", "paused"):
             return
+        sig = "TERM"
+        with contextlib.suppress(OSError, ValueError, KeyError, OCIToolsError):
+            with open(os.path.join(c.dir, "config.json"), "rb") as f:
+                ann = json.loads(f.read(1 << 20)).get("annotations") or {}
+            sig = signal_name(ann.get("org.opencontainers.image.stopSignal") or "TERM")
         with contextlib.suppress(OCIToolsError):
-            self.kill(c, "TERM")
+            self.kill(c, sig)
         if not self.wait(c, timeout):
             with contextlib.suppress(OCIToolsError):
                 self.kill(c, "KILL")
