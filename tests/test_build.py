@@ -14,7 +14,7 @@ import pytest
 from helpers import Result, cli, need_root, need_tool
 from verify import assert_valid_layout
 
-from oci_tools.build import BuildError, DockerIgnore, _Lexer, parse_dockerfile
+from oci_tools.build import BuildError, DockerIgnore, Lexer, parse_dockerfile
 
 SDE = "1700000000"
 APPLETS = ("sh", "mkdir", "cat", "echo", "ls", "id", "pwd", "env", "touch", "rm", "false")
@@ -168,7 +168,7 @@ def test_parse_errors_name_the_line(text: str, line: int, what: str) -> None:
 
 
 def test_word_substitution_and_quotes() -> None:
-    lx = _Lexer("\\")
+    lx = Lexer("\\")
     env = {"A": "one", "E": "", "S": "x y"}
     assert lx.word("$A-${A}-${B:-dflt}-${E:-empty}-${A:+set}-${B:+no}", env) == (
         "one-one-dflt-empty-set-"
