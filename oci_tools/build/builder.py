@@ -57,11 +57,10 @@ from oci_tools.build.context import (
 from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from oci_tools.build.errors import BuildError, RunFailedError
 from oci_tools.build.executor import (
-    DOCKER_CAPS,
     RUNTIMES,
-    Mountpoints,
-    run_chroot,
-    run_runc,
+    host_resolver_mounts,
+    run_process,
+    run_spec,
     select_runtime,
 )
 from oci_tools.build.words import NAME_RE, Lexer
@@ -83,7 +82,7 @@ from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layer.writer import write_layer
 from oci_tools.layout import Layout, check_ref, host_platform, split_image_ref
 from oci_tools.spec.model import Descriptor, History, ImageConfig
-from oci_tools.spec.runtime import resolve_user, runtime_config
+from oci_tools.spec.runtime import resolve_user
 from oci_tools.store import put_stream
 
 #: The shell of RUN/CMD/ENTRYPOINT's shell form until a SHELL instruction.
@@ -182,7 +181,88 @@ def _chmod(text: str | None) -> int | None:
     return int(text, 8)
 
 
+class _WorkingBundle:
+    """The build's scratch directory (``.oci-tools/build/b-PID-*``, removed
+    when the build ends) and the one bundle in it that file steps change:
+    unpacked once, at the first file step not found in the cache, then kept
+    in step with the state being built."""
+
+    def __init__(self, layout: _BuildLayout, *, rootless: bool) -> None:
+        self.lay = layout
+        self.rootless = rootless
+        self.tmp: str | None = None
+        #: The layers and the manifest the bundle's files and record match.
+        self.bundle_layers: tuple[Digest, ...] | None = None
+        self.bundle_base: Digest | None = None
+
+    def workdir(self) -> str:
+        """The build's scratch directory (made at first use)."""
+        if self.tmp is None:
+            parent = private_path(self.lay.path, BUILD)
+            os.makedirs(parent, exist_ok=True)
+            _clean_stale(parent)
+            self.tmp = tempfile.mkdtemp(prefix=f"b-{os.getpid()}-", dir=parent)
+        return self.tmp
+
+    def prepare(self, img: Image) -> str:
+        """The bundle, holding the filesystem of state ``img`` and based on
+        it (unpacked or re-based as needed)."""
+        path = os.path.join(self.workdir(), "bundle")
+        if self.bundle_layers != img.config.diff_ids:
+            self.lay.pinned = img.descriptor
+            unpack(self.lay, _PRIVATE_REF, path, rootless=self.rootless, force=True)
+            self.bundle_layers = img.config.diff_ids
+        elif self.bundle_base != img.descriptor.digest:
+            # Same files, newer config (metadata steps ran since): re-point the
+            # base record, keeping the snapshot (no walk of the rootfs needed).
+            rec = BaseRecord.load(path)
+            new = BaseRecord(rec.layout, img.descriptor, rec.ref, rec.rootless)
+            write_json(os.path.join(path, RECORD), new.to_dict())
+        self.bundle_base = img.descriptor.digest
+        return path
+
+    def apply_entries(
+        self, rootfs: str, entries: Iterator[tuple[TarEntry, BinaryIO | None]]
+    ) -> None:
+        """Apply ``entries`` to the rootfs as a layer would be: every name
+        resolves inside the rootfs, whatever symlinks it holds."""
+        with tempfile.SpooledTemporaryFile(max_size=32 << 20, dir=self.workdir()) as spool:
+            write_layer(entries, cast(Writable, spool), "none")
+            spool.seek(0)
+            apply_layer(
+                cast(BinaryIO, spool),
+                rootfs,
+                codec="none",
+                diff_id=None,
+                options=ApplyOptions(rootless=self.rootless),
+            )
+
+    def mkdir(self, rootfs: str, path: str) -> None:
+        """Create directory ``path`` (and missing parents) in the rootfs."""
+        found = resolve_in(rootfs, path)
+        if found is not None:
+            if not os.path.isdir(found):
+                raise OCIToolsError(f"{path} exists in the image and is not a directory")
+            return
+        entry = TarEntry(entry_name(path), EntryType.DIR, 0o755, 0, 0, 0, time.time_ns())
+        self.apply_entries(rootfs, iter([(entry, None)]))
+
+    def committed(self, img: Image) -> None:
+        """The bundle's changes were committed (and refreshed) as ``img``."""
+        self.bundle_layers = img.config.diff_ids
+        self.bundle_base = img.descriptor.digest
+
+    def remove(self) -> None:
+        """Delete the scratch directory (the bundle with it), if made."""
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                remove_tree(self.tmp)
+
+
 class _Builder:
+    """One build: the state being built, the variables in scope, and a
+    ``do_*`` method per instruction (dispatched through :data:`_STEPS`)."""
+
     def __init__(
         self,
         layout: _BuildLayout,
@@ -210,9 +290,7 @@ class _Builder:
         self.shell: list[str] = list(DEFAULT_SHELL)
         self.cmd_set = False
         self.cached = 0
-        self.tmp: str | None = None
-        self.bundle_layers: tuple[Digest, ...] | None = None
-        self.bundle_base: Digest | None = None
+        self.work = _WorkingBundle(layout, rootless=self.rootless)
 
     # -- driving ----------------------------------------------------------------
 
@@ -488,7 +566,7 @@ class _Builder:
         return img.descriptor
 
     def from_archive(self, path: str) -> Descriptor:
-        tmp = Layout.init(os.path.join(self.workdir(), "from-archive"))
+        tmp = Layout.init(os.path.join(self.work.workdir(), "from-archive"))
         try:
             import_archive(path, tmp, "base")
             return self.copy_from(tmp, "base")
@@ -496,33 +574,7 @@ class _Builder:
             with contextlib.suppress(OSError):
                 remove_tree(tmp.path)
 
-    # -- the working bundle -----------------------------------------------------------
-
-    def workdir(self) -> str:
-        if self.tmp is None:
-            parent = private_path(self.lay.path, BUILD)
-            os.makedirs(parent, exist_ok=True)
-            _clean_stale(parent)
-            self.tmp = tempfile.mkdtemp(prefix=f"b-{os.getpid()}-", dir=parent)
-        return self.tmp
-
-    def bundle(self) -> str:
-        """The working bundle, holding the current state's filesystem and
-        based on the current state (unpacked or re-based as needed)."""
-        path = os.path.join(self.workdir(), "bundle")
-        img = self.img
-        if self.bundle_layers != img.config.diff_ids:
-            self.lay.pinned = img.descriptor
-            unpack(self.lay, _PRIVATE_REF, path, rootless=self.rootless, force=True)
-            self.bundle_layers = img.config.diff_ids
-        elif self.bundle_base != img.descriptor.digest:
-            # Same files, newer config (metadata steps ran since): re-point the
-            # base record, keeping the snapshot (no walk of the rootfs needed).
-            rec = BaseRecord.load(path)
-            new = BaseRecord(rec.layout, img.descriptor, rec.ref, rec.rootless)
-            write_json(os.path.join(path, RECORD), new.to_dict())
-        self.bundle_base = img.descriptor.digest
-        return path
+    # -- file steps -------------------------------------------------------------------
 
     def file_step(
         self,
@@ -534,7 +586,7 @@ class _Builder:
         """Run ``change(bundle)``, commit what it changed as one layer (an
         ``empty_layer`` row when nothing changed), then apply ``edit`` to the
         config of the result."""
-        bundle = self.bundle()
+        bundle = self.work.prepare(self.img)
         change(bundle)
         opts = CommitOptions(compress=self.opts.compress, created_by=created_by, allow_empty=True)
         with self.lay.lock():
@@ -547,34 +599,7 @@ class _Builder:
             self.cache.put(key, desc)
         refresh(bundle, self.lay, desc, None)
         self.advance(desc)
-        self.bundle_layers = self.img.config.diff_ids
-        self.bundle_base = desc.digest
-
-    def apply_entries(
-        self, rootfs: str, entries: Iterator[tuple[TarEntry, BinaryIO | None]]
-    ) -> None:
-        """Apply ``entries`` to the rootfs as a layer would be: every name
-        resolves inside the rootfs, whatever symlinks it holds."""
-        with tempfile.SpooledTemporaryFile(max_size=32 << 20, dir=self.workdir()) as spool:
-            write_layer(entries, cast(Writable, spool), "none")
-            spool.seek(0)
-            apply_layer(
-                cast(BinaryIO, spool),
-                rootfs,
-                codec="none",
-                diff_id=None,
-                options=ApplyOptions(rootless=self.rootless),
-            )
-
-    def mkdir(self, rootfs: str, path: str) -> None:
-        """Create directory ``path`` (and missing parents) in the rootfs."""
-        found = resolve_in(rootfs, path)
-        if found is not None:
-            if not os.path.isdir(found):
-                raise OCIToolsError(f"{path} exists in the image and is not a directory")
-            return
-        entry = TarEntry(entry_name(path), EntryType.DIR, 0o755, 0, 0, 0, time.time_ns())
-        self.apply_entries(rootfs, iter([(entry, None)]))
+        self.work.committed(self.img)
 
     # -- WORKDIR, RUN -------------------------------------------------------------------
 
@@ -591,7 +616,7 @@ class _Builder:
         self.file_step(
             key,
             created_by,
-            lambda b: self.mkdir(os.path.join(b, "rootfs"), new),
+            lambda b: self.work.mkdir(os.path.join(b, "rootfs"), new),
             self.edit(ConfigEdit(workdir=new)),
         )
 
@@ -618,44 +643,18 @@ class _Builder:
         conf = doc.setdefault("config", {})
         conf["Env"] = [*build_env, *(conf.get("Env") or [])]
         host_net = self.opts.network == "host"
-        spec = runtime_config(
-            ImageConfig.from_dict(doc),
-            lambda p: read_file_in_root(rootfs, p),
-            rootless=self.rootless,
-            args=argv,
-            network_host=host_net,
+        spec = run_spec(
+            ImageConfig.from_dict(doc), rootfs, argv, rootless=self.rootless, network_host=host_net
         )
-        proc = spec["process"]
-        self.mkdir(rootfs, proc["cwd"])  # as runc would, but visible to the diff
-        proc["capabilities"] = {
-            k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")
-        }
-        proc["noNewPrivileges"] = False
-        etc = os.path.join(rootfs, "etc")
-        if host_net and os.path.isdir(etc) and not os.path.islink(etc):
-            # Name resolution as on the host (Docker bind-mounts these too);
-            # only over a plain file or nothing, never through a symlink.
-            for f in ("/etc/resolv.conf", "/etc/hosts"):
-                inside = os.path.join(etc, os.path.basename(f))
-                plain = os.path.isfile(inside) and not os.path.islink(inside)
-                if os.path.isfile(f) and (plain or not os.path.lexists(inside)):
-                    spec["mounts"].append(
-                        {"destination": f, "type": "bind", "source": f, "options": ["rbind", "ro"]}
-                    )
+        # As runc would, but visible to the diff.
+        self.work.mkdir(rootfs, spec["process"]["cwd"])
+        if host_net:
+            spec["mounts"].extend(host_resolver_mounts(rootfs))
         write_json(os.path.join(bundle, "config.json"), spec)
         cid = secrets.token_hex(6)
         self.log(f" ---> Running in {cid}")
-        if runtime == "chroot":
-            status, tail = run_chroot(rootfs, proc, self.output)
-        else:
-            points = Mountpoints(rootfs, [m["destination"] for m in spec["mounts"]])
-            state = os.path.join(self.workdir(), "runc")
-            try:
-                status, tail = run_runc(
-                    runtime, bundle, state, "oci-tools-build-" + cid, self.output
-                )
-            finally:
-                points.cleanup()
+        state = os.path.join(self.work.workdir(), "runc")
+        status, tail = run_process(runtime, bundle, spec, state, cid, self.output)
         if status != 0:
             raise RunFailedError(self.df.name, ins.line, " ".join(argv), status, tail)
         self.log(f"Removing intermediate container {cid}")
@@ -722,7 +721,7 @@ class _Builder:
         def change(bundle: str) -> None:
             rootfs = os.path.join(bundle, "rootfs")
             uid, gid = self.owner(rootfs, chown)
-            self.apply_entries(
+            self.work.apply_entries(
                 rootfs, copy_entries(rootfs, sources, dest_abs, as_dir or many, uid, gid)
             )
 
@@ -827,9 +826,7 @@ def build(
         for t in opts.tags:
             lay.set_ref(t, img.descriptor)
     finally:
-        if builder.tmp is not None:
-            with contextlib.suppress(OSError):
-                remove_tree(builder.tmp)
+        builder.work.remove()
     say(f"Successfully built {_short(img.descriptor)}")
     for t in opts.tags:
         say(f"Successfully tagged {layout_path}:{t}")

@@ -12,7 +12,10 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from oci_tools.apply import read_file_in_root
 from oci_tools.errors import OCIToolsError
+from oci_tools.spec.model import ImageConfig
+from oci_tools.spec.runtime import runtime_config
 
 #: How RUN may execute (``BuildOptions.runtime``).
 RUNTIMES = ("auto", "runc", "chroot", "none")
@@ -171,12 +174,79 @@ def select_runtime(choice: str) -> str:
     return "chroot"
 
 
+def run_spec(
+    config: ImageConfig,
+    rootfs: str,
+    args: Sequence[str],
+    *,
+    rootless: bool,
+    network_host: bool,
+) -> dict[str, Any]:
+    """The runtime spec (``config.json``) that runs ``args`` in ``rootfs`` with
+    ``config``'s Env, WorkingDir and User (looked up in the rootfs's passwd and
+    group files) and Docker's default capabilities."""
+    spec = runtime_config(
+        config,
+        lambda p: read_file_in_root(rootfs, p),
+        rootless=rootless,
+        args=list(args),
+        network_host=network_host,
+    )
+    proc = spec["process"]
+    proc["capabilities"] = {k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")}
+    proc["noNewPrivileges"] = False
+    return spec
+
+
+def host_resolver_mounts(rootfs: str) -> list[dict[str, Any]]:
+    """Read-only bind mounts of the host's ``/etc/resolv.conf`` and
+    ``/etc/hosts`` for a RUN step on the host network: name resolution as on
+    the host (Docker bind-mounts these too); only over a plain file or
+    nothing, never through a symlink."""
+    mounts: list[dict[str, Any]] = []
+    etc = os.path.join(rootfs, "etc")
+    if not os.path.isdir(etc) or os.path.islink(etc):
+        return mounts
+    for f in ("/etc/resolv.conf", "/etc/hosts"):
+        inside = os.path.join(etc, os.path.basename(f))
+        plain = os.path.isfile(inside) and not os.path.islink(inside)
+        if os.path.isfile(f) and (plain or not os.path.lexists(inside)):
+            mounts.append(
+                {"destination": f, "type": "bind", "source": f, "options": ["rbind", "ro"]}
+            )
+    return mounts
+
+
+def run_process(
+    runtime: str,
+    bundle: str,
+    spec: Mapping[str, Any],
+    state: str,
+    cid: str,
+    output: Callable[[bytes], None] | None,
+) -> tuple[int, bytes]:
+    """Run the bundle's process (its ``config.json`` is ``spec``, already
+    written) with ``runtime`` (a runc binary or ``"chroot"``); returns the exit
+    status and the tail of the output.  ``state`` is runc's state directory."""
+    rootfs = os.path.join(bundle, "rootfs")
+    if runtime == "chroot":
+        return run_chroot(rootfs, spec["process"], output)
+    points = Mountpoints(rootfs, [m["destination"] for m in spec["mounts"]])
+    try:
+        return run_runc(runtime, bundle, state, "oci-tools-build-" + cid, output)
+    finally:
+        points.cleanup()
+
+
 __all__ = [
     "DOCKER_CAPS",
     "OUTPUT_TAIL",
     "RUNTIMES",
     "Mountpoints",
+    "host_resolver_mounts",
     "run_chroot",
+    "run_process",
     "run_runc",
+    "run_spec",
     "select_runtime",
 ]
