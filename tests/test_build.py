@@ -2,7 +2,7 @@
 
 The parts have their own modules: test_build_dockerfile, test_build_words,
 test_build_dockerignore, test_build_context, test_build_cache, test_build_executor,
-test_build_builder."""
+test_build_builder, test_build_package."""
 
 from __future__ import annotations
 
