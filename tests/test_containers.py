@@ -233,3 +233,18 @@ def test_volumes_env_and_network_none(lay: Path, tmp_path: Path) -> None:
     assert (host / "out.txt").read_text() == "out\n"
     r = cli("run", "-v", "relative:/x", f"{lay}:base", "true")
     assert r.code == 2
+
+
+def test_df_shows_containers_and_stored_layers(lay: Path) -> None:
+    ok("run", "-d", "--name", "c", f"{lay}:base", "sh", "-c", "echo 12345 > /f; sleep 60")
+    for _ in range(100):
+        if "6B" in ok("ps", "-s"):
+            break
+        time.sleep(0.05)
+    lines = ok("df", "--format", "json", str(lay)).splitlines()
+    rows = {r["Type"]: r for r in map(json.loads, lines) if "Type" in r}
+    assert rows["Containers"]["TotalCount"] == "1" and rows["Containers"]["Active"] == "1"
+    assert rows["Containers"]["Size"] == "6B"
+    assert rows["Stored layers"]["TotalCount"] == "1"
+    out = ok("df", "-v", str(lay))
+    assert "Containers space usage:" in out and "Stored layers (" in out

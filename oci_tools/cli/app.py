@@ -388,8 +388,12 @@ def cmd_images(a: argparse.Namespace, c: Console) -> int:
 def cmd_df(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.views import df_listings, disk_usage
 
-    du = disk_usage(open_layout(a.layout), verbose=a.verbose)
+    lay = open_layout(a.layout)
+    du = disk_usage(lay, verbose=a.verbose)
     sections = df_listings(du, _now(), verbose=a.verbose)
+    from oci_tools.containers.usage import extend_df  # containers and stored layers rows
+
+    sections = extend_df(sections, lay, _now(), verbose=a.verbose)
     if a.format == "json":
         for _title, listing in sections:
             c.out.write(listing.json())
