@@ -452,12 +452,14 @@ class Runtime:
     def start(self, c: Container, *, detach: bool, out: IO[str] | None = None) -> int:
         """Start ``c``: detached, wait until it runs (returns 0); else attach
         its output and return its exit code."""
-        st = self.state(c)
-        if st.status in ("running", "paused"):
-            return 0
+        if c.started is not None:  # a restart: runc may still know it
+            if self.state(c).status in ("running", "paused"):
+                return 0
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                subprocess.run(
+                    self._runc_cmd("delete", "-f", c.id), capture_output=True, check=False
+                )
         self._mount(c)
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(self._runc_cmd("delete", "-f", c.id), capture_output=True, check=False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(c.exit_file)
         c.started, c.finished, c.exit_code = _now(), None, None

@@ -19,9 +19,8 @@ import contextlib
 import json
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oci_tools.diff import Change
 from oci_tools.fsutil import empty_dir, remove_tree, write_json
 from oci_tools.image import Image
 from oci_tools.layout import Layout
@@ -34,6 +33,9 @@ from oci_tools.snapshots import (
     unmount,
 )
 from oci_tools.spec.model import Platform
+
+if TYPE_CHECKING:
+    from oci_tools.diff import Change
 
 UPPER = "upper"
 WORK = "work"
@@ -177,6 +179,8 @@ def upper_changes(upper: str, lowers: list[str]) -> list[Change]:
     """``docker diff`` of an overlay: what the upper dir holds, as A/C/D
     (moby's overlay changes: a whiteout is D, anything present in a lower
     layer is C, the rest A), in path order."""
+    from oci_tools.diff import Change
+
     out: list[Change] = []
     stack = [""]
     while stack:
