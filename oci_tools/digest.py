@@ -178,6 +178,12 @@ class VerifyingReader:
             pass
 
     @property
+    def read_digest(self) -> Digest:
+        """Digest of the bytes read so far (after a content mismatch: what the
+        blob really hashes to)."""
+        return self._hasher.digest()
+
+    @property
     def verified(self) -> bool:
         """True once EOF was reached and everything matched."""
         return self._done
