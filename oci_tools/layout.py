@@ -421,11 +421,6 @@ class Layout:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
         atomic_write(os.path.join(d, name + ".json"), dump_json(rec))
 
-    def remove_root(self, key: str) -> None:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.roots_dir(), name + ".json"))
-
     def gc(self) -> list[tuple[Digest, int]]:
         """Delete every blob not reachable from index.json or an extra root.
 
