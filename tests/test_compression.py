@@ -4,6 +4,7 @@ where they happened and shut down cleanly."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import random
 import threading
@@ -16,9 +17,13 @@ from oci_tools.compression import (
     GZIP_BLOCK,
     PipeWriter,
     ReadAhead,
+    check_codec,
+    codec_for_media_type,
     compressor,
     decompressor,
 )
+from oci_tools.errors import UsageError
+from oci_tools.spec import mediatype as mt
 
 
 def _compress(codec: str, data: bytes, sizes: list[int], **kw: int) -> bytes:
@@ -174,3 +179,33 @@ def test_read_ahead_drain() -> None:
     ra.drain()
     assert ra.read(1) == b""
     ra.close()
+
+
+# -- codecs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
+def test_codecs_round_trip(codec: str) -> None:
+    data = mixed_data(1 << 20)
+    packed = _compress(codec, data, [70_000])
+    if codec != "none":
+        assert packed != data and len(packed) < len(data)
+    assert decompressor(codec, io.BytesIO(packed)).read() == data
+
+
+def test_gzip_output_is_deterministic_and_has_no_timestamp() -> None:
+    data = mixed_data(300_000)
+    a = _compress("gzip", data, [4096])
+    b = _compress("gzip", data, [4096])
+    assert a == b
+    assert a[:2] == b"\x1f\x8b" and a[4:8] == b"\0\0\0\0"  # magic; MTIME zero
+    assert gzip.decompress(a) == data
+
+
+def test_codec_names_and_media_types() -> None:
+    assert check_codec("gzip") == "gzip"
+    with pytest.raises(UsageError):
+        check_codec("brotli")
+    assert codec_for_media_type(mt.OCI_LAYER_ZSTD) == "zstd"
+    assert codec_for_media_type(mt.DOCKER_LAYER_GZIP) == "gzip"
+    assert codec_for_media_type(mt.OCI_LAYER_TAR) == "none"
