@@ -576,8 +576,7 @@ class Runtime:
             unmount(c.rootfs)
         if os.path.isdir(c.rw):
             remove_tree(c.rw)
-        with contextlib.suppress(OCIToolsError, OSError):
-            Layout(c.layout).remove_root("container-" + c.id)
+        # The gc root goes with its owner (container.json): the next gc drops it.
         if os.path.isdir(c.dir):
             remove_tree(c.dir)
 
