@@ -232,3 +232,19 @@ def test_overlay_unpack_refuses_clobber_and_force_remounts(tmp_path: Path) -> No
         assert len([ln for ln in mounts if str(b) in ln]) == 1
     finally:
         unmount(str(b / "rootfs"))
+
+
+def test_unpack_overlay_falls_back_to_a_copy_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import oci_tools.snapshots
+
+    monkeypatch.setattr(oci_tools.snapshots, "overlay_supported", lambda: False)
+    lay = write_image_of(tmp_path / "lay", [base_layer()])
+    b = tmp_path / "b"
+    r = cli("unpack", "--overlay", f"{lay.path}:latest", str(b))
+    assert r.code == 0, r.err
+    assert "overlay not available" in r.err
+    assert not is_mounted(str(b / "rootfs"))
+    assert (b / "rootfs/etc/passwd").is_file()
+    assert LayerStore(lay).records() == []
