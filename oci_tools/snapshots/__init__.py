@@ -34,8 +34,6 @@ frees layer dirs no image reachable from the layout's index or gc roots
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import hashlib
 import json
@@ -494,8 +492,21 @@ _libc: Any = None
 def _lib() -> Any:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        import ctypes
+
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:  # not glibc: ask (ctypes.util runs ldconfig or a compiler)
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     return _libc
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def overlay_supported() -> bool:
@@ -540,7 +551,7 @@ def mount_overlay(lowers: Sequence[str], upper: str, work: str, target: str) -> 
             os.chdir(cwd)
         rc = _lib().mount(b"overlay", os.fsencode(target), b"overlay", 0, data.encode())
         if rc != 0:
-            err = ctypes.get_errno()
+            err = _errno()
             raise OCIToolsError(f"mounting overlay on {target}: {os.strerror(err)}")
     finally:
         if old:
@@ -557,7 +568,7 @@ def unmount(target: str) -> bool:
         return False
     rc = _lib().umount2(os.fsencode(target), MNT_DETACH)
     if rc != 0:
-        err = ctypes.get_errno()
+        err = _errno()
         if err in (errno.EINVAL, errno.ENOENT):
             return False
         raise OCIToolsError(f"unmounting {target}: {os.strerror(err)}")
