@@ -169,7 +169,7 @@ def _docker_list(items: Sequence[str]) -> str:
 
 
 def _short(desc: Descriptor) -> str:
-    return desc.digest.encoded[:12]
+    return desc.digest.short
 
 
 def _chmod(text: str | None) -> int | None:
