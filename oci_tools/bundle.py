@@ -101,7 +101,7 @@ class UnpackResult:
 
 def unpack(
     layout: Layout,
-    ref: str,
+    ref: str | Image,
     bundle: str,
     *,
     platform: Platform | None = None,
@@ -109,8 +109,19 @@ def unpack(
     force: bool = False,
     options: ApplyOptions | None = None,
 ) -> UnpackResult:
-    """Unpack image ``ref`` into runtime bundle ``bundle``."""
-    img = Image.load(layout, ref, platform)
+    """Unpack image ``ref`` into runtime bundle ``bundle``.
+
+    ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
+    ``layout`` (``mutate.write``), so an untagged image can be unpacked too."""
+    if isinstance(ref, Image):
+        img = ref
+        if not layout.store.has(img.digest):
+            raise NotFoundError(
+                f"image {img.digest} is not in {layout.path}",
+                hint="write it into the layout first (mutate.write)",
+            )
+    else:
+        img = Image.load(layout, ref, platform)
     img.check_consistent()
     if rootless is None:
         rootless = os.geteuid() != 0
@@ -156,7 +167,8 @@ def unpack(
         spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p), rootless=rootless)
         write_json(os.path.join(bundle, "config.json"), spec)
         snap.dump(os.path.join(bundle, SNAPSHOT))
-        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, ref, rootless)
+        base_ref = ref if isinstance(ref, str) else None
+        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, base_ref, rootless)
         layout.add_root(
             _root_key(bundle), img.descriptor, owner=os.path.abspath(os.path.join(bundle, RECORD))
         )

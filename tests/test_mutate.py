@@ -12,7 +12,7 @@ from verify import assert_valid_layout
 
 from oci_tools.bundle import unpack
 from oci_tools.digest import Digest
-from oci_tools.errors import BlobNotFoundError, UsageError
+from oci_tools.errors import BlobNotFoundError, NotFoundError, UsageError
 from oci_tools.image import Image, Layer
 from oci_tools.layout import Layout
 from oci_tools.mutate import (
@@ -248,3 +248,20 @@ def test_edit_image_writes_and_tags_only_when_asked(lay: Layout, base: Image) ->
     tagged = edit_image(lay, base, ConfigEdit(user="app"), ref="u", created=T0)
     assert tagged == desc and lay.lookup("u").digest == desc.digest
     assert_valid_layout(lay.path)
+
+
+def test_an_untagged_image_can_be_unpacked_and_committed(
+    tmp_path: Path, lay: Layout, base: Image
+) -> None:
+    from oci_tools.bundle import commit
+
+    write(lay, base)
+    b = tmp_path / "b"
+    res = unpack(lay, base, str(b), rootless=True)
+    assert res.image.digest == base.digest and lay.refs() == []
+    (b / "rootfs" / "new").write_text("new\n")
+    out = commit(str(b), lay, None)
+    img = Image.from_descriptor(lay, out.descriptor)
+    assert img.layers[:-1] == base.layers and lay.refs() == []
+    with pytest.raises(NotFoundError, match="not in"):
+        unpack(Layout.init(str(tmp_path / "other")), base, str(tmp_path / "c"))
