@@ -226,7 +226,7 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
     )
     for s in res.skipped:
         c.note(f"warning: not created (rootless): {s}")
-    c.print(str(res.image.id))
+    c.print(str(res.image.digest))
     return 0
 
 
