@@ -194,10 +194,15 @@ def test_the_seed_story(lay: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in ok("ps", "-s", "--format", "json").splitlines()]
     assert rows[0]["Size"].startswith("15B (virtual ")
     ok("stop", "-t", "1", name)
-    out = ok("container", "commit", name, f"{lay}:committed", "-m", "seed")
+    out = ok("container", "commit", name, f"{lay}:committed", "-m", "seed",
+             "-c", 'CMD ["httpd", "-f", "-p", "18083", "-h", "/app"]')  # fmt: skip
     assert out.startswith("sha256:")
     hist = history(f"{lay}:committed")
     assert hist[0]["CreatedBy"] == "httpd -f -p 18082 -h /app"
+    assert hist[0]["Comment"] == "seed"
+    assert len(hist) == len(h2) + 1  # -c adds no history row of its own
+    cfg = json.loads(ok("inspect", "--config", f"{lay}:committed"))
+    assert cfg["config"]["Cmd"] == ["httpd", "-f", "-p", "18083", "-h", "/app"]
     ok("container", "rm", name)
     assert ok("ps", "-a", "-q") == ""
     b = tmp_path / "check"

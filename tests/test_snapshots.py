@@ -16,8 +16,9 @@ from builders import Layer, directory, file, hardlink, make_layer, opaque, symli
 from helpers import cli, need_root
 
 from oci_tools.digest import Digest
-from oci_tools.image import Image, empty_config, write_image
+from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.mutate import empty_config, write_image
 from oci_tools.snapshots import (
     LayerStore,
     chain_ids,

@@ -2,7 +2,7 @@
 
 The package, from the bottom up:
 
-* :mod:`~oci_tools.build.errors` — BuildError (``file:line: reason``), RunFailedError;
+* BuildError (``file:line: reason``) and RunFailedError live in :mod:`oci_tools.errors`;
 * :mod:`~oci_tools.build.words` — quotes, escapes and ``$VAR`` substitution;
 * :mod:`~oci_tools.build.dockerfile` — the Dockerfile parser;
 * :mod:`~oci_tools.build.dockerignore` — ``.dockerignore`` patterns;
@@ -20,8 +20,8 @@ from oci_tools.build.builder import BuildOptions, BuildResult, build, parse_buil
 from oci_tools.build.cache import CACHE_KEY_ANNOTATION, CACHE_ROOT
 from oci_tools.build.dockerfile import SUPPORTED, Dockerfile, Instruction, parse_dockerfile
 from oci_tools.build.dockerignore import DockerIgnore
-from oci_tools.build.errors import BuildError, RunFailedError
 from oci_tools.build.words import Lexer
+from oci_tools.errors import BuildError, RunFailedError
 
 __all__ = [
     "CACHE_KEY_ANNOTATION",

@@ -55,7 +55,6 @@ from oci_tools.build.context import (
     with_mode,
 )
 from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
-from oci_tools.build.errors import BuildError, RunFailedError
 from oci_tools.build.executor import (
     RUNTIMES,
     host_resolver_mounts,
@@ -67,7 +66,7 @@ from oci_tools.build.words import NAME_RE, Lexer
 from oci_tools.bundle import RECORD, BaseRecord, CommitOptions, commit, refresh, unpack
 from oci_tools.compression import CODECS, Writable
 from oci_tools.digest import Digest
-from oci_tools.errors import NotFoundError, OCIToolsError, UsageError
+from oci_tools.errors import BuildError, NotFoundError, OCIToolsError, RunFailedError, UsageError
 from oci_tools.fsutil import BUILD, private_path, remove_tree, write_json
 from oci_tools.image import (
     ConfigEdit,
@@ -170,7 +169,7 @@ def _docker_list(items: Sequence[str]) -> str:
 
 
 def _short(desc: Descriptor) -> str:
-    return desc.digest.encoded[:12]
+    return desc.digest.short
 
 
 def _chmod(text: str | None) -> int | None:

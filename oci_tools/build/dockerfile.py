@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from oci_tools.build.errors import BuildError
+from oci_tools.errors import BuildError
 
 
 @dataclass(frozen=True, slots=True)

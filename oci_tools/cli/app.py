@@ -238,7 +238,7 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
         c.note("note: overlay not available (needs root and overlayfs): copied the layers")
     for s in res.skipped:
         c.note(f"warning: not created (rootless): {s}")
-    c.print(str(res.image.id))
+    c.print(str(res.image.digest))
     return 0
 
 

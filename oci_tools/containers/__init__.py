@@ -742,18 +742,19 @@ def commit(
     )
     res = bundle_commit(c.dir, layout, ref, opts)
     if changes:
-        from oci_tools.image import apply_config_edit, write_image
+        # docker commit -c changes the config without a history row of its own.
+        from oci_tools.mutate import edit_config, write
 
-        img = Image.load(layout, ref)
-        doc = img.config.as_dict()
-        apply_config_edit(doc, _parse_changes(changes))
-        return write_image(layout, doc, list(img.layers), ref=ref)
+        img = edit_config(Image.from_descriptor(layout, res.descriptor), _parse_changes(changes))
+        desc = write(layout, img)
+        layout.set_ref(ref, desc)
+        return desc
     return res.descriptor
 
 
 def _parse_changes(changes: Sequence[str]) -> Any:
     """``-c`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)."""
-    from oci_tools.image import ConfigEdit
+    from oci_tools.mutate import ConfigEdit
 
     kw: dict[str, Any] = {}
     env: list[str] = []

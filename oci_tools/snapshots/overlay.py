@@ -32,7 +32,6 @@ from oci_tools.snapshots import (
     mount_overlay,
     unmount,
 )
-from oci_tools.spec.model import Platform
 
 if TYPE_CHECKING:
     from oci_tools.diff import Change
@@ -80,20 +79,20 @@ def mount_image(
 
 def unpack_overlay(
     layout: Layout,
-    ref: str,
+    img: Image,
+    ref: str | None,
     bundle: str,
     *,
-    platform: Platform | None = None,
     force: bool = False,
 ) -> Image:
-    """``unpack --overlay``: a bundle whose rootfs is an overlay mount of the
-    image's stored layers (the caller checked :func:`overlay_supported`)."""
+    """``unpack --overlay`` of ``img`` (in ``layout``, named ``ref``): a bundle
+    whose rootfs is an overlay mount of the image's stored layers (the caller
+    checked :func:`overlay_supported`)."""
     from oci_tools.apply import read_file_in_root
     from oci_tools.bundle import RECORD, BaseRecord, _root_key
     from oci_tools.errors import ClobberError
     from oci_tools.spec.runtime import runtime_config
 
-    img = Image.load(layout, ref, platform)
     img.check_consistent()
     created_dir = False
     if os.path.lexists(bundle):

@@ -173,7 +173,7 @@ def history_rows(image: Image, sizes: SizeCache) -> list[HistoryRow]:
     states: dict[str, str] = {}
     for _ref, other in tagged_images(image.layout):
         key = _state_key(other.config.history, other.config.diff_ids)
-        states.setdefault(key, str(other.id))
+        states.setdefault(key, str(other.digest))
     rows: list[HistoryRow] = []
     hist = image.config.history
     pairs = image.config.layer_history()
@@ -197,7 +197,7 @@ def history_rows(image: Image, sizes: SizeCache) -> list[HistoryRow]:
     if rows:
         top = rows[0]
         rows[0] = HistoryRow(
-            str(image.id), top.created, top.created_by, top.size, top.comment, top.empty_layer
+            str(image.digest), top.created, top.created_by, top.size, top.comment, top.empty_layer
         )
     sizes.save()
     return rows
@@ -235,7 +235,7 @@ def image_rows(
     users: dict[Digest, set[Digest]] = {}
     for _ref, img in imgs:
         for ld in img.layers:
-            users.setdefault(ld.digest, set()).add(img.id)
+            users.setdefault(ld.digest, set()).add(img.digest)
     rows = []
     for ref, img in imgs:
         total = shared = 0
@@ -246,7 +246,13 @@ def image_rows(
                 shared += n
         rows.append(
             ImageRow(
-                ref, str(img.id), img.config.created, total, shared, total - shared, len(img.layers)
+                ref,
+                str(img.digest),
+                img.config.created,
+                total,
+                shared,
+                total - shared,
+                len(img.layers),
             )
         )
     sizes.save()
@@ -288,13 +294,13 @@ def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
     extra = layout.extra_roots()
     reachable = _reachable(layout, index_roots, known)
     live = reachable | _reachable(layout, extra, known)
-    distinct = {img.id for _, img in imgs}
+    distinct = {img.digest for _, img in imgs}
     active = {d.digest for d in extra} & distinct
     layer_users: dict[Digest, set[Digest]] = {}
     layer_desc: dict[Digest, Descriptor] = {}
     for _, img in imgs:
         for ld in img.layers:
-            layer_users.setdefault(ld.digest, set()).add(img.id)
+            layer_users.setdefault(ld.digest, set()).add(img.digest)
             layer_desc[ld.digest] = ld
     uses = [
         LayerUse(str(d), blob_size.get(d, 0), sizes.size(layer_desc[d]) if verbose else 0, len(u))
