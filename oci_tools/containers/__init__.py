@@ -36,7 +36,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageError
@@ -105,7 +105,6 @@ class Container:
     finished: str | None = None
     exit_code: int | None = None
     dir: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # -- paths -----------------------------------------------------------
 

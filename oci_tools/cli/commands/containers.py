@@ -275,6 +275,8 @@ def register(add: Callable[..., Any]) -> None:
     """Add the container commands (see the module docstring)."""
     _define(add)
     sp = add("container", None, "manage containers: run, ps, stop, start, kill, rm, logs, exec…")
+    if not isinstance(sp, argparse.ArgumentParser):
+        return  # another command is being run: its parser only
     sub = sp.add_subparsers(dest="container_command", metavar="SUBCOMMAND", parser_class=type(sp))
     sub.required = True
 
@@ -283,8 +285,6 @@ def register(add: Callable[..., Any]) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    if not hasattr(sp, "add_subparsers") or type(sp).__name__ == "_Skipped":
-        return
     _define(sub_add)
     p = sub_add("rm", cmd_rm, "remove containers (-f: kill running ones first)")
     p.add_argument("-f", "--force", action="store_true")
