@@ -256,6 +256,8 @@ class Runtime:
 
     def _finish(self, c: Container) -> None:
         """Record the exit of a container runc no longer runs; release its mount."""
+        if not os.path.isdir(c.dir):
+            return  # removed meanwhile (``--rm``, another ``rm``): nothing to record
         if c.finished is None:
             code = None
             with contextlib.suppress(OSError, ValueError), open(c.exit_file) as f:
@@ -272,7 +274,8 @@ class Runtime:
                 ).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             except OSError:
                 c.finished = _now()
-            c.save()
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                c.save()
         with contextlib.suppress(OCIToolsError, OSError):
             unmount(c.rootfs)
 

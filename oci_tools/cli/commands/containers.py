@@ -183,15 +183,19 @@ def cmd_logs(a: argparse.Namespace, c: Console) -> int:
     except FileNotFoundError:
         return 0
     with f:
+        running = a.follow
         while True:
             data = f.read(1 << 16)
             if data:
                 c.out.write(data.decode("utf-8", "replace"))
                 continue
-            if not a.follow or rt.state(ct).status not in ("running", "paused"):
+            if not running:
                 break
-            c.out.flush()
-            time.sleep(0.2)
+            # Once it stopped, one more pass reads what it wrote last.
+            running = rt.state(ct).status in ("running", "paused")
+            if running:
+                c.out.flush()
+                time.sleep(0.2)
     return 0
 
 
