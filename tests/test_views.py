@@ -13,7 +13,8 @@ import pytest
 from helpers import cli
 from verify import assert_valid_layout
 
-import oci_tools.cli.app as cli_mod
+import oci_tools.cli._common as cli_common
+import oci_tools.views.sizes
 
 T0 = "2024-01-01T00:00:00Z"
 GOLDEN = Path(__file__).resolve().parent.parent / "testdata" / "golden"
@@ -28,7 +29,7 @@ def ok(*argv: str) -> str:
 @pytest.fixture
 def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
     now = dt.datetime(2024, 1, 1, 0, 1, 30, tzinfo=dt.UTC)  # 90 s after T0
-    monkeypatch.setattr(cli_mod, "_now", lambda: now)
+    monkeypatch.setattr(cli_common, "now", lambda: now)
 
 
 @pytest.fixture
@@ -161,12 +162,11 @@ def test_container_status_diff_commit(seed: Path, tmp_path: Path, frozen_now: No
 def test_views_read_only_json(seed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once sizes are known, views never decompress a layer."""
     ok("images", str(seed))
-    import oci_tools.views as views
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("a view decompressed a layer")
 
-    monkeypatch.setattr(views, "decompressor", boom)
+    monkeypatch.setattr(oci_tools.views.sizes, "decompressor", boom)
     ok("images", str(seed))
     ok("history", f"{seed}:app")
     ok("df", "-v", str(seed))

@@ -1,4 +1,5 @@
-"""init/new/tag/rm/ls/inspect/gc/validate through the CLI, and bad input."""
+"""The command line: layout commands (init/new/tag/rm/ls/inspect/gc/validate),
+help for every command, and bad input as one-line errors with exit 1 or 2."""
 
 from __future__ import annotations
 
