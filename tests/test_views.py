@@ -171,3 +171,26 @@ def test_views_read_only_json(seed: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ok("history", f"{seed}:app")
     ok("df", "-v", str(seed))
     assert os.path.isdir(seed)
+
+
+def test_views_return_data_rows(seed: Path, tmp_path: Path) -> None:
+    """The views give typed values (numbers in bytes, full ids), never text to print."""
+    from oci_tools import views
+    from oci_tools.image import Image
+    from oci_tools.layout import Layout
+
+    lay = Layout.open(str(seed))
+    hist = views.history_rows(Image.load(lay, "app"))
+    assert all(isinstance(r, views.HistoryRow) for r in hist)
+    assert hist[0].id.startswith("sha256:") and hist[-1].size == 6112256
+    imgs = {r.ref: r for r in views.image_rows(lay)}
+    assert isinstance(imgs["app"], views.ImageRow) and imgs["app"].layers == 3
+    assert imgs["app"].size == imgs["app"].shared + imgs["app"].unique
+    du = views.disk_usage(lay, verbose=True)
+    assert isinstance(du, views.DiskUsage) and du.layers == 3
+    assert all(isinstance(u, views.LayerUse) for u in du.layer_uses)
+    assert {r.ref for r in du.image_rows} == set(imgs)
+    ok("unpack", f"{seed}:app", str(tmp_path / "b"))
+    st = views.bundle_status(str(tmp_path / "b"))
+    assert isinstance(st, views.BundleStatus)
+    assert st.rw == 0 and st.virtual == imgs["app"].size and st.image_id.startswith("sha256:")

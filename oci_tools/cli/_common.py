@@ -9,13 +9,14 @@ it, so that building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
-import datetime
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from oci_tools.errors import UsageError
 
 if TYPE_CHECKING:
+    import datetime
+
     from oci_tools.cli.tables import Listing
     from oci_tools.layout import Layout
     from oci_tools.spec.model import Platform
@@ -60,6 +61,8 @@ class Parser(argparse.ArgumentParser):
 
 def now() -> datetime.datetime:
     """The clock the views' CREATED columns count from (tests replace it)."""
+    import datetime
+
     return datetime.datetime.now(datetime.UTC)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from oci_tools.cli import _common, tables
+from oci_tools.cli import _common
 from oci_tools.cli._common import (
     Add,
     Console,
@@ -60,6 +60,7 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
 def cmd_diff(a: argparse.Namespace, c: Console) -> int:
     """``diff``: what changed in a bundle since unpack."""
     from oci_tools.bundle import changes_of
+    from oci_tools.cli import tables
 
     c.out.write(tables.changes_text(changes_of(a.bundle), a.format))
     return 0
@@ -67,6 +68,7 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_status(a: argparse.Namespace, c: Console) -> int:
     """``status``: bundles with their base image and writable size."""
+    from oci_tools.cli import tables
     from oci_tools.views import bundle_status
 
     rows = [bundle_status(b) for b in a.bundles]

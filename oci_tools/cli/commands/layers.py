@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from oci_tools.cli import tables
 from oci_tools.cli._common import Add, Console, add_format, add_image, add_platform, image_arg
 
 if TYPE_CHECKING:
@@ -27,6 +26,7 @@ def _load(a: argparse.Namespace) -> Image:
 
 def cmd_layers(a: argparse.Namespace, c: Console) -> int:
     """``layers``: one row per layer, bottom first."""
+    from oci_tools.cli import tables
     from oci_tools.views.layers import analyze
 
     img = _load(a)
@@ -37,6 +37,7 @@ def cmd_layers(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
     """``layer show``: the entries of one layer with A/C/D markers."""
+    from oci_tools.cli import tables
     from oci_tools.views.layers import change_tree, layer_report, select_layer
 
     img = _load(a)
@@ -50,6 +51,7 @@ def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
     """``layer extract``: one layer's own files into a directory."""
+    from oci_tools.cli import tables
     from oci_tools.views.layers import extract_layer, select_layer
 
     safe = tables.safe_text
@@ -102,6 +104,7 @@ def _gates(a: argparse.Namespace, e: Efficiency) -> list[tuple[bool, str]]:
 def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
     """``efficiency``: wasted bytes and score; every gate given is checked and
     reported, and any failure makes the exit status 1."""
+    from oci_tools.cli import tables
     from oci_tools.views.layers import efficiency
 
     e = efficiency(_load(a))

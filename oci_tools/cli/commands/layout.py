@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from oci_tools.cli import tables
 from oci_tools.cli._common import (
     Add,
     Console,
@@ -64,6 +63,8 @@ def cmd_rm(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_ls(a: argparse.Namespace, c: Console) -> int:
     """``ls``: the refs of a layout."""
+    from oci_tools.cli import tables
+
     refs = open_layout(a.layout).refs()
     if a.quiet:
         for name, _ in refs:

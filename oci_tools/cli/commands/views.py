@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from oci_tools.cli import _common, tables
+from oci_tools.cli import _common
 from oci_tools.cli._common import (
     Add,
     Console,
@@ -22,6 +22,7 @@ from oci_tools.cli._common import (
 
 def cmd_history(a: argparse.Namespace, c: Console) -> int:
     """``history``: an image's build steps, newest first."""
+    from oci_tools.cli import tables
     from oci_tools.image import Image
     from oci_tools.views import history_rows
 
@@ -34,6 +35,7 @@ def cmd_history(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_images(a: argparse.Namespace, c: Console) -> int:
     """``images``: tagged images with total, shared and unique sizes."""
+    from oci_tools.cli import tables
     from oci_tools.views import image_rows
 
     rows = image_rows(open_layout(a.layout))
@@ -44,6 +46,7 @@ def cmd_images(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_df(a: argparse.Namespace, c: Console) -> int:
     """``df``: disk usage of a layout."""
+    from oci_tools.cli import tables
     from oci_tools.views import disk_usage
 
     du = disk_usage(open_layout(a.layout), verbose=a.verbose)
