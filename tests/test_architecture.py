@@ -33,6 +33,7 @@ LEVELS = {
     "snapshots": 5,
     "containers": 6,
     "build": 6,
+    "api": 7,
     "cli": 7,
     "__main__": 8,
 }

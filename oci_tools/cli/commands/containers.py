@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from oci_tools.cli.app import Console
+    from oci_tools.cli._common import Console
     from oci_tools.containers import Container, Runtime
 
 

@@ -1,0 +1,172 @@
+"""What every command module shares: the console, the raising parser, image
+and layout arguments, flag groups and the emit helper.
+
+Command modules import only this module and :mod:`oci_tools.cli.tables`
+from the CLI.  Everything heavy is imported inside the functions that need
+it, so that building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
+
+from oci_tools.errors import UsageError
+
+if TYPE_CHECKING:
+    import datetime
+
+    from oci_tools.cli.tables import Listing
+    from oci_tools.layout import Layout
+    from oci_tools.spec.model import Platform
+
+
+class Console:
+    """Where a command writes: data to ``out``, diagnostics to ``err``."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def print(self, text: str = "") -> None:
+        """One line of data on stdout."""
+        self.out.write(text + "\n")
+
+    def note(self, text: str) -> None:
+        """One line of diagnostics on stderr."""
+        self.err.write(text + "\n")
+
+
+#: A command handler: parsed arguments and the console in, exit code out.
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+class Add(Protocol):
+    """The callback a command module's ``register`` gets: adds one
+    subcommand and returns its parser (a stand-in when that command is not
+    the one being run, see ``oci_tools.cli.app.build_parser``)."""
+
+    def __call__(
+        self, name: str, handler: Handler | None, help_: str, aliases: Sequence[str] = ()
+    ) -> argparse.ArgumentParser: ...
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"see: {self.prog} --help")
+
+
+def now() -> datetime.datetime:
+    """The clock the views' CREATED columns count from (tests replace it)."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def open_layout(path: str) -> Layout:
+    """The layout at ``path`` (it must exist)."""
+    from oci_tools.layout import Layout
+
+    return Layout.open(path)
+
+
+def open_or_init_layout(path: str) -> Layout:
+    """The layout at ``path``, created when nothing is there yet."""
+    import os
+
+    from oci_tools.layout import Layout
+
+    return Layout.open(path) if os.path.exists(path) else Layout.init(path)
+
+
+def parse_platform(text: str | None) -> Platform | None:
+    """``--platform OS/ARCH[/VARIANT]`` as a Platform (None when not given)."""
+    if not text:
+        return None
+    from oci_tools.spec.model import Platform
+
+    return Platform.parse(text)
+
+
+def image_arg(text: str, platform: str | None = None) -> tuple[Layout, str, Platform | None]:
+    """Parse ``LAYOUT[:REF]`` and open the layout: (layout, ref, platform)."""
+    from oci_tools.layout import split_image_ref
+
+    path, ref = split_image_ref(text)
+    assert ref is not None  # split_image_ref defaults REF to "latest"
+    return open_layout(path), ref, parse_platform(platform)
+
+
+# --------------------------------------------------------------- flag groups
+
+
+def add_image(p: argparse.ArgumentParser, metavar: str = "LAYOUT:REF") -> None:
+    """The positional image argument."""
+    p.add_argument("image", metavar=metavar)
+
+
+def add_layout(p: argparse.ArgumentParser) -> None:
+    """The positional layout argument."""
+    p.add_argument("layout", metavar="LAYOUT")
+
+
+def add_platform(p: argparse.ArgumentParser) -> None:
+    """``--platform``: which image of a multi-platform index."""
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="pick this platform when the ref is a multi-platform index",
+    )
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    """``--format table|json``."""
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+
+def add_quiet(p: argparse.ArgumentParser, help_: str | None = None) -> None:
+    """``-q/--quiet``."""
+    p.add_argument("-q", "--quiet", action="store_true", help=help_)
+
+
+def add_no_trunc(p: argparse.ArgumentParser, help_: str | None = None) -> None:
+    """``--no-trunc``: full ids and text."""
+    p.add_argument("--no-trunc", action="store_true", help=help_)
+
+
+# ------------------------------------------------------------------- output
+
+
+def emit(c: Console, listing: Listing, fmt: str, *, quiet: bool = False) -> None:
+    """A listing as a table or JSON Lines; ``quiet``: only its IDs (docker -q)."""
+    if quiet:
+        for r in listing.rows:
+            c.print(r["ID"])
+        return
+    c.out.write(listing.json() if fmt == "json" else listing.table())
+
+
+__all__ = [
+    "Add",
+    "Console",
+    "Handler",
+    "Parser",
+    "add_format",
+    "add_image",
+    "add_layout",
+    "add_no_trunc",
+    "add_platform",
+    "add_quiet",
+    "emit",
+    "image_arg",
+    "now",
+    "open_layout",
+    "open_or_init_layout",
+    "parse_platform",
+]
