@@ -36,6 +36,7 @@ DOCKERFILE
     say oci-tools exec extending-expressweb-container sh -c 'echo hello from inside > /usr/src/app/hello.txt'
     say oci-tools ps -s
     say oci-tools container diff extending-expressweb-container
+    say oci-tools df -v "$L"
     say oci-tools stop -t 1 extending-expressweb-container
     say oci-tools ps -a
     say oci-tools container commit extending-expressweb-container "$L:expressweb-v2" -m "hello.txt"
