@@ -253,3 +253,16 @@ def test_df_shows_containers_and_stored_layers(lay: Path) -> None:
     assert rows["Stored layers"]["TotalCount"] == "1"
     out = ok("df", "-v", str(lay))
     assert "Containers space usage:" in out and "Stored layers (" in out
+
+
+def test_exec_returns_its_exit_code_and_sees_the_containers_env(lay: Path) -> None:
+    ok("run", "-d", "--name", "c", "-e", "MARK=here", f"{lay}:base", "sleep", "60")
+    p = sh("exec", "c", "sh", "-c", 'echo "$MARK"; exit 7', check=False)
+    assert p.returncode == 7
+    assert p.stdout == "here\n"
+    assert cli("exec", "nope", "true").code == 1  # no such container
+    ok("kill", "-s", "TERM", "c")  # sleep as pid 1 ignores TERM: still running
+    time.sleep(0.2)
+    assert "Up " in ok("ps")
+    ok("stop", "-t", "0.2", "c")
+    assert "Exited (137)" in ok("ps", "-a")
