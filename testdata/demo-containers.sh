@@ -35,13 +35,13 @@ DOCKERFILE
     say busybox wget -qO- "http://127.0.0.1:$PORT/"
     say oci-tools exec extending-expressweb-container sh -c 'echo hello from inside > /usr/src/app/hello.txt'
     say oci-tools ps -s
-    say oci-tools container diff extending-expressweb-container
+    say oci-tools diff extending-expressweb-container
     say oci-tools df -v "$L"
     say oci-tools stop -t 1 extending-expressweb-container
     say oci-tools ps -a
-    say oci-tools container commit extending-expressweb-container "$L:expressweb-v2" -m "hello.txt"
+    say oci-tools commit extending-expressweb-container "$L:expressweb-v2" -m "hello.txt"
     say oci-tools history "$L:expressweb-v2"
-    say oci-tools container rm extending-expressweb-container
+    say oci-tools rm extending-expressweb-container
     # Where are the layers found on the host?  One directory per chain id.
     say ls "$L/.oci-tools/layers"
 fi

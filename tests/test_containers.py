@@ -101,6 +101,7 @@ def test_detached_lifecycle(lay: Path, tmp_path: Path) -> None:
     assert cli("run", "-d", "--name", "sleeper", f"{lay}:base", "true").code == 1
     assert ok("exec", cid[:5], "sh", "-c", "echo hi > /tmp/x") == ""
     assert ok("container", "diff", "sleeper").splitlines() == ["C /tmp", "A /tmp/x"]
+    assert ok("diff", "sleeper") == ok("container", "diff", "sleeper")
     assert "started" in ok("logs", "sleeper")
     assert cli("container", "rm", "sleeper").code == 1  # running: needs -f
     ok("kill", "-s", "KILL", "sleeper")
@@ -113,7 +114,8 @@ def test_detached_lifecycle(lay: Path, tmp_path: Path) -> None:
     # start again: the writable layer survived.
     ok("start", "sleeper")
     assert ok("ps", "-q").strip() == cid[:12]
-    ok("container", "rm", "-f", "sleeper")  # rm -f of a running container
+    assert cli("rm", "sleeper").code == 1  # running: needs -f
+    ok("rm", "-f", "sleeper")  # rm -f of a running container
     assert ok("ps", "-a", "-q") == ""
     assert not (lay / ".oci-tools/containers" / cid).exists()
 
@@ -194,7 +196,7 @@ def test_the_seed_story(lay: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in ok("ps", "-s", "--format", "json").splitlines()]
     assert rows[0]["Size"].startswith("15B (virtual ")
     ok("stop", "-t", "1", name)
-    out = ok("container", "commit", name, f"{lay}:committed", "-m", "seed",
+    out = ok("commit", name, f"{lay}:committed", "-m", "seed",
              "-c", 'CMD ["httpd", "-f", "-p", "18083", "-h", "/app"]')  # fmt: skip
     assert out.startswith("sha256:")
     hist = history(f"{lay}:committed")
@@ -203,7 +205,7 @@ def test_the_seed_story(lay: Path, tmp_path: Path) -> None:
     assert len(hist) == len(h2) + 1  # -c adds no history row of its own
     cfg = json.loads(ok("inspect", "--config", f"{lay}:committed"))
     assert cfg["config"]["Cmd"] == ["httpd", "-f", "-p", "18083", "-h", "/app"]
-    ok("container", "rm", name)
+    assert cli("rm", name).code == 0  # docker's rm CONTAINER
     assert ok("ps", "-a", "-q") == ""
     b = tmp_path / "check"
     ok("unpack", f"{lay}:committed", str(b))

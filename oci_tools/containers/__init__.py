@@ -710,6 +710,18 @@ def _random_name(taken: set[str]) -> str:
     return "c_" + secrets.token_hex(4)
 
 
+def lookup(key: str) -> Container | None:
+    """The container named ``key`` (name, id or unique id prefix) in the
+    state directory, or None: lets ``commit``/``diff``/``rm`` take a
+    container where a path or ref names nothing."""
+    if not key or "/" in key or ":" in key or not os.path.isdir(state_dir()):
+        return None
+    try:
+        return Runtime().find(key)
+    except (NotFoundError, UsageError):
+        return None
+
+
 def signal_name(text: str) -> str:
     """Validate a signal given as a name (``TERM``, ``SIGTERM``) or number."""
     t = text.upper().removeprefix("SIG")
@@ -789,4 +801,4 @@ def _parse_changes(changes: Sequence[str]) -> Any:
     return ConfigEdit(env=tuple(env), labels=tuple(labels), expose=tuple(expose), **kw)
 
 
-__all__ = ["Container", "Runtime", "State", "commit", "signal_name", "state_dir"]
+__all__ = ["Container", "Runtime", "State", "commit", "lookup", "signal_name", "state_dir"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from oci_tools.cli import _common
 from oci_tools.cli._common import (
@@ -48,6 +49,19 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
     if a.compress not in (*CODECS, "auto"):
         raise UsageError(f"--compress {a.compress!r}: choose gzip, zstd, none or auto")
     lay, ref, _ = image_arg(a.image)
+    if not os.path.lexists(a.bundle):  # docker's `commit CONTAINER`
+        from oci_tools.containers import Runtime, lookup
+        from oci_tools.containers import commit as commit_container
+
+        ct = lookup(a.bundle)
+        if ct is not None:
+            d = commit_container(
+                Runtime(), ct, lay, ref, message=a.message, author=a.author, changes=a.change
+            )
+            c.print(str(d.digest))
+            return 0
+    if a.change:
+        raise UsageError("-c/--change applies to committing a container, not a bundle")
     opts = CommitOptions(
         compress=a.compress,
         created=a.created,
@@ -70,6 +84,13 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import changes_of
     from oci_tools.cli import tables
 
+    if not os.path.lexists(a.bundle):  # docker's `diff CONTAINER`
+        from oci_tools.containers import Runtime, lookup
+
+        ct = lookup(a.bundle)
+        if ct is not None:
+            c.out.write(tables.changes_text(Runtime().changes(ct), a.format))
+            return 0
     c.out.write(tables.changes_text(changes_of(a.bundle), a.format))
     return 0
 
@@ -168,6 +189,15 @@ def register(add: Add) -> None:
     )
     sp.add_argument(
         "--from-upper", metavar="DIR", help="take the changes from an overlayfs upper directory"
+    )
+    sp.add_argument(
+        "-c",
+        "--change",
+        action="append",
+        default=[],
+        metavar="INSTRUCTION",
+        help="committing a container (BUNDLE is its name or id): CMD, ENTRYPOINT, ENV, "
+        "WORKDIR, USER, EXPOSE or LABEL for the new config",
     )
 
     sp = add("diff", cmd_diff, "list what changed in a bundle since unpack (A/C/D lines)")

@@ -2,9 +2,9 @@
 
 Every command is under ``container`` (``oci-tools container run …``); the ones
 whose names no image command uses are also top level, as in docker: ``run``,
-``ps``, ``stop``, ``start``, ``kill``, ``logs``, ``exec``.  ``rm``, ``commit``
-and ``diff`` exist only as ``container rm|commit|diff`` (top level they act on
-refs and bundles).
+``ps``, ``stop``, ``start``, ``kill``, ``logs``, ``exec``.  Top level, ``rm``,
+``commit`` and ``diff`` act on refs and bundles, and on a container when their
+argument is no existing path (hooks in the layout and bundle command modules).
 """
 
 from __future__ import annotations
