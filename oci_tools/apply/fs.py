@@ -135,6 +135,9 @@ class RootDirs(ApplyState):
         try:
             while todo:
                 comp = todo.pop()
+                # SECURITY: O_NOFOLLOW|O_DIRECTORY: if a component was replaced
+                # by a symlink since it was resolved, the open fails (ELOOP or
+                # ENOTDIR) rather than following it out of the rootfs.
                 nfd = os.open(comp, O_DIR_PATH, dir_fd=pfd)
                 st = os.fstat(nfd)
                 if not stat.S_ISDIR(st.st_mode):
@@ -172,6 +175,8 @@ class RootDirs(ApplyState):
         """
         if not lex:
             return "", self.rootfd
+        # Only canonical results are cached; a hit is re-opened through dirfd,
+        # which refuses a path that stopped being a real directory.
         canon = self._lex.get(lex)
         if canon is not None:
             fd = self.try_dirfd(canon)
@@ -195,11 +200,15 @@ class RootDirs(ApplyState):
                     continue
                 cur = "/".join(parts)
                 if comp == "..":
-                    if parts:  # clamped at the rootfs
+                    # SECURITY: ``..`` is applied to the canonical path, never
+                    # opened, and stops at the rootfs (``/..`` is ``/``).
+                    if parts:
                         parts.pop()
                     continue
                 pfd = self.dirfd(cur)
                 child = join_path(cur, comp)
+                # SECURITY: O_PATH|O_NOFOLLOW opens a symlink as the link
+                # itself; it is resolved below, by us, inside the rootfs.
                 try:
                     nfd = os.open(comp, O_NODE_PATH, dir_fd=pfd)
                 except FileNotFoundError:
@@ -229,7 +238,9 @@ class RootDirs(ApplyState):
                         raise UnsafeLayerError(entry, "too many levels of symbolic links")
                     target = os.readlink(comp, dir_fd=pfd)
                     if target.startswith("/"):
-                        parts = []  # absolute links restart at the rootfs
+                        # SECURITY: an absolute target names a path in the
+                        # rootfs, not on the host: restart at the rootfs.
+                        parts = []
                     pending.extend(reversed(target.split("/")))
                     continue
                 if not create:
@@ -246,6 +257,9 @@ class RootDirs(ApplyState):
 def open_in_root(rootfd: int, path: str) -> int | None:
     """O_PATH fd of ``path`` resolved inside the root (every symlink, the last
     one included, resolved as if the root were ``/``); None when missing."""
+    # ``stack`` holds the fds of the directories walked through, the root at
+    # the bottom: ``..`` pops (never opens ``..``), an absolute link unwinds
+    # to the root, so no step can climb above it.
     stack = [rootfd]
     pending = list(reversed(path.split("/")))
     hops = 0
@@ -258,6 +272,8 @@ def open_in_root(rootfd: int, path: str) -> int | None:
                 if len(stack) > 1:  # clamped at the root
                     os.close(stack.pop())
                 continue
+            # SECURITY: O_NOFOLLOW: a symlink is opened as itself and resolved
+            # here, inside the root, never by the kernel.
             try:
                 fd = os.open(comp, O_NODE_PATH, dir_fd=stack[-1])
             except (FileNotFoundError, NotADirectoryError):
