@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, UsageError
@@ -233,36 +232,11 @@ class Image:
         )
 
 
-# ---------------------------------------------------------------------------
-# Names that moved to oci_tools.mutate (changing an image is mutate's job).
-# Only the ones oci_tools/cli/commands (bundle.py: ConfigEdit, edit_image;
-# layout.py: new_image) still import from here stay importable; drop this
-# once the CLI imports them from oci_tools.mutate.
-
-if TYPE_CHECKING:
-    from oci_tools.mutate import ConfigEdit, edit_image, new_image
-
-_MOVED_TO_MUTATE = frozenset({"ConfigEdit", "edit_image", "new_image"})
-
-
-def __getattr__(name: str) -> object:
-    # PEP 562: resolved on first use, so importing image never imports mutate
-    # (mutate imports image; a top-level import back would be a cycle).
-    if name in _MOVED_TO_MUTATE:
-        from oci_tools import mutate
-
-        return getattr(mutate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "UNCOMPRESSED_SIZE",
-    "ConfigEdit",
     "Image",
     "Layer",
     "created_now",
-    "edit_image",
     "format_time",
-    "new_image",
     "source_date_epoch",
 ]
