@@ -526,36 +526,42 @@ def _escape(path: str) -> str:
 
 def mount_overlay(lowers: Sequence[str], upper: str, work: str, target: str) -> None:
     """Mount an overlay at ``target``: ``lowers`` top first, ``upper``/``work``
-    writable.  Long option strings use paths relative to the lowers' common
-    parent (the mount runs with that as cwd), as containerd does."""
+    writable.
+
+    The options must fit one page.  When the lower paths are too long for
+    that, the mount names them through short symlinks (``0``, ``1``, ...) in
+    a temp dir beside ``upper``, with that dir as the working directory (moby
+    keeps ``l/<short>`` links for the same reason); overlayfs resolves the
+    paths when mounting, so the links are removed right after."""
     if not lowers:
         raise OCIToolsError("an overlay mount needs at least one lower layer")
-    data = (
-        f"lowerdir={':'.join(_escape(p) for p in lowers)},"
-        f"upperdir={_escape(upper)},workdir={_escape(work)}"
-    )
-    cwd = None
-    if len(data) >= os.sysconf("SC_PAGE_SIZE") - 512:
-        common = os.path.commonpath(list(lowers))
-        rel = [os.path.relpath(p, common) for p in lowers]
-        data = (
-            f"lowerdir={':'.join(_escape(p) for p in rel)},"
-            f"upperdir={_escape(upper)},workdir={_escape(work)}"
-        )
+    tail = f"upperdir={_escape(os.path.abspath(upper))},workdir={_escape(os.path.abspath(work))}"
+    data = f"lowerdir={':'.join(_escape(p) for p in lowers)},{tail}"
+    if len(data) < os.sysconf("SC_PAGE_SIZE") - 512:
+        _mount(data, target)
+        return
+    import tempfile
+
+    links = tempfile.mkdtemp(prefix=".lowers-", dir=os.path.dirname(os.path.abspath(upper)))
+    old = os.getcwd()
+    try:
+        for i, p in enumerate(lowers):
+            os.symlink(os.path.abspath(p), os.path.join(links, str(i)))
+        data = f"lowerdir={':'.join(str(i) for i in range(len(lowers)))},{tail}"
         if len(data) >= os.sysconf("SC_PAGE_SIZE"):
             raise OCIToolsError(f"too many layers for one overlay mount ({len(lowers)})")
-        cwd = common
-    old = os.getcwd() if cwd else None
-    try:
-        if cwd:
-            os.chdir(cwd)
-        rc = _lib().mount(b"overlay", os.fsencode(target), b"overlay", 0, data.encode())
-        if rc != 0:
-            err = _errno()
-            raise OCIToolsError(f"mounting overlay on {target}: {os.strerror(err)}")
+        os.chdir(links)  # the CLI is single-threaded here: no one else resolves paths
+        _mount(data, target)
     finally:
-        if old:
-            os.chdir(old)
+        os.chdir(old)
+        remove_tree(links)
+
+
+def _mount(data: str, target: str) -> None:
+    rc = _lib().mount(b"overlay", os.fsencode(target), b"overlay", 0, data.encode())
+    if rc != 0:
+        err = _errno()
+        raise OCIToolsError(f"mounting overlay on {target}: {os.strerror(err)}")
 
 
 MNT_DETACH = 2
