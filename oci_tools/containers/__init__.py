@@ -260,13 +260,15 @@ class Runtime:
             return  # removed meanwhile (``--rm``, another ``rm``): nothing to record
         if c.finished is None:
             code = None
-            with contextlib.suppress(OSError, ValueError), open(c.exit_file) as f:
-                code = int(f.read().strip() or "-1")
+            for _ in range(50):  # the monitor writes it as soon as runc returns
+                with contextlib.suppress(OSError, ValueError), open(c.exit_file) as f:
+                    code = int(f.read().strip() or "-1")
+                if code is not None or not self._monitor_alive(c):
+                    break
+                time.sleep(0.02)
             if code is None:
-                # The monitor is gone (killed, host rebooted): nothing to wait for.
-                code = 255 if not self._monitor_alive(c) else None
-                if code is None:
-                    return
+                # The monitor is gone (killed, host rebooted): the code is lost.
+                code = 255
             c.exit_code = code
             try:
                 c.finished = datetime.datetime.fromtimestamp(
