@@ -268,3 +268,17 @@ def test_exec_returns_its_exit_code_and_sees_the_containers_env(lay: Path) -> No
     assert "Up " in ok("ps")
     ok("stop", "-t", "0.2", "c")
     assert "Exited (137)" in ok("ps", "-a")
+
+
+def test_entrypoint_names_and_ps_layout_filter(lay: Path, tmp_path: Path) -> None:
+    p = sh("run", "--rm", "--entrypoint", "echo", f"{lay}:base", "a", "b")
+    assert p.stdout == "a b\n"
+    ok("run", "-d", f"{lay}:base", "sleep", "60")  # a generated name
+    other = tmp_path / "other"
+    shutil.copytree(lay, other, symlinks=True)
+    ok("run", "-d", "--name", "o", f"{other}:base", "sleep", "60")
+    rows = [json.loads(x) for x in ok("ps", "--format", "json").splitlines()]
+    assert len(rows) == 2 and all(r["Names"] for r in rows)
+    mine = ok("ps", "--format", "json", str(other)).splitlines()
+    assert [json.loads(x)["Names"] for x in mine] == ["o"]
+    assert cli("run", "--network", "bridge", f"{lay}:base", "true").code == 2
