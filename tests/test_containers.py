@@ -282,3 +282,24 @@ def test_entrypoint_names_and_ps_layout_filter(lay: Path, tmp_path: Path) -> Non
     mine = ok("ps", "--format", "json", str(other)).splitlines()
     assert [json.loads(x)["Names"] for x in mine] == ["o"]
     assert cli("run", "--network", "bridge", f"{lay}:base", "true").code == 2
+
+
+def test_a_crash_after_mounting_is_cleaned_by_the_next_command(lay: Path) -> None:
+    # oci-tools dies between mounting the rootfs and starting runc.
+    code = (
+        "import os\n"
+        "from oci_tools.containers import Runtime\n"
+        "from oci_tools.layout import Layout\n"
+        f"c = Runtime().create(Layout.open({str(lay)!r}), 'base', 'x', name='crashed', "
+        "cmd=['true'])\n"
+        "print(c.rootfs, flush=True)\n"
+        "os._exit(9)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert p.returncode == 9, p.stderr
+    rootfs = p.stdout.strip()
+    assert rootfs in Path("/proc/self/mountinfo").read_text()
+    assert "Created" in ok("ps", "-a")
+    ok("rm", "crashed")
+    assert rootfs not in Path("/proc/self/mountinfo").read_text()
+    assert not Path(rootfs).exists()
