@@ -11,6 +11,10 @@ from builders import directory, file, hardlink, make_layer, whiteout
 from helpers import cli
 from layer_views import EFFICIENCY, Built, ok, show_rows, three_layer_image, write_test_image
 
+from oci_tools.image import Image
+from oci_tools.layout import Layout
+from oci_tools.views.layers import Efficiency, WastedFile, efficiency
+
 
 @pytest.fixture
 def img(tmp_path: Path) -> Built:
@@ -138,3 +142,15 @@ def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path
     doc = json.loads(ok("efficiency", f"{tmp_path / 'self'}:latest", "--format", "json"))
     assert doc["WastedBytes"] == "0"
     assert show_rows(tmp_path / "self", 1) == [("C", "/a", "hardlink", 0)]
+
+
+def test_efficiency_api(img: Built) -> None:
+    eff = efficiency(Image.load(Layout.open(str(img.path)), "latest"))
+    assert (eff.layers, eff.total_bytes, eff.wasted_bytes, eff.user_bytes) == (3, 16170, 5520, 5650)
+    assert f"{eff.score:.4f}" == "0.6586" and f"{eff.user_wasted:.4f}" == "0.9770"
+    assert eff.files[:2] == [
+        WastedFile("/app/config", 1, 1500, (1,)),
+        WastedFile("/etc/motd", 1, 1000, (0,)),
+    ]
+    assert [f.path for f in eff.files] == [line.split()[3] for line in EFFICIENCY.splitlines()[6:]]
+    assert Efficiency(1, 0, 0, []).score == 1.0 and Efficiency(1, 0, 0, []).user_wasted == 0.0

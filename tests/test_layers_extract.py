@@ -15,6 +15,11 @@ from helpers import cli
 from layer_views import Built, three_layer_image, write_test_image
 from verify import assert_valid_layout
 
+from oci_tools.errors import ClobberError
+from oci_tools.image import Image
+from oci_tools.layout import Layout
+from oci_tools.views.layers import WHITEOUT, ExtractResult, IndexEntry, LinkCopy, extract_layer
+
 
 @pytest.fixture
 def img(tmp_path: Path) -> Built:
@@ -182,3 +187,19 @@ def test_failed_extract_leaves_nothing_behind(tmp_path: Path, existing: bool) ->
     assert r.code == 1
     assert r.err.count("\n") == 1 and "'nothere' missing" in r.err, r.err
     assert (os.listdir(dest) == []) if existing else not dest.exists()
+
+
+def test_extract_layer_api(tmp_path: Path) -> None:
+    _lower_links_image(tmp_path / "lay")
+    image = Image.load(Layout.open(str(tmp_path / "lay")), "latest")
+    res = extract_layer(image, 1, str(tmp_path / "x1"), rootless=True)
+    assert (res.index, res.entries, res.whiteouts) == (1, 8, [])
+    assert res.copies == [LinkCopy(f"bin/{n}", "usr/bin/tool", 0) for n in ("t2", "t3", "t4", "t5")]
+    assert (tmp_path / "x1/bin/t5").read_bytes() == b"T" * 300
+    with pytest.raises(ClobberError):
+        extract_layer(image, 1, str(tmp_path / "x1"))
+    img = three_layer_image(tmp_path / "three")
+    res = extract_layer(
+        Image.load(Layout.open(str(img.path)), "latest"), 2, str(tmp_path / "x2"), rootless=True
+    )
+    assert res == ExtractResult(2, 6, [IndexEntry("tmp", WHITEOUT)], [], [])

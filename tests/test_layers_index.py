@@ -15,8 +15,20 @@ from layer_views import EFFICIENCY, SHOW, TREE, Built, ok, three_layer_image, wr
 
 import oci_tools.layer.stream
 from oci_tools.digest import Digest
+from oci_tools.errors import UnsafeLayerError
+from oci_tools.image import Image
+from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layout import Layout
-from oci_tools.views.layers import LayerCache
+from oci_tools.views.layers import (
+    CACHE_VERSION,
+    OPAQUE,
+    WHITEOUT,
+    IndexEntry,
+    LayerCache,
+    LayerIndex,
+    layer_index,
+    read_index,
+)
 
 
 @pytest.fixture
@@ -121,3 +133,61 @@ def test_a_corrupt_blob_is_refused_and_not_cached(img: Built, tmp_path: Path) ->
     assert cache.get(Digest.parse(img.layers[0].digest)) is not None
     r = cli("layer", "extract", img.ref, "2", str(tmp_path / "x"))
     assert r.code == 1
+
+
+# ------------------------------------------------------------ the index API
+
+
+def test_index_entries_name_whiteouts_by_what_they_remove() -> None:
+    entries = [
+        TarEntry("etc/.wh.motd", EntryType.REG),
+        TarEntry("opt/.wh..wh..opq", EntryType.REG),
+        TarEntry(".wh..wh..opq", EntryType.REG),
+        TarEntry("usr/bin/tool", EntryType.REG, mode=0o755, uid=5, gid=6, size=300),
+        TarEntry("usr/bin/t2", EntryType.HARDLINK, linkname="usr/bin/tool"),
+    ]
+    assert [IndexEntry.from_tar(e) for e in entries] == [
+        IndexEntry("etc/motd", WHITEOUT, 0o644),
+        IndexEntry("opt", OPAQUE, 0o644),
+        IndexEntry("", OPAQUE, 0o644),
+        IndexEntry("usr/bin/tool", "reg", 0o755, 5, 6, 300),
+        IndexEntry("usr/bin/t2", "hardlink", linkname="usr/bin/tool"),
+    ]
+    with pytest.raises(UnsafeLayerError):
+        IndexEntry.from_tar(TarEntry("a/.wh..", EntryType.REG))
+
+
+def test_layer_index_round_trips_its_cached_form() -> None:
+    d = Digest.parse("sha256:" + "a" * 64)
+    index = LayerIndex(
+        d,
+        Digest.parse("sha256:" + "b" * 64),
+        2048,
+        (IndexEntry("a", "dir", 0o755), IndexEntry("a/b", WHITEOUT), IndexEntry("s", "symlink")),
+    )
+    doc = json.loads(json.dumps(index.to_json()))
+    assert doc["version"] == CACHE_VERSION
+    assert LayerIndex.from_json(doc) == index
+    for bad in (
+        {**doc, "version": CACHE_VERSION + 1},
+        {**doc, "uncompressed_size": -1},
+        {**doc, "entries": [["a", "no-such-kind", 0, 0, 0, 0, ""]]},
+        {**doc, "entries": [["a", "reg", 0, 0, 0, -5, ""]]},
+    ):
+        with pytest.raises(ValueError):
+            LayerIndex.from_json(bad)
+
+
+def test_layer_index_streams_once_then_reads_the_cache(
+    img: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = Image.load(Layout.open(str(img.path)), "latest")
+    calls = count_streams(monkeypatch)
+    first = [layer_index(image, i) for i in range(3)]
+    assert calls == ["gzip", "zstd", "none"]
+    assert [str(x.diff_id) for x in first] == [lyr.diff_id for lyr in img.layers]
+    assert [x.uncompressed_size for x in first] == [len(lyr.tar) for lyr in img.layers]
+    paths = [e.path for e in first[2].entries]
+    assert paths == ["app", "app/config", "tmp", "etc", "etc/hosts", "new.txt"]
+    assert [layer_index(image, i) for i in range(3)] == first and len(calls) == 3
+    assert read_index(image.layout, image.layers[1], None) == first[1] and len(calls) == 4

@@ -12,6 +12,10 @@ from builders import Member, directory, file, hardlink, make_layer, opaque, syml
 from layer_views import ok, show_rows, write_test_image
 from verify import assert_valid_layout
 
+from oci_tools.digest import Digest
+from oci_tools.views.layers import WHITEOUT, IndexEntry, LayerIndex
+from oci_tools.views.layers.replay import Node, Replay
+
 
 def test_replay_edge_cases(tmp_path: Path) -> None:
     lower = make_layer(
@@ -193,3 +197,49 @@ def test_show_of_a_symlink_loop_names_the_member_as_stored(tmp_path: Path) -> No
         ],
     )
     assert show_rows(tmp_path / "lay", 1) == [("A", "/loop/x", "file", 1), ("A", "/p/y", "file", 1)]
+
+
+# ----------------------------------------------------------- the replay API
+
+
+def _index(n: int, *entries: IndexEntry) -> LayerIndex:
+    d = Digest.parse(f"sha256:{n:064x}")
+    return LayerIndex(d, d, 0, entries)
+
+
+def test_replay_gives_rows_waste_and_link_sources() -> None:
+    replay = Replay()
+    rows0, wh0 = replay.layer(
+        0,
+        _index(
+            0,
+            IndexEntry("d", "dir", 0o755),
+            IndexEntry("d/f", "reg", size=10),
+            IndexEntry("d/g", "reg", size=3),
+            IndexEntry("h", "hardlink", linkname="d/f"),
+        ),
+    )
+    assert [(c.change, c.path, c.size, c.target) for c in rows0] == [
+        ("A", "/d", 0, ""),
+        ("A", "/d/f", 10, ""),
+        ("A", "/d/g", 3, ""),
+        ("A", "/h", 0, "/d/f"),
+    ]
+    assert wh0 == [] and replay.link_sources == {(0, 3): (0, 1)}
+    rows1, wh1 = replay.layer(
+        1,
+        _index(1, IndexEntry("d", WHITEOUT), IndexEntry("h", "reg", size=4)),
+    )
+    # d goes with its 13 bytes; f's bytes stay (h holds them) until h is replaced.
+    assert [(c.change, c.path, c.type, c.size) for c in rows1] == [
+        ("D", "/d", "dir", 13),
+        ("C", "/h", "reg", 4),
+    ]
+    assert wh1 == [IndexEntry("d", WHITEOUT)]
+    assert [(w.path, w.layer, w.size, w.by, w.how) for w in replay.waste] == [
+        ("d/g", 0, 3, 1, "deleted"),
+        ("h", 0, 10, 1, "overwritten"),
+    ]
+    assert replay.layer_bytes == [13, 4]
+    assert sorted(replay.tree.nodes) == ["", "h"]
+    assert replay.tree.nodes["h"] == Node("reg", 0o644, 0, 0, 4, 1, src=(1, 1))

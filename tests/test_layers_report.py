@@ -12,7 +12,19 @@ from helpers import cli
 from layer_views import LONG_STEP, SHOW, TREE, Built, ok, three_layer_image
 from verify import assert_valid_layout
 
+from oci_tools.errors import UsageError
+from oci_tools.image import Image
+from oci_tools.layout import Layout
 from oci_tools.render import human_size
+from oci_tools.views.layers import (
+    OPAQUE,
+    WHITEOUT,
+    Change,
+    analyze,
+    change_tree,
+    layer_report,
+    select_layer,
+)
 
 
 @pytest.fixture
@@ -173,3 +185,54 @@ def test_layer_show_tree_json(img: Built) -> None:
     )
     assert tree["Size"] == "1.64kB" and tree["Mode"] == ""
     assert tree["Children"][3]["Mode"] == "1777"
+
+
+# ----------------------------------------------------------- the report API
+
+
+def test_analyze_and_layer_report(img: Built) -> None:
+    image = Image.load(Layout.open(str(img.path)), "latest")
+    a = analyze(image)
+    assert [r.index for r in a.layers] == [0, 1, 2]
+    assert [r.created_by for r in a.layers] == [
+        "ADD rootfs.tar /",
+        LONG_STEP,
+        "COPY config /app/config",
+    ]
+    assert [(r.count("A"), r.count("C"), r.count("D")) for r in a.layers] == [
+        (10, 0, 0),
+        (11, 3, 3),
+        (1, 4, 1),
+    ]
+    assert a.layer_bytes == [10520, 4010, 1640] and a.total_bytes == 16170
+    one = layer_report(image, 1)
+    assert one.changes == a.layers[1].changes
+    assert one.descriptor == image.layers[1]
+    assert [(w.kind, w.path) for w in one.whiteouts] == [(WHITEOUT, "etc/motd"), (OPAQUE, "opt")]
+
+
+def test_select_layer(img: Built) -> None:
+    image = Image.load(Layout.open(str(img.path)), "latest")
+    d2 = img.layers[2].digest
+    for text, want in [("0", 0), ("-1", 2), (d2, 2), (d2[7:11], 2), ("sha256:" + d2[7:15], 2)]:
+        assert select_layer(image, text) == want, text
+    for bad in ("3", "-4", "xyz", "abc", "sha512:" + d2[7:15]):
+        with pytest.raises(UsageError):
+            select_layer(image, bad)
+
+
+def test_change_tree_totals() -> None:
+    changes = [
+        Change("A", "/a", "dir", 0o755, 0, 0, 0),
+        Change("A", "/a/b", "reg", 0o644, 0, 0, 5),
+        Change("C", "/a/c/d", "reg", 0o644, 0, 0, 7),
+        Change("D", "/e", "dir", 0o755, 0, 0, 100),
+    ]
+    root = change_tree(changes)
+    assert (root.name, root.path, root.change, root.size) == ("/", "/", None, 12)
+    a, e = root.children
+    assert (a.change, a.size, [k.name for k in a.children]) == (changes[0], 12, ["b", "c"])
+    c = a.children[1]
+    assert (c.path, c.change, c.size) == ("/a/c", None, 7)
+    assert (c.children[0].change, c.children[0].size) == (changes[2], 7)
+    assert (e.change, e.size, e.children) == (changes[3], 100, [])

@@ -33,7 +33,7 @@ from oci_tools.spec.model import Descriptor
 CACHE_VERSION = 1
 #: Index kinds beyond the tar types (EntryType values): a plain whiteout and an
 #: opaque marker, as an index records them.  These are the words of the index
-#: (and of ``layer extract``'s output), not member names: the ``.wh.`` names
+#: (and of ``layer extract``'s output), not member names: whiteout member names
 #: live only in oci_tools.layer.whiteout.
 WHITEOUT = "whiteout"
 OPAQUE = "opaque"
