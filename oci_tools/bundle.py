@@ -97,7 +97,6 @@ class UnpackResult:
     image: Image
     layers: int
     skipped: tuple[str, ...]
-    overlay: bool = False  # rootfs is an overlay mount of the layer store
 
 
 def unpack(
@@ -109,16 +108,12 @@ def unpack(
     rootless: bool | None = None,
     force: bool = False,
     options: ApplyOptions | None = None,
-    overlay: bool = False,
 ) -> UnpackResult:
     """Unpack image ``ref`` into runtime bundle ``bundle``.
 
     ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
     ``layout`` (``mutate.write``), so an untagged image can be unpacked too.
-
-    ``overlay``: mount the image's stored layers instead of copying them
-    (``oci_tools.snapshots.overlay``); falls back to a copy (``overlay`` False
-    in the result) without root, overlayfs or layers."""
+    (``oci_tools.snapshots.overlay.unpack_overlay`` mounts the image instead.)"""
     if isinstance(ref, Image):
         img = ref
         if not layout.store.has(img.digest):
@@ -128,14 +123,6 @@ def unpack(
             )
     else:
         img = Image.load(layout, ref, platform)
-    if overlay and not rootless and img.layers:
-        from oci_tools.snapshots import overlay_supported
-        from oci_tools.snapshots.overlay import unpack_overlay
-
-        if overlay_supported():
-            name = ref if isinstance(ref, str) else None
-            unpack_overlay(layout, img, name, bundle, force=force)
-            return UnpackResult(bundle, img, len(img.layers), (), overlay=True)
     img.check_consistent()
     if rootless is None:
         rootless = os.geteuid() != 0
@@ -249,13 +236,9 @@ def commit(
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFoundError(f"{bundle} has no rootfs directory")
-    from oci_tools.snapshots.overlay import overlay_info
-
-    ov = overlay_info(bundle)
-    from_upper = opts.from_upper
-    if ov is not None and from_upper is None:
-        # An overlay bundle's changes are exactly its upper dir.
-        from_upper = os.path.join(bundle, str(ov.get("upper", "upper")))
+    # An overlay bundle (``unpack --overlay``): its changes are its upper dir.
+    ov_upper = _overlay_upper(bundle)
+    from_upper = opts.from_upper or ov_upper
     base_layout = layout if os.path.abspath(layout.path) == rec.layout else _open(rec.layout)
     if not base_layout.store.has(rec.manifest.digest):
         raise NotFoundError(
@@ -310,7 +293,7 @@ def commit(
         desc = write(layout, img)
         if ref is not None:
             layout.set_ref(ref, desc)
-    if opts.refresh and ov is None:
+    if opts.refresh and ov_upper is None:
         refresh(bundle, layout, desc, ref)
     return CommitResult(desc, None if layer is None else layer.descriptor, layer is None)
 
@@ -346,15 +329,29 @@ def _choose_codec(name: str, base: Image) -> str:
     return "gzip"
 
 
+def _overlay_upper(bundle: str) -> str | None:
+    """The upper dir of an overlay bundle (its record's ``overlay`` object,
+    written by ``oci_tools.snapshots.overlay``), None for a copy bundle."""
+    try:
+        with open(os.path.join(bundle, RECORD), "rb") as f:
+            ov = json.loads(f.read(1 << 20)).get("overlay")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(ov, dict):
+        return None
+    return os.path.join(bundle, str(ov.get("upper", "upper")))
+
+
 def changes_of(bundle: str) -> list[Any]:
     """``docker diff`` of a bundle: what changed since unpack."""
     from oci_tools.diff import changes
 
     BaseRecord.load(bundle)
-    from oci_tools.snapshots.overlay import bundle_changes, overlay_info
-
-    if overlay_info(bundle) is not None:
-        return list(bundle_changes(bundle))
+    if _overlay_upper(bundle) is not None:
+        raise OCIToolsError(
+            f"{bundle} is an overlay bundle",
+            hint="its changes are listed by oci_tools.snapshots.overlay.bundle_changes",
+        )
     snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
     return list(changes(os.path.join(bundle, "rootfs"), snap))
 

@@ -24,17 +24,21 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import unpack
 
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.overlay and not a.rootless:
+        from oci_tools.image import Image
+        from oci_tools.snapshots import overlay_supported
+        from oci_tools.snapshots.overlay import unpack_overlay
+
+        img = Image.load(lay, ref, plat)
+        if overlay_supported() and img.layers:
+            unpack_overlay(lay, img, ref, a.bundle, force=a.force)
+            c.print(str(img.digest))
+            return 0
+    if a.overlay:
+        c.note("note: overlay not available (needs root, overlayfs, layers): copied the layers")
     res = unpack(
-        lay,
-        ref,
-        a.bundle,
-        platform=plat,
-        rootless=True if a.rootless else None,
-        force=a.force,
-        overlay=a.overlay,
+        lay, ref, a.bundle, platform=plat, rootless=True if a.rootless else None, force=a.force
     )
-    if a.overlay and not res.overlay:
-        c.note("note: overlay not available (needs root and overlayfs): copied the layers")
     for s in res.skipped:
         c.note(f"warning: not created (rootless): {s}")
     c.print(str(res.image.digest))
@@ -91,6 +95,11 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
         if ct is not None:
             c.out.write(tables.changes_text(Runtime().changes(ct), a.format))
             return 0
+    from oci_tools.snapshots.overlay import bundle_changes, overlay_info
+
+    if overlay_info(a.bundle) is not None:
+        c.out.write(tables.changes_text(bundle_changes(a.bundle), a.format))
+        return 0
     c.out.write(tables.changes_text(changes_of(a.bundle), a.format))
     return 0
 
