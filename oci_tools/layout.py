@@ -245,14 +245,31 @@ class Layout:
 
     def set_ref(self, ref: str, desc: Descriptor) -> None:
         """Point ``ref`` at ``desc`` (replacing any entry with that name)."""
+        self.put_ref(ref, desc)
+
+    def put_ref(self, ref: str, desc: Descriptor, *, replace: bool = True) -> Descriptor | None:
+        """Point ``ref`` at ``desc`` (replacing any entry with that name) and
+        return the entry it replaced (None when the ref is new).
+
+        With ``replace=False`` a ref that already names another image is left
+        alone and ClobberError is raised (checked under the lock, so two
+        writers cannot both create it)."""
         check_ref(ref)
         new = with_ref(desc, ref)
+        old: list[Descriptor] = []
 
         def change(entries: list[Descriptor]) -> list[Descriptor]:
+            old.extend(d for d in entries if d.ref_name == ref)
+            if old and not replace and old[-1].digest != desc.digest:
+                raise ClobberError(
+                    f"ref {ref!r} in {self.path}",
+                    hint=f"it already names {old[-1].digest}",
+                )
             kept = [d for d in entries if d.ref_name != ref]
             return [*kept, new]
 
         self.update_index(change)
+        return old[-1] if old else None
 
     def remove_ref(self, ref: str) -> Descriptor:
         """Remove every entry named ``ref``; returns the one removed."""

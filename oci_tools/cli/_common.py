@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from oci_tools.cli.tables import Listing
     from oci_tools.layout import Layout
-    from oci_tools.spec.model import Platform
+    from oci_tools.spec.model import Descriptor, Platform
 
 
 class Console:
@@ -103,6 +103,25 @@ def image_arg(text: str, platform: str | None = None) -> tuple[Layout, str, Plat
     return open_layout(path), ref, parse_platform(platform)
 
 
+def named(lay: Layout, ref: str | None) -> Descriptor | None:
+    """What the ref name ``ref`` names now (None: no such ref name; digests
+    and id prefixes are not names)."""
+    found = None
+    for name, desc in lay.refs() if ref else ():
+        if name == ref:
+            found = desc
+    return found
+
+
+def note_moved(c: Console, ref: str, old: Descriptor | None, new: object) -> None:
+    """Say on stderr that ``ref`` moved from the image ``old`` to ``new`` (a
+    digest), as docker says when a tag is taken from an image; nothing when
+    the ref is new or did not change."""
+    if old is not None and str(old.digest) != str(new):
+        c.note(f"Untagged: {ref}@{old.digest}")
+        c.note(f"Tagged: {ref}@{new}")
+
+
 # --------------------------------------------------------------- flag groups
 
 
@@ -165,6 +184,8 @@ __all__ = [
     "add_quiet",
     "emit",
     "image_arg",
+    "named",
+    "note_moved",
     "now",
     "open_layout",
     "open_or_init_layout",

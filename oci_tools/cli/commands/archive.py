@@ -11,6 +11,7 @@ from oci_tools.cli._common import (
     add_image,
     add_platform,
     image_arg,
+    note_moved,
     open_or_init_layout,
 )
 
@@ -35,7 +36,10 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
 
     path, ref = split_image_ref(a.image, default=None)
     src = sys.stdin.buffer if a.file == "-" else a.file
-    for name, desc in import_archive(src, open_or_init_layout(path), ref):
+    lay = open_or_init_layout(path)
+    before = dict(lay.refs())
+    for name, desc in import_archive(src, lay, ref):
+        note_moved(c, name, before.get(name), desc.digest)
         c.print(f"{name} {desc.digest}")
     return 0
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from oci_tools.cli._common import Add, Console, add_quiet
+from oci_tools.cli._common import Add, Console, add_quiet, note_moved, open_layout
 from oci_tools.errors import UsageError
+
+if TYPE_CHECKING:
+    from oci_tools.spec.model import Descriptor
 
 
 def _layout_and_refs(tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -29,6 +33,7 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.build import BuildOptions, RunFailedError, build, parse_build_args
 
     path, refs = _layout_and_refs(a.tag)
+    before = _refs_before(path)
     opts = BuildOptions(
         context=a.context,
         dockerfile=a.file,
@@ -54,9 +59,21 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
         if a.quiet and e.output:  # nothing was streamed: show what the command said
             c.err.write(e.output.decode("utf-8", "replace"))
         raise
+    for r in refs:
+        note_moved(c, r, before.get(r), res.descriptor.digest)
     if a.quiet:
         c.print(str(res.descriptor.digest))
     return 0
+
+
+def _refs_before(path: str) -> dict[str, Descriptor]:
+    """The refs of the layout at ``path`` before the build (none when it is
+    not a layout yet), to say which refs the build moves."""
+    import os
+
+    if not os.path.isfile(os.path.join(path, "oci-layout")):
+        return {}
+    return dict(open_layout(path).refs())
 
 
 def register(add: Add) -> None:

@@ -14,6 +14,8 @@ from oci_tools.cli._common import (
     add_no_trunc,
     add_platform,
     image_arg,
+    named,
+    note_moved,
 )
 from oci_tools.errors import UsageError
 
@@ -50,7 +52,9 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
         refresh=a.refresh,
         from_upper=a.from_upper,
     )
+    old = named(lay, ref)
     res = commit(a.bundle, lay, ref, opts)
+    note_moved(c, ref, old, res.descriptor.digest)
     if res.empty and res.layer is None and not a.allow_empty:
         c.note("no changes: nothing committed")
     c.print(str(res.descriptor.digest))
@@ -114,7 +118,9 @@ def cmd_config(a: argparse.Namespace, c: Console) -> int:
         arch=a.arch,
     )
     target = check_ref(a.to) if a.to else ref
+    old = named(lay, target)
     desc = edit_image(lay, img, edit, ref=target, created=a.created, created_by=a.created_by)
+    note_moved(c, target, old, desc.digest)
     c.print(str(desc.digest))
     return 0
 

@@ -13,11 +13,13 @@ from oci_tools.cli._common import (
     add_platform,
     add_quiet,
     image_arg,
+    named,
+    note_moved,
     open_layout,
     open_or_init_layout,
     parse_platform,
 )
-from oci_tools.errors import UsageError
+from oci_tools.errors import ClobberError, UsageError
 
 
 def cmd_init(a: argparse.Namespace, c: Console) -> int:
@@ -36,7 +38,14 @@ def cmd_new(a: argparse.Namespace, c: Console) -> int:
 
     path, ref = split_image_ref(a.image)
     assert ref is not None  # split_image_ref defaults REF to "latest"
-    desc = new_image(open_or_init_layout(path), ref, platform=parse_platform(a.platform))
+    lay = open_or_init_layout(path)
+    old = named(lay, ref)
+    try:
+        desc = new_image(lay, ref, platform=parse_platform(a.platform), replace=a.force)
+    except ClobberError as e:
+        e.hint = f"{e.hint}; use --force to replace it (the old image stays until gc)"
+        raise
+    note_moved(c, ref, old, desc.digest)
     c.print(str(desc.digest))
     return 0
 
@@ -48,7 +57,7 @@ def cmd_tag(a: argparse.Namespace, c: Console) -> int:
     lay, ref, _ = image_arg(a.image)
     new = check_ref(a.new_ref)
     desc = lay.lookup(ref)
-    lay.set_ref(new, desc)
+    note_moved(c, new, lay.put_ref(new, desc), desc.digest)
     c.print(str(desc.digest))
     return 0
 
@@ -129,6 +138,9 @@ def register(add: Add) -> None:
     sp = add("new", cmd_new, "create an empty image (no layers) and tag it")
     add_image(sp)
     add_platform(sp)
+    sp.add_argument(
+        "--force", action="store_true", help="replace REF when it already names an image"
+    )
 
     sp = add("tag", cmd_tag, "give an image another ref")
     add_image(sp)
