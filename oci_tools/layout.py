@@ -120,6 +120,35 @@ class Resolved:
     manifest: Manifest
 
 
+@dataclass(frozen=True, slots=True)
+class RootRecord:
+    """One extra gc root: its key, the image it keeps, the file of its owner
+    (empty: none) and whether that owner was found."""
+
+    key: str
+    descriptor: Descriptor
+    owner: str
+    found: bool
+
+
+def _root_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key)
+
+
+def _owner_found(owner: str, owner_id: str) -> bool:
+    """Whether a root's owner file is there (and, given an id, holds it)."""
+    if not owner:
+        return True
+    if not owner_id:
+        return os.path.exists(owner)
+    try:
+        with open(owner, "rb") as f:
+            rec = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(rec, dict) and rec.get("id") == owner_id
+
+
 class Layout:
     """An opened, validated OCI image layout."""
 
@@ -401,59 +430,92 @@ class Layout:
         self.walk([(d, "root") for d in roots], mark, subjects=True)
         return marked
 
-    def extra_roots(self) -> list[Descriptor]:
-        """Roots kept alive besides index.json: bases of live bundles and build
-        cache records (see ``roots_dir``)."""
-        out: list[Descriptor] = []
+    def _root_records(self) -> list[RootRecord]:
         d = self.roots_dir()
         try:
             names = sorted(os.listdir(d))
         except FileNotFoundError:
-            return out
+            return []
+        out: list[RootRecord] = []
         for name in names:
-            p = os.path.join(d, name)
-            try:
-                with open(p, "rb") as f:
-                    rec = json.loads(f.read(1 << 20))
-                owner = rec.get("owner")
-                if owner and not os.path.exists(owner):
-                    # The bundle that registered this root is gone.
-                    os.unlink(p)
-                    continue
-                out.append(Descriptor.from_dict(rec["descriptor"]))
-            except (OSError, ValueError, KeyError, OCIToolsError):
+            if not name.endswith(".json"):
                 continue
+            try:
+                with open(os.path.join(d, name), "rb") as f:
+                    rec = json.loads(f.read(1 << 20))
+                desc = Descriptor.from_dict(rec["descriptor"])
+                owner = str(rec.get("owner") or "")
+                owner_id = str(rec.get("owner_id") or "")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, OCIToolsError):
+                continue
+            found = _owner_found(owner, owner_id)
+            out.append(RootRecord(name[: -len(".json")], desc, owner, found))
         return out
+
+    def extra_roots(self) -> list[Descriptor]:
+        """Roots kept alive besides index.json: bases of bundles and build
+        cache records (see ``roots_dir``).  A root whose owner cannot be
+        found (a bundle moved or deleted) is kept too, until
+        :meth:`prune_missing_roots`."""
+        return [r.descriptor for r in self._root_records()]
+
+    def missing_roots(self) -> list[RootRecord]:
+        """The extra roots whose owner is not where it was recorded (a bundle
+        moved without being used since, or deleted): kept, and reported."""
+        return [r for r in self._root_records() if not r.found]
+
+    def prune_missing_roots(self) -> list[RootRecord]:
+        """Forget the roots :meth:`missing_roots` lists; returns them."""
+        pruned = self.missing_roots()
+        for r in pruned:
+            self.remove_root(r.key)
+        return pruned
 
     def roots_dir(self) -> str:
         """Where extra gc roots are recorded (one JSON file each)."""
         return private_path(self.path, fsutil.ROOTS)
 
-    def add_root(self, key: str, desc: Descriptor, owner: str = "") -> None:
-        """Record an extra gc root named ``key`` (``owner``: a path whose
-        disappearance releases the root)."""
+    def add_root(self, key: str, desc: Descriptor, owner: str = "", owner_id: str = "") -> None:
+        """Record an extra gc root named ``key``.  ``owner``: the file whose
+        presence shows the root is still wanted (a bundle's record);
+        ``owner_id``: the id that file must hold (so a different bundle
+        unpacked at the old place does not count)."""
         d = self.roots_dir()
         os.makedirs(d, exist_ok=True)
-        rec = {"descriptor": desc.to_dict(), "owner": owner}
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        atomic_write(os.path.join(d, name + ".json"), dump_json(rec))
+        rec = {"descriptor": desc.to_dict(), "owner": owner, "owner_id": owner_id}
+        atomic_write(os.path.join(d, _root_name(key) + ".json"), dump_json(rec))
 
-    def gc(self) -> list[tuple[Digest, int]]:
+    def remove_root(self, key: str) -> None:
+        """Forget the extra gc root named ``key`` (no error when absent)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.roots_dir(), _root_name(key) + ".json"))
+
+    def gc(self, *, dry_run: bool = False, prune_missing: bool = False) -> list[tuple[Digest, int]]:
         """Delete every blob not reachable from index.json or an extra root.
 
-        Returns (digest, size) of each blob removed.  Runs under the layout
-        lock so no tag can appear half-way.
+        Returns (digest, size) of each blob removed (``dry_run``: of each
+        blob that would be, deleting nothing).  ``prune_missing`` first
+        forgets the roots whose owner cannot be found.  Runs under the
+        layout lock so no tag can appear half-way.
         """
         freed: list[tuple[Digest, int]] = []
         with self.lock():
-            roots = list(self.index().manifests) + self.extra_roots()
+            records = self._root_records()
+            if prune_missing:
+                gone = [r for r in records if not r.found]
+                if not dry_run:
+                    for r in gone:
+                        self.remove_root(r.key)
+                records = [r for r in records if r.found]
+            roots = list(self.index().manifests) + [r.descriptor for r in records]
             live = self.reachable(roots)
             for dg in list(self.store.digests()):
                 if dg not in live:
-                    size = self.store.stat_size(dg)
-                    self.store.delete(dg)
-                    freed.append((dg, size))
-            self._clean_tmp()
+                    freed.append((dg, self.store.stat_size(dg)))
+                    if not dry_run:
+                        self.store.delete(dg)
+            if not dry_run:
+                self._clean_tmp()
         return freed
 
     def _clean_tmp(self) -> None:
@@ -475,6 +537,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "Layout",
     "Resolved",
+    "RootRecord",
     "check_ref",
     "host_platform",
     "split_image_ref",

@@ -63,3 +63,99 @@ def test_commands_making_a_new_version_move_the_ref_and_say_so(app: Path, tmp_pa
     r = cli("tag", f"{app}:empty", "brand-new")
     assert r.code == 0 and r.err == ""
     assert first
+
+
+# ------------------------------------------------------- 2. unpack --force
+
+
+def _corrupt_layer(lay: Path, ref: str) -> None:
+    """Flip bytes in the middle of the image's top layer blob."""
+    manifest = json.loads(ok("inspect", f"{lay}:{ref}"))
+    blob = lay / "blobs" / "sha256" / manifest["layers"][-1]["digest"].split(":")[1]
+    data = bytearray(blob.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 8] = bytes(b ^ 0xFF for b in data[mid : mid + 8])
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+
+
+def test_unpack_force_keeps_the_old_bundle_when_the_new_unpack_fails(
+    app: Path, tmp_path: Path
+) -> None:
+    b = tmp_path / "bundle"
+    ok("unpack", f"{app}:empty", str(b))
+    (b / "rootfs" / "work.txt").write_text("uncommitted work")
+    record = (b / "oci-tools.json").read_bytes()
+    _corrupt_layer(app, "app")
+    r = cli("unpack", "--force", f"{app}:app", str(b))
+    assert r.code == 1
+    assert (b / "rootfs" / "work.txt").read_text() == "uncommitted work"
+    assert (b / "oci-tools.json").read_bytes() == record
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "lay", "work"]
+
+
+def test_unpack_force_replaces_a_bundle_and_releases_its_old_root(
+    app: Path, tmp_path: Path
+) -> None:
+    b = tmp_path / "bundle"
+    ok("unpack", f"{app}:empty", str(b))
+    (b / "rootfs" / "old.txt").write_text("old")
+    roots = app / ".oci-tools" / "roots"
+    before = set(roots.iterdir())
+    ok("unpack", "--force", f"{app}:app", str(b))
+    assert not (b / "rootfs" / "old.txt").exists()
+    assert (b / "rootfs" / "hello.txt").exists()
+    assert len(set(roots.iterdir())) == len(before)  # the old bundle's root went with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "lay", "work"]
+
+
+# ------------------------------------------------------- 3. moved bundles
+
+
+def test_a_moved_bundle_keeps_its_base_alive(app: Path, tmp_path: Path) -> None:
+    b = tmp_path / "bundle"
+    ok("unpack", f"{app}:app", str(b))
+    (b / "rootfs" / "more.txt").write_text("more")
+    moved = tmp_path / "elsewhere"
+    b.rename(moved)
+    ok("rm", f"{app}:app")
+    r = cli("gc", str(app))
+    assert r.code == 0
+    assert "bundle not found" in r.err and "--prune-missing-bundles" in r.err
+    out = ok("commit", str(moved), f"{app}:saved")
+    assert out.startswith("sha256:")
+    assert_valid_layout(str(app))
+    # commit found the bundle at its new place: nothing is reported missing now
+    r = cli("gc", str(app))
+    assert r.code == 0 and "not found" not in r.err
+
+
+def test_only_prune_missing_bundles_frees_a_lost_bundles_base_and_status_says_so(
+    app: Path, tmp_path: Path
+) -> None:
+    b = tmp_path / "bundle"
+    ok("unpack", f"{app}:app", str(b))
+    moved = tmp_path / "elsewhere"
+    b.rename(moved)
+    ok("rm", f"{app}:app")
+    dry = cli("gc", "--dry-run", "--prune-missing-bundles", str(app))
+    assert dry.code == 0 and "would delete sha256:" in dry.out
+    r = cli("gc", "--prune-missing-bundles", str(app))
+    assert r.code == 0 and r.out.count("deleted sha256:") == dry.out.count("would delete")
+    st = cli("status", str(moved))
+    assert st.code == 0
+    assert "base image" in st.err and "is gone" in st.err and "unpack again" in st.err
+
+
+# ------------------------------------------------------------ 5. gc --dry-run
+
+
+def test_gc_dry_run_lists_what_would_be_freed_and_deletes_nothing(app: Path) -> None:
+    ok("rm", f"{app}:app")
+    blobs = sorted((app / "blobs" / "sha256").iterdir())
+    dry = cli("gc", "--dry-run", str(app))
+    assert dry.code == 0 and dry.out.count("would delete sha256:") >= 3
+    assert "Reclaimable space (dry run)" in dry.err
+    assert sorted((app / "blobs" / "sha256").iterdir()) == blobs
+    real = cli("gc", str(app))
+    assert real.out.replace("deleted", "would delete") == dry.out

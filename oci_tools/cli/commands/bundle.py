@@ -72,10 +72,18 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_status(a: argparse.Namespace, c: Console) -> int:
     """``status``: bundles with their base image and writable size."""
+    from oci_tools.bundle import BaseRecord, relocate
     from oci_tools.cli import tables
     from oci_tools.views import bundle_status
 
     rows = [bundle_status(b) for b in a.bundles]
+    for b in a.bundles:
+        if not relocate(b):
+            rec = BaseRecord.load(b)
+            c.note(
+                f"warning: {b}: its base image {rec.manifest.digest} is gone from {rec.layout}"
+                " (removed and collected by gc?); it cannot be committed: unpack again"
+            )
     c.out.write(tables.status_text(rows, a.format, no_trunc=a.no_trunc, now=_common.now()))
     return 0
 

@@ -102,11 +102,26 @@ def cmd_gc(a: argparse.Namespace, c: Console) -> int:
     """``gc``: delete unreferenced blobs."""
     from oci_tools import render
 
-    freed = open_layout(a.layout).gc()
+    lay = open_layout(a.layout)
+    missing = lay.missing_roots()
+    freed = lay.gc(dry_run=a.dry_run, prune_missing=a.prune_missing_bundles)
+    verb = "would delete" if a.dry_run else "deleted"
     for dg, _size in freed:
-        c.print(f"deleted {dg}")
+        c.print(f"{verb} {dg}")
+    for r in missing:
+        what = "would forget" if a.dry_run else "forgot"
+        if a.prune_missing_bundles:
+            c.note(f"{what} the base {r.descriptor.digest} of missing bundle {r.owner}")
+        else:
+            c.note(f"kept {r.descriptor.digest}: base of a bundle not found at {r.owner}")
+    if missing and not a.prune_missing_bundles:
+        c.note(
+            "hint: a bundle that was moved keeps its base (commit or status it at its new"
+            " place); to free the bases of deleted bundles: gc --prune-missing-bundles"
+        )
     total = sum(s for _, s in freed)
-    c.note(f"Total reclaimed space: {render.human_size(total, 4)} ({len(freed)} blobs)")
+    label = "Reclaimable space (dry run)" if a.dry_run else "Total reclaimed space"
+    c.note(f"{label}: {render.human_size(total, 4)} ({len(freed)} blobs)")
     return 0
 
 
@@ -166,6 +181,14 @@ def register(add: Add) -> None:
 
     sp = add("gc", cmd_gc, "delete blobs no ref or bundle needs")
     add_layout(sp)
+    sp.add_argument(
+        "-n", "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
+    sp.add_argument(
+        "--prune-missing-bundles",
+        action="store_true",
+        help="also free the bases of bundles that can no longer be found (deleted bundles)",
+    )
 
     sp = add(
         "validate", cmd_validate, "check a layout (every document and blob) or one document file"
