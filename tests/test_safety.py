@@ -159,3 +159,38 @@ def test_gc_dry_run_lists_what_would_be_freed_and_deletes_nothing(app: Path) -> 
     assert sorted((app / "blobs" / "sha256").iterdir()) == blobs
     real = cli("gc", str(app))
     assert real.out.replace("deleted", "would delete") == dry.out
+
+
+# ----------------------------------------------- 4. no stray layouts on failure
+
+
+def test_a_failed_build_into_a_new_layout_leaves_no_layout(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY missing.txt /\n")
+    target = tmp_path / "newlay"
+    r = cli("build", "-q", "-t", f"{target}:x", str(ctx))
+    assert r.code == 1
+    assert not target.exists()
+
+
+def test_a_failed_import_into_a_new_layout_leaves_no_layout(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar" * 100)
+    target = tmp_path / "newlay"
+    assert cli("import", str(bad), str(target)).code == 1
+    assert not target.exists()
+
+
+def test_new_and_build_create_a_layout_only_inside_an_existing_directory(
+    tmp_path: Path,
+) -> None:
+    r = cli("new", f"{tmp_path / 'typo' / 'lay'}:x")
+    assert r.code == 1 and "no directory" in r.err
+    assert not (tmp_path / "typo").exists()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nENV A=1\n")
+    r = cli("build", "-q", "-t", f"{tmp_path / 'typo' / 'lay'}:x", str(ctx))
+    assert r.code == 1 and "no directory" in r.err
+    assert not (tmp_path / "typo").exists()

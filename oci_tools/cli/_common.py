@@ -9,7 +9,8 @@ it, so that building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from oci_tools.errors import UsageError
@@ -77,12 +78,51 @@ def open_layout(path: str) -> Layout:
 
 
 def open_or_init_layout(path: str) -> Layout:
-    """The layout at ``path``, created when nothing is there yet."""
+    """The layout at ``path``, created when nothing is there yet (only inside
+    an existing directory: a typo in a parent is an error, not a new tree)."""
     import os
 
     from oci_tools.layout import Layout
 
-    return Layout.open(path) if os.path.exists(path) else Layout.init(path)
+    if os.path.exists(path):
+        return Layout.open(path)
+    check_parent(path)
+    return Layout.init(path)
+
+
+def check_parent(path: str) -> None:
+    """Refuse to create a layout at ``path`` unless its parent directory exists."""
+    import os
+
+    from oci_tools.errors import NotFoundError
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise NotFoundError(
+            f"cannot create layout {path}: no directory {parent}",
+            hint="create the parent directory first, or check the path for a typo",
+        )
+
+
+@contextlib.contextmanager
+def new_layout_guard(path: str) -> Iterator[None]:
+    """Around a command that may create the layout at ``path``: when the
+    command fails, a layout it created is removed again (no empty layout
+    is left behind by a failed build or import)."""
+    import os
+
+    existed = os.path.lexists(path)
+    if not existed:
+        check_parent(path)
+    try:
+        yield
+    except BaseException:
+        if not existed and os.path.isdir(path):
+            from oci_tools.fsutil import remove_tree
+
+            with contextlib.suppress(OSError):
+                remove_tree(path)
+        raise
 
 
 def parse_platform(text: str | None) -> Platform | None:
@@ -182,9 +222,11 @@ __all__ = [
     "add_no_trunc",
     "add_platform",
     "add_quiet",
+    "check_parent",
     "emit",
     "image_arg",
     "named",
+    "new_layout_guard",
     "note_moved",
     "now",
     "open_layout",

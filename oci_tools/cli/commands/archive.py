@@ -11,6 +11,7 @@ from oci_tools.cli._common import (
     add_image,
     add_platform,
     image_arg,
+    new_layout_guard,
     note_moved,
     open_or_init_layout,
 )
@@ -36,9 +37,11 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
 
     path, ref = split_image_ref(a.image, default=None)
     src = sys.stdin.buffer if a.file == "-" else a.file
-    lay = open_or_init_layout(path)
-    before = dict(lay.refs())
-    for name, desc in import_archive(src, lay, ref):
+    with new_layout_guard(path):
+        lay = open_or_init_layout(path)
+        before = dict(lay.refs())
+        imported = import_archive(src, lay, ref)
+    for name, desc in imported:
         note_moved(c, name, before.get(name), desc.digest)
         c.print(f"{name} {desc.digest}")
     return 0

@@ -6,7 +6,14 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from oci_tools.cli._common import Add, Console, add_quiet, note_moved, open_layout
+from oci_tools.cli._common import (
+    Add,
+    Console,
+    add_quiet,
+    new_layout_guard,
+    note_moved,
+    open_layout,
+)
 from oci_tools.errors import UsageError
 
 if TYPE_CHECKING:
@@ -54,7 +61,10 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
         c.out.flush()
 
     try:
-        res = build(path, opts, log=None if a.quiet else log, output=None if a.quiet else output)
+        with new_layout_guard(path):
+            res = build(
+                path, opts, log=None if a.quiet else log, output=None if a.quiet else output
+            )
     except RunFailedError as e:
         if a.quiet and e.output:  # nothing was streamed: show what the command said
             c.err.write(e.output.decode("utf-8", "replace"))
