@@ -49,6 +49,12 @@ class RefNotFoundError(NotFoundError):
         known_list = sorted(set(known))
         where = f" in {layout}" if layout else ""
         hint = "known refs: " + ", ".join(known_list) if known_list else "the layout has no refs"
+        if known_list:
+            import difflib  # only when the error happens
+
+            near = difflib.get_close_matches(ref, known_list, n=1)
+            if near:
+                hint = f"did you mean {near[0]!r}? {hint}"
         super().__init__(f"unknown ref {ref!r}{where}", hint=hint)
         self.ref = ref
         self.known = known_list

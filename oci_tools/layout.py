@@ -87,18 +87,56 @@ def check_ref(ref: str) -> str:
     return ref
 
 
-def split_image_ref(text: str, default: str | None = DEFAULT_REF) -> tuple[str, str | None]:
-    """Split ``LAYOUT[:REF]`` into (layout path, ref).
+#: ``LAYOUT@<digest>``: the part after ``@`` (a manifest or index digest).
+_DIGEST_REF_RE = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+#: An image id prefix as docker accepts it: 4 or more hex digits.
+_ID_PREFIX_RE = re.compile(r"(?:sha256:)?[0-9a-f]{4,64}")
 
-    The layout path cannot contain ``:`` unless the whole argument is an
-    existing directory (ref names may contain ``:`` themselves, so the split is
-    at the first one, as umoci does).
+
+def is_layout(path: str) -> bool:
+    """Whether ``path`` looks like an image layout (has ``oci-layout``)."""
+    return os.path.isfile(os.path.join(path, "oci-layout"))
+
+
+def split_image_ref(
+    text: str, default: str | None = DEFAULT_REF, *, creating: bool = False
+) -> tuple[str, str | None]:
+    """Split ``LAYOUT[:REF]`` or ``LAYOUT@DIGEST`` into (layout path, ref).
+
+    A digest comes back as ``"@sha256:…"`` (what :meth:`Layout.lookup` takes).
+    Ref names may contain ``:`` and so may paths: the split is at the last
+    ``:`` whose right side is a valid ref and whose left side is an existing
+    layout; the whole argument is the layout when it is one (``creating``:
+    when it is an existing directory, for commands that make a layout).  When
+    no layout exists, one ``:`` splits there; more than one is ambiguous (a
+    usage error), so a command never creates a layout the user did not mean.
     """
     if not text:
         raise UsageError("empty image reference", hint="use LAYOUT[:REF]")
-    if os.path.isdir(text) or ":" not in text:
+    at = text.rfind("@")
+    if at > 0 and _DIGEST_REF_RE.fullmatch(text[at + 1 :]) and not is_layout(text):
+        return text[:at], text[at:]
+    whole = is_layout(text) or ((creating or ":" not in text) and os.path.isdir(text))
+    cuts = [i for i, ch in enumerate(text) if ch == ":"]
+    valid = [(text[:i], text[i + 1 :]) for i in cuts if i > 0 and _REF_RE.fullmatch(text[i + 1 :])]
+    existing = [(p, r) for p, r in valid if is_layout(p)]
+    if whole and existing:
+        raise UsageError(
+            f"ambiguous image reference {text!r}: {text} is a layout and so is {existing[-1][0]}",
+            hint=f"write {existing[-1][0]}:{existing[-1][1]} as ./PATH:REF with the path you mean",
+        )
+    if whole or not cuts:
         return text, default
-    path, _, ref = text.partition(":")
+    if existing:
+        path, ref = existing[-1]
+        return path, ref
+    if len(valid) > 1:
+        raise UsageError(
+            f"ambiguous image reference {text!r}: no layout exists at "
+            + " or ".join(p for p, _ in valid),
+            hint="create the layout first (oci-tools init PATH); then PATH:REF splits at PATH",
+        )
+    path, _, ref = text.partition(":") if not valid else (valid[0][0], ":", valid[0][1])
     if not path:
         raise UsageError(f"no layout path in {text!r}", hint="use LAYOUT[:REF]")
     if not ref:
@@ -263,14 +301,116 @@ class Layout:
         return [(d.ref_name, d) for d in self.index().manifests if d.ref_name]
 
     def lookup(self, ref: str) -> Descriptor:
-        """The index.json entry for ``ref`` (the last one wins if duplicated)."""
+        """The index.json entry for ``ref`` (the last one wins if duplicated).
+
+        ``ref`` may also be ``@<digest>`` (an image manifest or index in the
+        layout, tagged or not) or, when no ref has that name, an image id
+        prefix as docker takes it: 4 or more hex digits of a config digest
+        (the IMAGE ID) or of a manifest digest.  An ambiguous prefix is a
+        usage error listing the candidates."""
+        if ref.startswith("@"):
+            return self._by_digest(ref[1:])
         found = None
-        for name, desc in self.refs():
+        refs = self.refs()
+        for name, desc in refs:
             if name == ref:
                 found = desc
+        if found is None and _ID_PREFIX_RE.fullmatch(ref):
+            found = self._by_prefix(ref.removeprefix("sha256:"))
         if found is None:
-            raise RefNotFoundError(ref, (n for n, _ in self.refs()), layout=self.path)
+            raise RefNotFoundError(ref, (n for n, _ in refs), layout=self.path)
         return found
+
+    def _document(self, dg: Digest, size: int) -> Descriptor | None:
+        """A stored blob as a descriptor when it is an image manifest or
+        index (its media type read from the document), else None."""
+        if size > 4 << 20:
+            return None
+        try:
+            doc = json.loads(read_small(self.store, dg, size))
+        except (ValueError, OCIToolsError):
+            return None
+        if not isinstance(doc, dict):
+            return None
+        mtype = doc.get("mediaType")
+        if mtype not in mt.INDEX_TYPES | mt.MANIFEST_TYPES:
+            if "manifests" in doc:
+                mtype = mt.OCI_INDEX
+            elif "config" in doc and "layers" in doc:
+                mtype = mt.OCI_MANIFEST
+            else:
+                return None
+        return Descriptor(str(mtype), dg, size)
+
+    def _by_digest(self, text: str) -> Descriptor:
+        try:
+            dg = Digest.parse(text)
+        except InvalidDocumentError as e:
+            raise UsageError(f"invalid digest {text!r}: {e.problems[0]}") from None
+        for d in self.index().manifests:
+            if d.digest == dg:
+                return d
+        if not self.store.has(dg):
+            raise NotFoundError(
+                f"no image {dg} in {self.path}", hint="list the images with: oci-tools images"
+            )
+        desc = self._document(dg, self.store.stat_size(dg))
+        if desc is None:
+            raise UsageError(
+                f"{dg} in {self.path} is not an image manifest or index",
+                hint="LAYOUT@DIGEST takes a manifest digest (images --digests shows them)",
+            )
+        return desc
+
+    def _by_prefix(self, prefix: str) -> Descriptor | None:
+        """The one image whose manifest or config digest starts with the hex
+        ``prefix``: tagged images first, then untagged manifests in the store."""
+        hits: dict[Digest, Descriptor] = {}
+
+        def consider(desc: Descriptor, depth: int = 0) -> None:
+            if desc.digest.encoded.startswith(prefix):
+                hits.setdefault(desc.digest, desc)
+            try:
+                for child, _ in self.children(desc):
+                    if child.media_type in mt.INDEX_TYPES | mt.MANIFEST_TYPES and depth < 8:
+                        consider(child, depth + 1)
+                    elif (
+                        child.media_type in mt.CONFIG_TYPES
+                        and child.digest.encoded.startswith(prefix)
+                        and desc.media_type in mt.MANIFEST_TYPES
+                    ):
+                        hits.setdefault(desc.digest, desc)
+            except OCIToolsError:
+                pass
+
+        for d in self.index().manifests:
+            consider(d)
+        if not hits:
+            # Untagged images (a ref removed by mistake): manifests in the store.
+            stored = list(self.store.digests())
+            configs = []
+            for dg in stored:
+                if dg.encoded.startswith(prefix):
+                    desc = self._document(dg, self.store.stat_size(dg))
+                    if desc is not None:
+                        hits.setdefault(dg, desc)
+                    else:
+                        configs.append(dg)
+            if configs:
+                for dg in stored:
+                    desc = self._document(dg, self.store.stat_size(dg))
+                    if desc is not None and desc.media_type in mt.MANIFEST_TYPES:
+                        with contextlib.suppress(OCIToolsError):
+                            m = self.manifest(desc)
+                            if m.config is not None and m.config.digest in configs:
+                                hits.setdefault(dg, desc)
+        if len(hits) > 1:
+            raise UsageError(
+                f"ambiguous image id prefix {prefix!r} in {self.path}: matches "
+                + ", ".join(sorted(str(d) for d in hits)),
+                hint="give more digits",
+            )
+        return next(iter(hits.values()), None)
 
     def set_ref(self, ref: str, desc: Descriptor) -> None:
         """Point ``ref`` at ``desc`` (replacing any entry with that name)."""
@@ -540,5 +680,6 @@ __all__ = [
     "RootRecord",
     "check_ref",
     "host_platform",
+    "is_layout",
     "split_image_ref",
 ]

@@ -4,6 +4,7 @@ wherever they move, digest refs), clear errors and progress."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -194,3 +195,93 @@ def test_new_and_build_create_a_layout_only_inside_an_existing_directory(
     r = cli("build", "-q", "-t", f"{tmp_path / 'typo' / 'lay'}:x", str(ctx))
     assert r.code == 1 and "no directory" in r.err
     assert not (tmp_path / "typo").exists()
+
+
+# ------------------------------------------------------ 6. refs by digest / id
+
+
+def _images(lay: Path) -> list[dict[str, object]]:
+    out = ok("images", "--digests", "--no-trunc", "--format", "json", str(lay))
+    return [json.loads(x) for x in out.splitlines()]
+
+
+def test_an_image_is_addressable_by_digest_and_id_prefix(app: Path) -> None:
+    row = next(r for r in _images(app) if r["Ref"] == "app")
+    digest, image_id = str(row["Digest"]), str(row["ID"])
+    by_name = ok("inspect", f"{app}:app")
+    assert ok("inspect", f"{app}@{digest}") == by_name
+    assert ok("inspect", f"{app}:{image_id.removeprefix('sha256:')[:6]}") == by_name
+    assert ok("inspect", f"{app}:{digest.removeprefix('sha256:')[:8]}") == by_name
+    assert ok("history", "-q", f"{app}@{digest}") == ok("history", "-q", f"{app}:app")
+
+
+def test_tag_by_digest_recovers_a_removed_ref(app: Path) -> None:
+    digest = str(next(r for r in _images(app) if r["Ref"] == "app")["Digest"])
+    ok("rm", f"{app}:app")
+    assert ok("tag", f"{app}@{digest}", "app") == digest
+    assert_valid_layout(str(app))
+    # an untagged image is found by an id prefix too
+    ok("rm", f"{app}:app")
+    assert ok("tag", f"{app}:{digest.removeprefix('sha256:')[:10]}", "back") == digest
+
+
+def test_an_ambiguous_id_prefix_lists_the_candidates(app: Path) -> None:
+    # Two manifests (same image, different annotations) whose digests share
+    # their first 4 hex digits: found by trying annotations (birthday bound).
+    manifest = json.loads(ok("inspect", f"{app}:app"))
+    seen: dict[str, bytes] = {}
+    pair: list[bytes] = []
+    for i in range(100_000):
+        raw = json.dumps({**manifest, "annotations": {"n": str(i)}}).encode()
+        head = hashlib.sha256(raw).hexdigest()[:4]
+        if head in seen:
+            pair = [seen[head], raw]
+            break
+        seen[head] = raw
+    digests = []
+    for n, raw in enumerate(pair):
+        hexd = hashlib.sha256(raw).hexdigest()
+        (app / "blobs" / "sha256" / hexd).write_bytes(raw)
+        digests.append(f"sha256:{hexd}")
+        ok("tag", f"{app}@sha256:{hexd}", f"twin{n}")
+    r = cli("inspect", f"{app}:{digests[0][7:11]}")
+    assert r.code == 2 and "ambiguous image id prefix" in r.err
+    assert digests[0] in r.err and digests[1] in r.err and "more digits" in r.err
+    assert ok("inspect", f"{app}:{digests[0][7:40]}").encode() == pair[0]
+    r = cli("inspect", f"{app}:ffffffffff")
+    assert r.code == 1 and "unknown ref" in r.err
+
+
+def test_an_unknown_ref_suggests_the_nearest(app: Path) -> None:
+    r = cli("history", f"{app}:ap")
+    assert r.code == 1 and "did you mean 'app'?" in r.err
+
+
+# ----------------------------------------------- 7. layout paths with ':'
+
+
+def test_a_layout_path_with_a_colon_is_split_where_the_layout_is(tmp_path: Path) -> None:
+    col = tmp_path / "col:dir"
+    col.mkdir()
+    lay = col / "lay"
+    ok("init", str(lay))
+    digest = ok("new", f"{lay}:v1")
+    assert ok("ls", "-q", str(lay)) == "v1"
+    assert ok("inspect", "--index", f"{lay}:v1")
+    assert ok("tag", f"{lay}:v1", "a:b") == digest  # a ref with ':' after a path with ':'
+    assert ok("inspect", "--index", f"{lay}:a:b") == ok("inspect", "--index", f"{lay}:v1")
+    assert not (tmp_path / "col").exists()
+
+
+def test_new_never_creates_a_different_layout_for_a_colon_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("col:dir").mkdir()
+    r = cli("new", "col:dir/lay:v1")
+    assert r.code == 2 and "ambiguous" in r.err and "init" in r.err
+    assert not Path("col").exists() and not Path("col:dir/lay").exists()
+    ok("init", "col:dir/lay")
+    ok("new", "col:dir/lay:v1")
+    assert ok("ls", "-q", "col:dir/lay") == "v1"
+    assert not Path("col").exists()

@@ -35,7 +35,7 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.archive import import_archive
     from oci_tools.layout import split_image_ref
 
-    path, ref = split_image_ref(a.image, default=None)
+    path, ref = split_image_ref(a.image, default=None, creating=True)
     src = sys.stdin.buffer if a.file == "-" else a.file
     with new_layout_guard(path):
         lay = open_or_init_layout(path)

@@ -27,7 +27,7 @@ def _layout_and_refs(tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     path = ""
     refs: list[str] = []
     for t in tags:
-        p, ref = split_image_ref(t)
+        p, ref = split_image_ref(t, creating=True)
         if path and p != path:
             raise UsageError("every -t must name the same layout", hint=f"{path} vs {p}")
         path = p

@@ -125,10 +125,15 @@ def cmd_config(a: argparse.Namespace, c: Console) -> int:
         os=a.os,
         arch=a.arch,
     )
-    target = check_ref(a.to) if a.to else ref
+    # REF moves to the new image; an image named by digest or id has no ref
+    # to move, so the result stays untagged unless --to names one.
+    target = check_ref(a.to) if a.to else ref if named(lay, ref) else None
     old = named(lay, target)
     desc = edit_image(lay, img, edit, ref=target, created=a.created, created_by=a.created_by)
-    note_moved(c, target, old, desc.digest)
+    if target is None:
+        c.note(f"the new image is untagged; name it: oci-tools tag {lay.path}@{desc.digest} REF")
+    else:
+        note_moved(c, target, old, desc.digest)
     c.print(str(desc.digest))
     return 0
 

@@ -36,7 +36,7 @@ def cmd_new(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.image import new_image
     from oci_tools.layout import split_image_ref
 
-    path, ref = split_image_ref(a.image)
+    path, ref = split_image_ref(a.image, creating=True)
     assert ref is not None  # split_image_ref defaults REF to "latest"
     lay = open_or_init_layout(path)
     old = named(lay, ref)
