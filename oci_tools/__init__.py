@@ -7,6 +7,7 @@ The public Python API is re-exported here; submodules are organised in layers
 from oci_tools.errors import (
     BlobNotFoundError,
     ClobberError,
+    CorruptBlobError,
     DigestMismatchError,
     InvalidDocumentError,
     InvalidLayoutError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BlobNotFoundError",
     "ClobberError",
+    "CorruptBlobError",
     "DigestMismatchError",
     "InvalidDocumentError",
     "InvalidLayoutError",

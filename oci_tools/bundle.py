@@ -29,6 +29,7 @@ from oci_tools.compression import check_codec
 from oci_tools.diff import write_diff
 from oci_tools.errors import (
     ClobberError,
+    CorruptBlobError,
     InvalidDocumentError,
     NotFoundError,
     OCIToolsError,
@@ -195,8 +196,12 @@ def unpack(
                     options=opts,
                 )
             except OCIToolsError as e:
-                e.message = f"layer {i} ({ld.digest.short}): {e.message}"
+                e.message = (
+                    f"layer {i} ({ld.digest.algorithm}:{ld.digest.encoded[:12]}…): {e.message}"
+                )
                 e.args = (e.message,)
+                if isinstance(e, CorruptBlobError):
+                    e.layout = layout.path
                 raise
             finally:
                 blob.close()

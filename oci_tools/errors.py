@@ -100,6 +100,21 @@ class DigestMismatchError(OCIToolsError):
         self.actual = actual
 
 
+class CorruptBlobError(OCIToolsError):
+    """A stored blob cannot be decoded: corrupt or truncated compressed data.
+
+    ``codec`` is the compression (``gzip``, ``zstd``, ``none``), ``detail``
+    what the decoder said.  ``layout``, when a caller knows it, is where the
+    damaged blob lives (the CLI names it in the advice to validate)."""
+
+    def __init__(self, codec: str, detail: str, *, hint: str | None = None) -> None:
+        what = "layer data" if codec == "none" else f"{codec} data"
+        super().__init__(f"corrupt {what} ({detail}); the blob is damaged", hint=hint)
+        self.codec = codec
+        self.detail = detail
+        self.layout = ""
+
+
 class UnsupportedMediaTypeError(OCIToolsError):
     """A media type oci-tools cannot process in this context."""
 
@@ -167,6 +182,7 @@ __all__ = [
     "BlobNotFoundError",
     "BuildError",
     "ClobberError",
+    "CorruptBlobError",
     "DigestMismatchError",
     "InvalidDocumentError",
     "InvalidLayoutError",

@@ -285,3 +285,35 @@ def test_new_never_creates_a_different_layout_for_a_colon_path(
     ok("new", "col:dir/lay:v1")
     assert ok("ls", "-q", "col:dir/lay") == "v1"
     assert not Path("col").exists()
+
+
+# ---------------------------------------------------- 9. damaged blobs
+
+
+def test_a_corrupt_layer_blob_says_what_it_is_and_what_to_do(app: Path, tmp_path: Path) -> None:
+    manifest = json.loads(ok("inspect", f"{app}:app"))
+    digest = manifest["layers"][-1]["digest"]
+    blob = app / "blobs" / "sha256" / digest[7:]
+    data = bytearray(blob.read_bytes())
+    data[-8] ^= 0xFF  # the gzip trailer's CRC
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    r = cli("unpack", f"{app}:app", str(tmp_path / "b"))
+    assert r.code == 1
+    assert r.err.startswith(
+        f"oci-tools: error: layer 0 ({digest[:19]}…): corrupt gzip data (CRC check failed);"
+        f" the blob is damaged: run oci-tools validate {app}\n"
+    ), r.err
+    assert "unsafe layer entry" not in r.err
+
+
+def test_a_truncated_layer_blob_says_so(app: Path, tmp_path: Path) -> None:
+    manifest = json.loads(ok("inspect", f"{app}:app"))
+    blob = app / "blobs" / "sha256" / manifest["layers"][-1]["digest"][7:]
+    data = blob.read_bytes()
+    blob.chmod(0o644)
+    blob.write_bytes(data[: len(data) // 2])
+    r = cli("unpack", f"{app}:app", str(tmp_path / "b"))
+    assert r.code == 1
+    assert "corrupt gzip data (truncated:" in r.err and "the blob is damaged" in r.err
+    assert f"run oci-tools validate {app}" in r.err

@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TextIO, cast
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
 from oci_tools.cli.commands import archive, build, bundle, layers, layout, views
-from oci_tools.errors import OCIToolsError
+from oci_tools.errors import CorruptBlobError, OCIToolsError
 
 #: The command groups, in the order ``--help`` lists their commands.
 GROUPS = (layout, bundle, views, archive, layers, build)
@@ -97,6 +97,23 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _layout_arg(ns: argparse.Namespace | None) -> str:
+    """The layout a command was given (for advice in error messages)."""
+    if ns is None:
+        return ""
+    if isinstance(getattr(ns, "layout", None), str):
+        return str(ns.layout)
+    image = getattr(ns, "image", None)
+    if isinstance(image, str):
+        from oci_tools.layout import split_image_ref
+
+        try:
+            return split_image_ref(image)[0]
+        except OCIToolsError:
+            return ""
+    return ""
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -104,6 +121,7 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     console = Console(out, err)
+    ns: argparse.Namespace | None = None
     args = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     try:
         try:
@@ -113,6 +131,12 @@ def main(
             return int(e.code or 0)
         handler: Handler = ns.handler
         return handler(ns, console)
+    except CorruptBlobError as e:
+        where = e.layout or _layout_arg(ns) or "LAYOUT"
+        err.write(f"oci-tools: error: {e}: run oci-tools validate {where}\n")
+        if e.hint:
+            err.write(f"hint: {e.hint}\n")
+        return e.exit_code
     except OCIToolsError as e:
         err.write(f"oci-tools: error: {e}\n")
         if e.hint:
