@@ -317,3 +317,27 @@ def test_a_truncated_layer_blob_says_so(app: Path, tmp_path: Path) -> None:
     assert r.code == 1
     assert "corrupt gzip data (truncated:" in r.err and "the blob is damaged" in r.err
     assert f"run oci-tools validate {app}" in r.err
+
+
+# ---------------------------------------------------- 10. usage errors
+
+
+def test_usage_errors_have_one_prefix_and_name_the_subcommand() -> None:
+    r = cli("history")
+    assert r.code == 2
+    assert r.err == (
+        "oci-tools: error: history: the following arguments are required: LAYOUT:REF\n"
+        "hint: see: oci-tools history --help\n"
+    )
+    r = cli("history", "--bogus", "lay:x")
+    assert r.code == 2 and r.err.count("oci-tools") == 2  # the prefix and the hint
+    assert "history: unrecognized arguments: --bogus" in r.err
+    assert "hint: see: oci-tools history --help" in r.err
+
+
+def test_an_unknown_command_suggests_the_nearest() -> None:
+    r = cli("histroy", "lay:x")
+    assert r.code == 2
+    assert r.err.startswith("oci-tools: error: unknown command 'histroy'\n")
+    assert "did you mean 'history'?" in r.err
+    assert "choose from" not in r.err

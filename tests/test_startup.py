@@ -49,7 +49,7 @@ def test_unknown_command_gets_the_full_parser() -> None:
     assert set(_subparsers(build_parser("no-such-command"))) == set(_subparsers(build_parser()))
     err = io.StringIO()
     assert main(["hsitory", "x"], stdout=io.StringIO(), stderr=err) == 2
-    assert "invalid choice" in err.getvalue() and "history" in err.getvalue()
+    assert "unknown command 'hsitory'" in err.getvalue() and "'history'" in err.getvalue()
 
 
 def test_skipped_swallows_definitions() -> None:

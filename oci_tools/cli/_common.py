@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
@@ -57,7 +58,25 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing and exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"see: {self.prog} --help")
+        # The ladder prints "oci-tools: error: "; a subcommand names itself
+        # after it, and the hint points at that subcommand's --help.
+        sub = self.prog.partition(" ")[2]
+        m = _INVALID_COMMAND.match(message)
+        if m and not sub:
+            import difflib
+
+            word = m.group(1)
+            choices = re.findall(r"[\w-]+", m.group(2))
+            near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise UsageError(f"unknown command {word!r}", hint=f"{hint}see: {self.prog} --help")
+        raise UsageError(f"{sub}: {message}" if sub else message, hint=f"see: {self.prog} --help")
+
+
+#: argparse's message for a subcommand it does not know.
+_INVALID_COMMAND = re.compile(
+    r"argument COMMAND: invalid choice: '?([^' ]*)'? \(choose from (.*)\)"
+)
 
 
 def now() -> datetime.datetime:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TextIO, cast
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
 from oci_tools.cli.commands import archive, build, bundle, layers, layout, views
-from oci_tools.errors import CorruptBlobError, OCIToolsError
+from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
 #: The command groups, in the order ``--help`` lists their commands.
 GROUPS = (layout, bundle, views, archive, layers, build)
@@ -124,11 +124,20 @@ def main(
     ns: argparse.Namespace | None = None
     args = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     try:
+        word = command_word(args)
         try:
             with contextlib.redirect_stdout(out):
-                ns = build_parser(command_word(args)).parse_args(args)
+                ns = build_parser(word).parse_args(args)
         except SystemExit as e:  # --help and --version
             return int(e.code or 0)
+        except UsageError as e:
+            # argparse reports extra arguments from the top-level parser:
+            # name the subcommand they were given to.
+            if word and e.message.startswith("unrecognized arguments"):
+                e.message = f"{word}: {e.message}"
+                e.args = (e.message,)
+                e.hint = f"see: oci-tools {word} --help"
+            raise
         handler: Handler = ns.handler
         return handler(ns, console)
     except CorruptBlobError as e:
