@@ -392,6 +392,35 @@ def relocate(bundle: str) -> bool:
     return True
 
 
+def find_bundles(directory: str = ".") -> tuple[list[str], list[str]]:
+    """The bundles ``directory`` knows of: its sub-directories that are
+    bundles, and the bundles (wherever they are) whose base lives in a layout
+    that is ``directory`` or one of its sub-directories.  Returns (bundles,
+    those layouts), each sorted, bundle paths as found."""
+    from oci_tools.layout import is_layout
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        names = []
+    subdirs = [os.path.join(directory, n) for n in names]
+    subdirs = [p for p in subdirs if os.path.isdir(p) and not os.path.islink(p)]
+    bundles = {os.path.normpath(p) for p in subdirs if os.path.isfile(os.path.join(p, RECORD))}
+    layouts = [p for p in [directory, *subdirs] if is_layout(p)]
+    for lp in layouts:
+        with contextlib.suppress(OSError, OCIToolsError):
+            for r in Layout.open(lp).root_records():
+                if r.found and r.owner.endswith(os.sep + RECORD):
+                    bundles.add(_display(os.path.dirname(r.owner)))
+    return sorted(bundles), [os.path.normpath(p) for p in layouts]
+
+
+def _display(path: str) -> str:
+    """``path`` relative to the current directory when it is inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def _open(path: str) -> Layout:
     try:
         return Layout.open(path)
@@ -429,6 +458,7 @@ __all__ = [
     "changes_of",
     "commit",
     "empty_dir",
+    "find_bundles",
     "refresh",
     "register_root",
     "relocate",

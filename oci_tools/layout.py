@@ -570,7 +570,8 @@ class Layout:
         self.walk([(d, "root") for d in roots], mark, subjects=True)
         return marked
 
-    def _root_records(self) -> list[RootRecord]:
+    def root_records(self) -> list[RootRecord]:
+        """Every extra gc root, with its owner and whether it was found."""
         d = self.roots_dir()
         try:
             names = sorted(os.listdir(d))
@@ -597,12 +598,12 @@ class Layout:
         cache records (see ``roots_dir``).  A root whose owner cannot be
         found (a bundle moved or deleted) is kept too, until
         :meth:`prune_missing_roots`."""
-        return [r.descriptor for r in self._root_records()]
+        return [r.descriptor for r in self.root_records()]
 
     def missing_roots(self) -> list[RootRecord]:
         """The extra roots whose owner is not where it was recorded (a bundle
         moved without being used since, or deleted): kept, and reported."""
-        return [r for r in self._root_records() if not r.found]
+        return [r for r in self.root_records() if not r.found]
 
     def prune_missing_roots(self) -> list[RootRecord]:
         """Forget the roots :meth:`missing_roots` lists; returns them."""
@@ -640,7 +641,7 @@ class Layout:
         """
         freed: list[tuple[Digest, int]] = []
         with self.lock():
-            records = self._root_records()
+            records = self.root_records()
             if prune_missing:
                 gone = [r for r in records if not r.found]
                 if not dry_run:

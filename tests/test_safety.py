@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -341,3 +345,66 @@ def test_an_unknown_command_suggests_the_nearest() -> None:
     assert r.err.startswith("oci-tools: error: unknown command 'histroy'\n")
     assert "did you mean 'history'?" in r.err
     assert "choose from" not in r.err
+
+
+# ---------------------------------------------------- 11. status
+
+
+def test_status_without_arguments_lists_the_bundles_it_knows(
+    app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    far = tmp_path / "far"
+    far.mkdir()
+    ok("unpack", f"{app}:app", str(far / "elsewhere"))  # base in ./lay, bundle outside
+    monkeypatch.chdir(tmp_path)
+    r = cli("status")
+    assert r.code == 0, r.err
+    assert "bundles in the current directory and those whose base is in its layouts (lay)" in r.err
+    names = {line.split()[0] for line in r.out.splitlines()[1:]}
+    assert names == {"work", "far/elsewhere"}
+
+
+def test_status_of_a_layout_explains_it_wants_a_bundle(app: Path) -> None:
+    r = cli("status", str(app))
+    assert r.code == 2
+    assert "is an image layout; status wants a bundle" in r.err
+    assert f"oci-tools images {app}" in r.err
+
+
+# ------------------------------------------------ 12. binary to a terminal
+
+
+def _on_a_terminal(*argv: str) -> tuple[int, bytes]:
+    """Run oci-tools with stdout and stderr on a pseudo-terminal: (exit code, output)."""
+    main_fd, tty_fd = pty.openpty()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "oci_tools", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=tty_fd,
+            stderr=tty_fd,
+        )
+        os.close(tty_fd)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        return p.wait(), out
+    finally:
+        os.close(main_fd)
+
+
+def test_export_refuses_to_write_an_archive_to_a_terminal(app: Path, tmp_path: Path) -> None:
+    code, out = _on_a_terminal("export", f"{app}:app", "-")
+    assert code == 2
+    assert b"refusing to write an archive to a terminal" in out and len(out) < 1000
+    with (tmp_path / "x.tar").open("wb") as f:  # not a terminal: the archive is written
+        p = subprocess.run(
+            [sys.executable, "-m", "oci_tools", "export", f"{app}:app", "-"], stdout=f
+        )
+    assert p.returncode == 0 and (tmp_path / "x.tar").stat().st_size > 1024

@@ -15,12 +15,18 @@ from oci_tools.cli._common import (
     note_moved,
     open_or_init_layout,
 )
+from oci_tools.errors import UsageError
 
 
 def cmd_export(a: argparse.Namespace, c: Console) -> int:
     """``export``: one image as an oci-archive or docker-archive (``-``: stdout)."""
     from oci_tools.archive import export_image
 
+    if a.file == "-" and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write an archive to a terminal",
+            hint="redirect stdout (> FILE.tar or | COMMAND), or give FILE.tar",
+        )
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.file == "-":
         export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)

@@ -72,12 +72,24 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_status(a: argparse.Namespace, c: Console) -> int:
     """``status``: bundles with their base image and writable size."""
-    from oci_tools.bundle import BaseRecord, relocate
+    from oci_tools.bundle import BaseRecord, find_bundles, relocate
     from oci_tools.cli import tables
+    from oci_tools.layout import is_layout
     from oci_tools.views import bundle_status
 
-    rows = [bundle_status(b) for b in a.bundles]
-    for b in a.bundles:
+    bundles = a.bundles
+    if not bundles:
+        bundles, layouts = find_bundles(".")
+        where = ", ".join(layouts) if layouts else "none"
+        c.note(f"bundles in the current directory and those whose base is in its layouts ({where})")
+    for b in bundles:
+        if is_layout(b):
+            raise UsageError(
+                f"{b} is an image layout; status wants a bundle (made by unpack)",
+                hint=f"for the images of a layout: oci-tools images {b}",
+            )
+    rows = [bundle_status(b) for b in bundles]
+    for b in bundles:
         if not relocate(b):
             rec = BaseRecord.load(b)
             c.note(
@@ -182,7 +194,12 @@ def register(add: Add) -> None:
     sp = add(
         "status", cmd_status, "bundles with their base image and rw (virtual) size", aliases=["ps"]
     )
-    sp.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    sp.add_argument(
+        "bundles",
+        nargs="*",
+        metavar="BUNDLE",
+        help="default: the bundles in the current directory and those of the layouts in it",
+    )
     add_format(sp)
     add_no_trunc(sp)
 
