@@ -178,23 +178,23 @@ def test_layers_no_trunc_and_json(img: Built) -> None:
     rows = [json.loads(line) for line in ok("layers", img.ref, "--format", "json").splitlines()]
     l1 = img.layers[1]
     assert rows[1] == {
-        "Index": "1",
+        "Index": 1,
         "Digest": l1.digest,
         "DiffID": l1.diff_id,
         "CreatedBy": LONG_STEP,
         "Size": human_size(len(l1.blob)),
-        "SizeBytes": str(len(l1.blob)),
+        "SizeBytes": len(l1.blob),
         "UncompressedSize": "14.8kB",
-        "UncompressedSizeBytes": "14848",
-        "Added": "11",
-        "Changed": "3",
-        "Removed": "3",
+        "UncompressedSizeBytes": 14848,
+        "Added": 11,
+        "Changed": 3,
+        "Removed": 3,
         "MediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
     }
     assert [(r["Index"], r["Added"], r["Changed"], r["Removed"]) for r in rows] == [
-        ("0", "10", "0", "0"),
-        ("1", "11", "3", "3"),
-        ("2", "1", "4", "1"),
+        (0, 10, 0, 0),
+        (1, 11, 3, 3),
+        (2, 1, 4, 1),
     ]
 
 
@@ -330,10 +330,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "hardlink",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "0B",
-        "SizeBytes": "0",
+        "SizeBytes": 0,
         "Path": "/app/bin-link",
         "Target": "/app/bin",
     }
@@ -342,10 +342,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "file",
         "Mode": "0644",
         "Owner": "1000:1000",
-        "Uid": "1000",
-        "Gid": "1000",
+        "Uid": 1000,
+        "Gid": 1000,
         "Size": "1.5kB",
-        "SizeBytes": "1500",
+        "SizeBytes": 1500,
         "Path": "/app/config",
         "Target": "",
     }
@@ -354,10 +354,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "dir",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "600B",
-        "SizeBytes": "600",
+        "SizeBytes": 600,
         "Path": "/opt/d",
         "Target": "",
     }
@@ -384,19 +384,19 @@ def test_layer_show_tree_json(img: Built) -> None:
         "/",
         "/",
         "dir",
-        "1640",
+        1640,
         [
             (
                 "C",
                 "app",
                 "/app",
                 "dir",
-                "1600",
-                [("C", "config", "/app/config", "file", "1600", [])],
+                1600,
+                [("C", "config", "/app/config", "file", 1600, [])],
             ),
-            ("C", "etc", "/etc", "dir", "30", [("C", "hosts", "/etc/hosts", "file", "30", [])]),
-            ("A", "new.txt", "/new.txt", "file", "10", []),
-            ("D", "tmp", "/tmp", "dir", "1500", []),
+            ("C", "etc", "/etc", "dir", 30, [("C", "hosts", "/etc/hosts", "file", 30, [])]),
+            ("A", "new.txt", "/new.txt", "file", 10, []),
+            ("D", "tmp", "/tmp", "dir", 1500, []),
         ],
     )
     assert tree["Size"] == "1.64kB" and tree["Mode"] == ""
@@ -514,21 +514,21 @@ def test_efficiency_report(img: Built) -> None:
     assert ok("efficiency", img.ref, "--top", "2") == top2
     doc = json.loads(ok("efficiency", img.ref, "--format", "json", "-n", "1"))
     assert doc == {
-        "Efficiency": "0.6586",
+        "Efficiency": 0.6586,
         "Wasted": "5.52kB",
-        "WastedBytes": "5520",
+        "WastedBytes": 5520,
         "Total": "16.2kB",
-        "TotalBytes": "16170",
-        "Layers": "3",
-        "UserWasted": "0.9770",
-        "UserBytes": "5650",
+        "TotalBytes": 16170,
+        "Layers": 3,
+        "UserWasted": 0.977,
+        "UserBytes": 5650,
         "Files": [
             {
                 "Path": "/app/config",
-                "Count": "1",
+                "Count": 1,
                 "Wasted": "1.5kB",
-                "WastedBytes": "1500",
-                "Layers": "1",
+                "WastedBytes": 1500,
+                "Layers": [1],
             }
         ],
     }
@@ -748,15 +748,15 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json", "-n", "0"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/a": "3",
-        "/d/x": "5",
-        "/d/y": "7",
-        "/e/x": "11",
-        "/dup": "100",
-        "/k": "1",
+        "/a": 3,
+        "/d/x": 5,
+        "/d/y": 7,
+        "/e/x": 11,
+        "/dup": 100,
+        "/k": 1,
     }
     # lower: 3 + 5 + 7 + 11 + 1 + 1; upper: a, d/z, e, dup twice (whiteouts count 0)
-    assert doc["TotalBytes"] == str(28 + 1 + 1 + 2 + 100 + 10)
+    assert doc["TotalBytes"] == 28 + 1 + 1 + 2 + 100 + 10
     assert_valid_layout(str(tmp_path / "lay"))
     # What unpack makes of it: the rows are true of the rootfs.
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
@@ -784,7 +784,7 @@ def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
     out = ok("layers", f"{tmp_path / 'lay'}:latest", "--format", "json")
     assert [
         (r["Added"], r["Changed"], r["Removed"]) for r in map(json.loads, out.splitlines())
-    ] == [("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
+    ] == [(4, 0, 0), (2, 1, 2), (1, 0, 1)]
 
 
 def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
@@ -829,8 +829,8 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/usr/lib/a": "10",
-        "/usr/lib/b": "7",
+        "/usr/lib/a": 10,
+        "/usr/lib/b": 7,
     }
     # The same image unpacked: every A/C row exists there, the D row does not.
     bundle = tmp_path / "bundle"
@@ -1307,10 +1307,10 @@ def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path
     )
     ref = f"{tmp_path / 'lay'}:latest"
     doc = json.loads(ok("efficiency", ref, "--format", "json", "-n", "0"))
-    assert doc["WastedBytes"] == "110" and doc["TotalBytes"] == "111"
+    assert doc["WastedBytes"] == 110 and doc["TotalBytes"] == 111
     assert [(f["Path"], f["WastedBytes"], f["Layers"]) for f in doc["Files"]] == [
-        ("/b", "100", "0"),
-        ("/c", "10", "0"),
+        ("/b", 100, [0]),
+        ("/c", 10, [0]),
     ]
     # Layer 1 alone wastes nothing: the D row still shows what it removed.
     assert show_rows(tmp_path / "lay", 1) == [("D", "/a", "file", 100)]
@@ -1319,11 +1319,11 @@ def test_a_hardlinked_file_is_wasted_only_when_its_last_name_goes(tmp_path: Path
         [make_layer([file("a", b"x" * 100), hardlink("b", "a")]), make_layer([whiteout("a")])],
     )
     doc = json.loads(ok("efficiency", f"{tmp_path / 'two'}:latest", "--format", "json"))
-    assert (doc["WastedBytes"], doc["Files"]) == ("0", [])
+    assert (doc["WastedBytes"], doc["Files"]) == (0, [])
     # A link of a file to itself (apply leaves the file as it is) wastes nothing.
     write_test_image(
         tmp_path / "self", [make_layer([file("a", b"x" * 10)]), make_layer([hardlink("a", "a")])]
     )
     doc = json.loads(ok("efficiency", f"{tmp_path / 'self'}:latest", "--format", "json"))
-    assert doc["WastedBytes"] == "0"
+    assert doc["WastedBytes"] == 0
     assert show_rows(tmp_path / "self", 1) == [("C", "/a", "hardlink", 0)]

@@ -408,3 +408,25 @@ def test_export_refuses_to_write_an_archive_to_a_terminal(app: Path, tmp_path: P
             [sys.executable, "-m", "oci_tools", "export", f"{app}:app", "-"], stdout=f
         )
     assert p.returncode == 0 and (tmp_path / "x.tar").stat().st_size > 1024
+
+
+# ------------------------------------------------------------ 13. JSON
+
+
+def test_json_keeps_dockers_strings_and_gives_our_counts_as_numbers(
+    app: Path, tmp_path: Path
+) -> None:
+    row = next(r for r in _images(app) if r["Ref"] == "app")
+    assert isinstance(row["Size"], str) and str(row["Size"]).endswith("B")  # docker: "659MB"
+    assert row["Layers"] == 1
+    ls = [json.loads(x) for x in ok("ls", "--format", "json", str(app)).splitlines()]
+    assert all(isinstance(r["Size"], int) for r in ls)
+    st = json.loads(ok("status", "--format", "json", str(tmp_path / "work")))
+    assert isinstance(st["Size"], str) and "virtual" in st["Size"]  # docker ps -s form
+    assert isinstance(st["SizeRw"], int) and isinstance(st["SizeRootFs"], int)
+    assert st["SizeRootFs"] >= st["SizeRw"] > 0
+    layers = [json.loads(x) for x in ok("layers", f"{app}:app", "--format", "json").splitlines()]
+    assert [r["Index"] for r in layers] == [0]
+    assert isinstance(layers[0]["SizeBytes"], int) and layers[0]["Added"] == 1
+    hist = [json.loads(x) for x in ok("history", "--format", "json", f"{app}:app").splitlines()]
+    assert all(isinstance(h["Size"], str) for h in hist)
