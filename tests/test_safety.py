@@ -462,7 +462,15 @@ _HOSTS = [
     "quay." + "io",
     "ghcr." + "io",
 ]
-_SKIP_DIRS = {".git", ".venv", "cache", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+_SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "cache",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
 
 
 def test_the_repository_names_no_mirror_or_registry_host() -> None:
