@@ -11,6 +11,7 @@ PKG = Path(__file__).resolve().parent.parent / "oci_tools"
 LEVELS = {
     "errors": 0,
     "fsutil": 0,
+    "progress": 0,
     "digest": 1,
     "render": 1,
     "spec": 2,

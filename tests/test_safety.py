@@ -516,3 +516,83 @@ def test_the_bench_takes_the_debian_mirror_from_apt(tmp_path: Path) -> None:
     assert bench.debian_mirror(apt=apt) == "http://other.example/debian"
     with pytest.raises(SystemExit, match="no apt source for Debian trixie"):
         bench.debian_mirror("trixie", apt=apt)
+
+
+# ------------------------------------------------------------ 8. progress
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    """A layout whose ref ``big`` has a 3 MB layer (incompressible)."""
+    lay = tmp_path / "biglay"
+    ok("new", f"{lay}:empty")
+    b = tmp_path / "bigwork"
+    ok("unpack", f"{lay}:empty", str(b))
+    (b / "rootfs" / "random.bin").write_bytes(os.urandom(3 << 20))
+    ok("commit", str(b), f"{lay}:big")
+    return lay
+
+
+def _progress_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OCI_TOOLS_PROGRESS_DELAY"] = "0"  # draw at once: no timing in the test
+    return env
+
+
+def _stderr_on_a_terminal(*argv: str) -> tuple[int, bytes]:
+    """Run oci-tools with stderr on a pseudo-terminal, stdout piped."""
+    main_fd, tty_fd = pty.openpty()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "oci_tools", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=tty_fd,
+            env=_progress_env(),
+        )
+        os.close(tty_fd)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return p.wait(), out
+    finally:
+        os.close(main_fd)
+
+
+def test_progress_shows_on_a_terminal_only(big: Path, tmp_path: Path) -> None:
+    digest = json.loads(ok("inspect", f"{big}:big"))["layers"][-1]["digest"]
+    code, err = _stderr_on_a_terminal("unpack", f"{big}:big", str(tmp_path / "b1"))
+    assert code == 0, err
+    # the layer's bar: its digest, bytes done of the blob's size, rate (and ETA)
+    assert digest[:19].encode() in err and b"/3.15M [" in err and b"B/s]" in err
+    # piped: no progress at all
+    p = subprocess.run(
+        [sys.executable, "-m", "oci_tools", "unpack", f"{big}:big", str(tmp_path / "b2")],
+        capture_output=True,
+        env=_progress_env(),
+    )
+    assert p.returncode == 0 and p.stderr == b""
+    # -q on a terminal: none either
+    code, err = _stderr_on_a_terminal("unpack", "-q", f"{big}:big", str(tmp_path / "b3"))
+    assert code == 0 and b"B/s" not in err
+
+
+def test_progress_for_commit_export_import_and_validate(big: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    ok("unpack", f"{big}:big", str(b))
+    (b / "rootfs" / "more.bin").write_bytes(os.urandom(2 << 20))
+    code, err = _stderr_on_a_terminal("commit", str(b), f"{big}:more")
+    assert code == 0 and b"writing blob" in err and b"B/s" in err
+    tar = tmp_path / "x.tar"
+    code, err = _stderr_on_a_terminal("export", f"{big}:more", str(tar))
+    assert code == 0 and b"B/s" in err
+    code, err = _stderr_on_a_terminal("import", str(tar), f"{tmp_path / 'other'}:x")
+    assert code == 0 and b"writing blob" in err
+    code, err = _stderr_on_a_terminal("validate", str(big))
+    assert code == 0 and b"B/s" in err

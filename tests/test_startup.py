@@ -101,7 +101,7 @@ def test_views_do_not_import_heavy_modules(tmp_path: Path, command: list[str]) -
         "from oci_tools.cli.app import main\n"
         f"rc = main({argv!r})\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'jsonschema', 'zstandard', 'cryptography', 'referencing', 'tempfile', 'queue'})\n"
+        "{'jsonschema', 'zstandard', 'cryptography', 'referencing', 'tempfile', 'queue', 'tqdm'})\n"
         "print(__import__('json').dumps([rc, heavy]), file=sys.stderr)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -97,6 +97,23 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
+#: Commands whose work can be long enough to deserve progress bars.
+PROGRESS_COMMANDS = frozenset(
+    {"unpack", "commit", "export", "import", "validate", "layers", "layer", "efficiency", "build"}
+)
+
+
+def _shows_progress(ns: argparse.Namespace, err: TextIO) -> bool:
+    """Progress goes to stderr, and only when it is a terminal and the user
+    did not ask for quiet (never into a pipe, a file or a script's capture)."""
+    if ns.command not in PROGRESS_COMMANDS or getattr(ns, "quiet", False):
+        return False
+    try:
+        return err.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _layout_arg(ns: argparse.Namespace | None) -> str:
     """The layout a command was given (for advice in error messages)."""
     if ns is None:
@@ -139,6 +156,11 @@ def main(
                 e.hint = f"see: oci-tools {word} --help"
             raise
         handler: Handler = ns.handler
+        if _shows_progress(ns, err):
+            from oci_tools import progress
+
+            with progress.reporting(progress.TerminalReporter(err)):
+                return handler(ns, console)
         return handler(ns, console)
     except CorruptBlobError as e:
         where = e.layout or _layout_arg(ns) or "LAYOUT"

@@ -10,6 +10,7 @@ from oci_tools.cli._common import (
     Console,
     add_image,
     add_platform,
+    add_quiet,
     image_arg,
     new_layout_guard,
     note_moved,
@@ -69,9 +70,11 @@ def register(add: Add) -> None:
         help="image name for docker/podman/containerd (default localhost/<layout-dir>:<ref>)",
     )
     add_platform(sp)
+    add_quiet(sp, "no progress bars")
 
     sp = add(
         "import", cmd_import, "read an oci-archive or docker/podman save archive into a layout"
     )
     sp.add_argument("file", metavar="FILE.tar", help="'-' for stdin")
     add_image(sp, "LAYOUT[:REF]")
+    add_quiet(sp, "no progress bars")

@@ -13,6 +13,7 @@ from oci_tools.cli._common import (
     add_image,
     add_no_trunc,
     add_platform,
+    add_quiet,
     image_arg,
     named,
     note_moved,
@@ -162,6 +163,7 @@ def register(add: Add) -> None:
     )
     sp.add_argument("--force", action="store_true", help="replace a non-empty BUNDLE")
     add_platform(sp)
+    add_quiet(sp, "no progress bars")
 
     sp = add(
         "commit", cmd_commit, "turn a bundle's changes since unpack into a new layer and image"
@@ -186,6 +188,7 @@ def register(add: Add) -> None:
     sp.add_argument(
         "--from-upper", metavar="DIR", help="take the changes from an overlayfs upper directory"
     )
+    add_quiet(sp, "no progress bars")
 
     sp = add("diff", cmd_diff, "list what changed in a bundle since unpack (A/C/D lines)")
     sp.add_argument("bundle", metavar="BUNDLE")

@@ -198,3 +198,4 @@ def register(add: Add) -> None:
     sp.add_argument(
         "--fast", action="store_true", help="skip decompressing layers to check their diff_ids"
     )
+    add_quiet(sp, "no progress bars")
