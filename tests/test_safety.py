@@ -596,3 +596,13 @@ def test_progress_for_commit_export_import_and_validate(big: Path, tmp_path: Pat
     assert code == 0 and b"writing blob" in err
     code, err = _stderr_on_a_terminal("validate", str(big))
     assert code == 0 and b"B/s" in err
+
+
+def test_digest_refs_never_become_ref_names(app: Path, tmp_path: Path) -> None:
+    digest = str(next(r for r in _images(app) if r["Ref"] == "app")["Digest"])
+    refs = ok("ls", "-q", str(app))
+    r = cli("config", "--env", "X=1", f"{app}:{digest[7:15]}")
+    assert r.code == 0 and "untagged" in r.err and f"oci-tools tag {app}@sha256:" in r.err
+    r = cli("commit", str(tmp_path / "work"), f"{app}@{digest}")
+    assert r.code == 2 and "not a ref" in r.err
+    assert ok("ls", "-q", str(app)) == refs

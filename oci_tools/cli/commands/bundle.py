@@ -43,6 +43,11 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
     if a.compress not in (*CODECS, "auto"):
         raise UsageError(f"--compress {a.compress!r}: choose gzip, zstd, none or auto")
     lay, ref, _ = image_arg(a.image)
+    if ref.startswith("@"):
+        raise UsageError(
+            f"commit tags its result: {a.image!r} names an image by digest, not a ref",
+            hint="give LAYOUT:REF (the new image's ref)",
+        )
     opts = CommitOptions(
         compress=a.compress,
         created=a.created,
