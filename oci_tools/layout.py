@@ -397,7 +397,9 @@ class Layout:
                     else:
                         configs.append(dg)
             if configs:
-                for dg in stored:
+                # Manifests are small: larger blobs (layers) are not read.
+                small = [dg for dg in stored if self.store.stat_size(dg) <= 256 << 10]
+                for dg in small:
                     desc = self._document(dg, self.store.stat_size(dg))
                     if desc is not None and desc.media_type in mt.MANIFEST_TYPES:
                         with contextlib.suppress(OCIToolsError):
