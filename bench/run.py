@@ -69,7 +69,8 @@ ONLY = {g for g in os.environ.get("BENCH_ONLY", "").split(",") if g}
 SMALL_FILES = 10_000 if QUICK else 100_000
 BIG_MIB = 256 if QUICK else 2048
 VIEW_IMAGES = 50
-MIRROR = "http://deb.debian.org/debian"
+#: Where apt's configuration lives (the Debian mirror for debootstrap is read from it).
+APT_SOURCES = Path("/etc/apt")
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["PATH"] = f"{BIN}:{ENV.get('PATH', '/usr/bin:/bin')}"
@@ -256,6 +257,53 @@ def run_group(group: Group) -> Group:
 # ------------------------------------------------------------------ inputs
 
 
+def _apt_entries(apt: Path) -> list[tuple[str, list[str]]]:
+    """(URI, suites) of every ``deb`` source in apt's configuration under
+    ``apt``: one-line ``sources.list`` files and deb822 ``.sources`` files."""
+    out: list[tuple[str, list[str]]] = []
+    files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*"))]
+    for f in files:
+        if not f.is_file() or f.suffix not in (".list", ".sources"):
+            continue
+        text = f.read_text(errors="replace")
+        if f.suffix == ".list":
+            for line in text.splitlines():
+                words = line.split("#", 1)[0].split()
+                if words[:1] != ["deb"]:
+                    continue
+                words = words[1:]
+                if words and words[0].startswith("["):  # [arch=... signed-by=...]
+                    while words and not words[0].endswith("]"):
+                        words = words[1:]
+                    words = words[1:]
+                if len(words) >= 2:
+                    out.append((words[0], [words[1]]))
+            continue
+        for stanza in text.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line:
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                suites = fields.get("suites", "").split()
+                out += [(uri, suites) for uri in fields.get("uris", "").split()]
+    return out
+
+
+def debian_mirror(suite: str = "bookworm", apt: Path = APT_SOURCES) -> str:
+    """The Debian mirror this machine's apt uses for ``suite`` (the repository
+    names no mirror host of its own)."""
+    for uri, suites in _apt_entries(apt):
+        if suite in suites:
+            return uri
+    raise SystemExit(
+        f"bench: no apt source for Debian {suite} in {apt}/sources.list(.d); "
+        "debootstrap needs a mirror: add one there"
+    )
+
+
 def ensure_debian_rootfs() -> Path:
     """The Debian minbase rootfs: made with debootstrap when missing."""
     d = CACHE / "debian-rootfs"
@@ -268,7 +316,7 @@ def ensure_debian_rootfs() -> Path:
     log(f"creating {d} with debootstrap (a few minutes)")
     with open(CACHE / "debootstrap.log", "w") as out:
         res = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
+            ["debootstrap", "--variant=minbase", "bookworm", str(tmp), debian_mirror()],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=ENV,

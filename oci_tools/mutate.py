@@ -406,11 +406,16 @@ def write_image(
     return desc
 
 
-def new_image(layout: Layout, ref: str, *, platform: Platform | None = None) -> Descriptor:
-    """Create an empty image (config with no layers) and tag it ``ref``."""
+def new_image(
+    layout: Layout, ref: str, *, platform: Platform | None = None, replace: bool = True
+) -> Descriptor:
+    """Create an empty image (config with no layers) and tag it ``ref``.
+
+    With ``replace=False`` an existing ``ref`` naming another image is kept
+    and ClobberError is raised (the new image's blobs stay until gc)."""
     with layout.lock():
         desc = write(layout, _assemble(layout, empty_config(platform), []))
-        layout.set_ref(ref, desc)
+        layout.put_ref(ref, desc, replace=replace)
     return desc
 
 

@@ -57,15 +57,15 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json", "-n", "0"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/a": "3",
-        "/d/x": "5",
-        "/d/y": "7",
-        "/e/x": "11",
-        "/dup": "100",
-        "/k": "1",
+        "/a": 3,
+        "/d/x": 5,
+        "/d/y": 7,
+        "/e/x": 11,
+        "/dup": 100,
+        "/k": 1,
     }
     # lower: 3 + 5 + 7 + 11 + 1 + 1; upper: a, d/z, e, dup twice (whiteouts count 0)
-    assert doc["TotalBytes"] == str(28 + 1 + 1 + 2 + 100 + 10)
+    assert doc["TotalBytes"] == 28 + 1 + 1 + 2 + 100 + 10
     assert_valid_layout(str(tmp_path / "lay"))
     # What unpack makes of it: the rows are true of the rootfs.
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
@@ -93,7 +93,7 @@ def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
     out = ok("layers", f"{tmp_path / 'lay'}:latest", "--format", "json")
     assert [
         (r["Added"], r["Changed"], r["Removed"]) for r in map(json.loads, out.splitlines())
-    ] == [("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
+    ] == [(4, 0, 0), (2, 1, 2), (1, 0, 1)]
 
 
 def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
@@ -138,8 +138,8 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json"))
     assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/usr/lib/a": "10",
-        "/usr/lib/b": "7",
+        "/usr/lib/a": 10,
+        "/usr/lib/b": 7,
     }
     # The same image unpacked: every A/C row exists there, the D row does not.
     bundle = tmp_path / "bundle"

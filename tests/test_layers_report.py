@@ -62,23 +62,23 @@ def test_layers_no_trunc_and_json(img: Built) -> None:
     rows = [json.loads(line) for line in ok("layers", img.ref, "--format", "json").splitlines()]
     l1 = img.layers[1]
     assert rows[1] == {
-        "Index": "1",
+        "Index": 1,
         "Digest": l1.digest,
         "DiffID": l1.diff_id,
         "CreatedBy": LONG_STEP,
         "Size": human_size(len(l1.blob)),
-        "SizeBytes": str(len(l1.blob)),
+        "SizeBytes": len(l1.blob),
         "UncompressedSize": "14.8kB",
-        "UncompressedSizeBytes": "14848",
-        "Added": "11",
-        "Changed": "3",
-        "Removed": "3",
+        "UncompressedSizeBytes": 14848,
+        "Added": 11,
+        "Changed": 3,
+        "Removed": 3,
         "MediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
     }
     assert [(r["Index"], r["Added"], r["Changed"], r["Removed"]) for r in rows] == [
-        ("0", "10", "0", "0"),
-        ("1", "11", "3", "3"),
-        ("2", "1", "4", "1"),
+        (0, 10, 0, 0),
+        (1, 11, 3, 3),
+        (2, 1, 4, 1),
     ]
 
 
@@ -114,10 +114,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "hardlink",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "0B",
-        "SizeBytes": "0",
+        "SizeBytes": 0,
         "Path": "/app/bin-link",
         "Target": "/app/bin",
     }
@@ -126,10 +126,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "file",
         "Mode": "0644",
         "Owner": "1000:1000",
-        "Uid": "1000",
-        "Gid": "1000",
+        "Uid": 1000,
+        "Gid": 1000,
         "Size": "1.5kB",
-        "SizeBytes": "1500",
+        "SizeBytes": 1500,
         "Path": "/app/config",
         "Target": "",
     }
@@ -138,10 +138,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "dir",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "600B",
-        "SizeBytes": "600",
+        "SizeBytes": 600,
         "Path": "/opt/d",
         "Target": "",
     }
@@ -168,19 +168,19 @@ def test_layer_show_tree_json(img: Built) -> None:
         "/",
         "/",
         "dir",
-        "1640",
+        1640,
         [
             (
                 "C",
                 "app",
                 "/app",
                 "dir",
-                "1600",
-                [("C", "config", "/app/config", "file", "1600", [])],
+                1600,
+                [("C", "config", "/app/config", "file", 1600, [])],
             ),
-            ("C", "etc", "/etc", "dir", "30", [("C", "hosts", "/etc/hosts", "file", "30", [])]),
-            ("A", "new.txt", "/new.txt", "file", "10", []),
-            ("D", "tmp", "/tmp", "dir", "1500", []),
+            ("C", "etc", "/etc", "dir", 30, [("C", "hosts", "/etc/hosts", "file", 30, [])]),
+            ("A", "new.txt", "/new.txt", "file", 10, []),
+            ("D", "tmp", "/tmp", "dir", 1500, []),
         ],
     )
     assert tree["Size"] == "1.64kB" and tree["Mode"] == ""

@@ -202,7 +202,7 @@ def test_unpack_overlay_commit_and_diff(tmp_path: Path) -> None:
         r = cli("status", "--format", "json", str(b))
         assert r.code == 0, r.err
         rw = len("root:x:0:0::/root:/bin/sh\nweb:x:1:1::/:/bin/sh\n") + len("hi")
-        assert json.loads(r.out)["SizeRw"] == str(rw)  # the upper dir's bytes
+        assert json.loads(r.out)["SizeRw"] == rw  # the upper dir's bytes
         r = cli("commit", str(b), f"{lay.path}:next")
         assert r.code == 0, r.err
         # The committed image unpacks (copy mode) to the same tree.

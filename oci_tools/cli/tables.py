@@ -35,12 +35,13 @@ class Listing:
     to the row key it shows; JSON output carries every key of a row."""
 
     columns: list[tuple[str, str]]
-    rows: list[dict[str, str]]
+    rows: list[dict[str, Any]]  # docker's fields keep docker's strings; ours may be numbers
 
     def table(self) -> str:
         """docker's table layout."""
         return render.table(
-            [h for h, _ in self.columns], [[r[k] for _, k in self.columns] for r in self.rows]
+            [h for h, _ in self.columns],
+            [[str(r[k]) for _, k in self.columns] for r in self.rows],
         )
 
     def json(self) -> str:
@@ -69,7 +70,7 @@ def refs_listing(refs: Iterable[tuple[str, Descriptor]]) -> Listing:
     return Listing(
         [("REF", "Ref"), ("DIGEST", "Digest"), ("MEDIA TYPE", "MediaType")],
         [
-            {"Ref": n, "Digest": str(d.digest), "MediaType": d.media_type, "Size": str(d.size)}
+            {"Ref": n, "Digest": str(d.digest), "MediaType": d.media_type, "Size": d.size}
             for n, d in refs
         ],
     )
@@ -106,7 +107,7 @@ def history_listing(
     return Listing(cols, out)
 
 
-def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, str]:
+def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, Any]:
     return {
         "Ref": r.ref,
         "Digest": r.id,
@@ -116,7 +117,7 @@ def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str,
         "Size": render.human_size(r.size),
         "SharedSize": render.human_size(r.shared, 4),
         "UniqueSize": render.human_size(r.unique, 4),
-        "Layers": str(r.layers),
+        "Layers": r.layers,
     }
 
 
@@ -187,7 +188,7 @@ def df_listings(
                     "Digest": u.digest,
                     "Size": human_size(u.size),
                     "Uncompressed": human_size(u.uncompressed),
-                    "Images": str(u.images),
+                    "Images": u.images,
                 }
                 for u in du.layer_uses
             ],
@@ -232,8 +233,8 @@ def status_text(
                     "ImageID": r.image_id,
                     "Command": r.command,
                     "Size": _status_size(r),
-                    "SizeRw": str(r.rw),
-                    "SizeRootFs": str(r.virtual),
+                    "SizeRw": r.rw,
+                    "SizeRootFs": r.virtual,
                 }
                 for r in rows
             ]
@@ -296,19 +297,19 @@ def _mode(kind: str, mode: int) -> str:
     return stat.filemode(_IFMT.get(kind, 0) | mode)
 
 
-def _layer_json(r: LayerReport, diff_id: str) -> dict[str, str]:
+def _layer_json(r: LayerReport, diff_id: str) -> dict[str, Any]:
     return {
-        "Index": str(r.index),
+        "Index": r.index,
         "Digest": str(r.descriptor.digest),
         "DiffID": diff_id,
         "CreatedBy": r.created_by,
         "Size": render.human_size(r.descriptor.size),
-        "SizeBytes": str(r.descriptor.size),
+        "SizeBytes": r.descriptor.size,
         "UncompressedSize": render.human_size(r.uncompressed_size),
-        "UncompressedSizeBytes": str(r.uncompressed_size),
-        "Added": str(r.count("A")),
-        "Changed": str(r.count("C")),
-        "Removed": str(r.count("D")),
+        "UncompressedSizeBytes": r.uncompressed_size,
+        "Added": r.count("A"),
+        "Changed": r.count("C"),
+        "Removed": r.count("D"),
         "MediaType": r.descriptor.media_type,
     }
 
@@ -351,16 +352,16 @@ def layers_text(
     return render.table(_LAYERS_HEAD, [_layer_row(r, no_trunc) for r in reports])
 
 
-def _change_json(ch: Change) -> dict[str, str]:
+def _change_json(ch: Change) -> dict[str, Any]:
     return {
         "Change": ch.change,
         "Type": _type(ch.type),
         "Mode": f"{ch.mode:04o}",
         "Owner": f"{ch.uid}:{ch.gid}",
-        "Uid": str(ch.uid),
-        "Gid": str(ch.gid),
+        "Uid": ch.uid,
+        "Gid": ch.gid,
         "Size": render.human_size(ch.size),
-        "SizeBytes": str(ch.size),
+        "SizeBytes": ch.size,
         "Path": json_text(ch.path),
         "Target": json_text(ch.target),
     }
@@ -443,7 +444,7 @@ def tree_json(node: TreeNode) -> dict[str, Any]:
         Name=json_text(node.name),
         Path=json_text(node.path),
         Size=render.human_size(node.size),
-        SizeBytes=str(node.size),
+        SizeBytes=node.size,
         Children=[tree_json(c) for c in node.children],
     )
     return out
@@ -481,21 +482,21 @@ def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
     human_size = render.human_size
     files = e.files if top <= 0 else e.files[:top]
     return {
-        "Efficiency": f"{e.score:.4f}",
+        "Efficiency": round(e.score, 4),
         "Wasted": human_size(e.wasted_bytes),
-        "WastedBytes": str(e.wasted_bytes),
+        "WastedBytes": e.wasted_bytes,
         "Total": human_size(e.total_bytes),
-        "TotalBytes": str(e.total_bytes),
-        "Layers": str(e.layers),
-        "UserWasted": f"{e.user_wasted:.4f}",
-        "UserBytes": str(e.user_bytes),
+        "TotalBytes": e.total_bytes,
+        "Layers": e.layers,
+        "UserWasted": round(e.user_wasted, 4),
+        "UserBytes": e.user_bytes,
         "Files": [
             {
                 "Path": json_text(f.path),
-                "Count": str(f.count),
+                "Count": f.count,
                 "Wasted": human_size(f.size),
-                "WastedBytes": str(f.size),
-                "Layers": ",".join(map(str, f.layers)),
+                "WastedBytes": f.size,
+                "Layers": list(f.layers),
             }
             for f in files
         ],

@@ -580,7 +580,10 @@ class Runtime:
             unmount(c.rootfs)
         if os.path.isdir(c.rw):
             remove_tree(c.rw)
-        # The gc root goes with its owner (container.json): the next gc drops it.
+        # The gc root goes with the container (a root whose owner merely went
+        # missing is kept until an explicit prune: a moved bundle's is).
+        with contextlib.suppress(OCIToolsError, OSError):
+            Layout.open(c.layout).remove_root("container-" + c.id)
         if os.path.isdir(c.dir):
             remove_tree(c.dir)
 

@@ -303,9 +303,9 @@ class LayerStore:
                 continue
         return live
 
-    def gc(self) -> list[LayerRecord]:
+    def gc(self, *, dry_run: bool = False) -> list[LayerRecord]:
         """Delete layer dirs no live image needs (and stale temp dirs); the
-        records of those removed."""
+        records of those removed (``dry_run``: of those that would be)."""
         freed: list[LayerRecord] = []
         with self.layout.lock():
             live = self.live_chain_ids()
@@ -313,10 +313,15 @@ class LayerStore:
                 if rec.chain_id not in live:
                     if is_busy(rec.diff):
                         continue
+                    if dry_run:
+                        freed.append(rec)
+                        continue
                     # The record goes first: a half-deleted dir is never a layer.
                     os.unlink(os.path.join(rec.path, RECORD))
                     remove_tree(rec.path)
                     freed.append(rec)
+            if dry_run:
+                return freed
             now = time.time()
             with contextlib.suppress(FileNotFoundError):
                 for n in os.listdir(self.root):

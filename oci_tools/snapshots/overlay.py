@@ -88,8 +88,10 @@ def unpack_overlay(
     """``unpack --overlay`` of ``img`` (in ``layout``, named ``ref``): a bundle
     whose rootfs is an overlay mount of the image's stored layers (the caller
     checked :func:`overlay_supported`)."""
+    import uuid
+
     from oci_tools.apply import read_file_in_root
-    from oci_tools.bundle import RECORD, BaseRecord, _root_key
+    from oci_tools.bundle import RECORD, BaseRecord, register_root
     from oci_tools.errors import ClobberError
     from oci_tools.spec.runtime import runtime_config
 
@@ -116,12 +118,10 @@ def unpack_overlay(
             recs = mount_image(layout, img, upper, work, rootfs)
             spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p))
             write_json(os.path.join(bundle, "config.json"), spec)
-            rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, ref, False)
-            layout.add_root(
-                _root_key(bundle),
-                img.descriptor,
-                owner=os.path.abspath(os.path.join(bundle, RECORD)),
+            rec = BaseRecord(
+                os.path.abspath(layout.path), img.descriptor, ref, False, uuid.uuid4().hex
             )
+            register_root(layout, bundle, rec)
             doc = rec.to_dict()
             doc["overlay"] = {"upper": UPPER, "work": WORK, "lowers": [r.chain_id for r in recs]}
             write_json(os.path.join(bundle, RECORD), doc)

@@ -14,7 +14,10 @@ from oci_tools.cli._common import (
     add_image,
     add_no_trunc,
     add_platform,
+    add_quiet,
     image_arg,
+    named,
+    note_moved,
 )
 from oci_tools.errors import UsageError
 
@@ -66,6 +69,11 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
             return 0
     if a.change:
         raise UsageError("-c/--change applies to committing a container, not a bundle")
+    if ref.startswith("@"):
+        raise UsageError(
+            f"commit tags its result: {a.image!r} names an image by digest, not a ref",
+            hint="give LAYOUT:REF (the new image's ref)",
+        )
     opts = CommitOptions(
         compress=a.compress,
         created=a.created,
@@ -76,7 +84,9 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
         refresh=a.refresh,
         from_upper=a.from_upper,
     )
+    old = named(lay, ref)
     res = commit(a.bundle, lay, ref, opts)
+    note_moved(c, ref, old, res.descriptor.digest)
     if res.empty and res.layer is None and not a.allow_empty:
         c.note("no changes: nothing committed")
     c.print(str(res.descriptor.digest))
@@ -106,10 +116,30 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_status(a: argparse.Namespace, c: Console) -> int:
     """``status``: bundles with their base image and writable size."""
+    from oci_tools.bundle import BaseRecord, find_bundles, relocate
     from oci_tools.cli import tables
+    from oci_tools.layout import is_layout
     from oci_tools.views import bundle_status
 
-    rows = [bundle_status(b) for b in a.bundles]
+    bundles = a.bundles
+    if not bundles:
+        bundles, layouts = find_bundles(".")
+        where = ", ".join(layouts) if layouts else "none"
+        c.note(f"bundles in the current directory and those whose base is in its layouts ({where})")
+    for b in bundles:
+        if is_layout(b):
+            raise UsageError(
+                f"{b} is an image layout; status wants a bundle (made by unpack)",
+                hint=f"for the images of a layout: oci-tools images {b}",
+            )
+    rows = [bundle_status(b) for b in bundles]
+    for b in bundles:
+        if not relocate(b):
+            rec = BaseRecord.load(b)
+            c.note(
+                f"warning: {b}: its base image {rec.manifest.digest} is gone from {rec.layout}"
+                " (removed and collected by gc?); it cannot be committed: unpack again"
+            )
     c.out.write(tables.status_text(rows, a.format, no_trunc=a.no_trunc, now=_common.now()))
     return 0
 
@@ -152,8 +182,15 @@ def cmd_config(a: argparse.Namespace, c: Console) -> int:
         os=a.os,
         arch=a.arch,
     )
-    target = check_ref(a.to) if a.to else ref
+    # REF moves to the new image; an image named by digest or id has no ref
+    # to move, so the result stays untagged unless --to names one.
+    target = check_ref(a.to) if a.to else ref if named(lay, ref) else None
+    old = named(lay, target)
     desc = edit_image(lay, img, edit, ref=target, created=a.created, created_by=a.created_by)
+    if target is None:
+        c.note(f"the new image is untagged; name it: oci-tools tag {lay.path}@{desc.digest} REF")
+    else:
+        note_moved(c, target, old, desc.digest)
     c.print(str(desc.digest))
     return 0
 
@@ -176,6 +213,7 @@ def register(add: Add) -> None:
         "'umount BUNDLE/rootfs' before deleting the bundle",
     )
     add_platform(sp)
+    add_quiet(sp, "no progress bars")
 
     sp = add(
         "commit", cmd_commit, "turn a bundle's changes since unpack into a new layer and image"
@@ -209,13 +247,19 @@ def register(add: Add) -> None:
         help="committing a container (BUNDLE is its name or id): CMD, ENTRYPOINT, ENV, "
         "WORKDIR, USER, EXPOSE or LABEL for the new config",
     )
+    add_quiet(sp, "no progress bars")
 
     sp = add("diff", cmd_diff, "list what changed in a bundle since unpack (A/C/D lines)")
     sp.add_argument("bundle", metavar="BUNDLE")
     add_format(sp)
 
     sp = add("status", cmd_status, "bundles with their base image and rw (virtual) size")
-    sp.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    sp.add_argument(
+        "bundles",
+        nargs="*",
+        metavar="BUNDLE",
+        help="default: the bundles in the current directory and those of the layouts in it",
+    )
     add_format(sp)
     add_no_trunc(sp)
 

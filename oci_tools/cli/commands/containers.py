@@ -43,7 +43,7 @@ def cmd_run(a: argparse.Namespace, c: Console) -> int:
         ref,
         a.image,
         name=a.name,
-        cmd=a.command,
+        cmd=a.cmd,
         entrypoint=a.entrypoint,
         env=a.env,
         workdir=a.workdir,
@@ -202,7 +202,7 @@ def cmd_logs(a: argparse.Namespace, c: Console) -> int:
 def cmd_exec(a: argparse.Namespace, c: Console) -> int:
     rt = _rt()
     c.out.flush()
-    return rt.exec(rt.find(a.container), a.command, detach=a.detach)
+    return rt.exec(rt.find(a.container), a.cmd, detach=a.detach)
 
 
 def cmd_diff(a: argparse.Namespace, c: Console) -> int:
@@ -248,7 +248,7 @@ def _define(add: Callable[..., Any], prefix: str = "") -> None:
     sp.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
     sp.add_argument("-p", "--publish", action="append", default=[], help=argparse.SUPPRESS)
     sp.add_argument("image", metavar="LAYOUT:REF")
-    sp.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
 
     sp = reg("ps", cmd_ps, "list containers (running; -a all) with docker's columns")
     sp.add_argument("layout", nargs="?", metavar="LAYOUT", help="only containers of this layout")
@@ -272,7 +272,7 @@ def _define(add: Callable[..., Any], prefix: str = "") -> None:
     sp = reg("exec", cmd_exec, "run a command in a running container")
     sp.add_argument("-d", "--detach", action="store_true")
     sp.add_argument("container", metavar="CONTAINER")
-    sp.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
 
 
 def register(add: Callable[..., Any]) -> None:

@@ -14,11 +14,13 @@ from oci_tools.cli._common import (
     add_platform,
     add_quiet,
     image_arg,
+    named,
+    note_moved,
     open_layout,
     open_or_init_layout,
     parse_platform,
 )
-from oci_tools.errors import UsageError
+from oci_tools.errors import ClobberError, UsageError
 
 
 def cmd_init(a: argparse.Namespace, c: Console) -> int:
@@ -35,9 +37,16 @@ def cmd_new(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.layout import split_image_ref
     from oci_tools.mutate import new_image
 
-    path, ref = split_image_ref(a.image)
+    path, ref = split_image_ref(a.image, creating=True)
     assert ref is not None  # split_image_ref defaults REF to "latest"
-    desc = new_image(open_or_init_layout(path), ref, platform=parse_platform(a.platform))
+    lay = open_or_init_layout(path)
+    old = named(lay, ref)
+    try:
+        desc = new_image(lay, ref, platform=parse_platform(a.platform), replace=a.force)
+    except ClobberError as e:
+        e.hint = f"{e.hint}; use --force to replace it (the old image stays until gc)"
+        raise
+    note_moved(c, ref, old, desc.digest)
     c.print(str(desc.digest))
     return 0
 
@@ -49,7 +58,7 @@ def cmd_tag(a: argparse.Namespace, c: Console) -> int:
     lay, ref, _ = image_arg(a.image)
     new = check_ref(a.new_ref)
     desc = lay.lookup(ref)
-    lay.set_ref(new, desc)
+    note_moved(c, new, lay.put_ref(new, desc), desc.digest)
     c.print(str(desc.digest))
     return 0
 
@@ -107,15 +116,30 @@ def cmd_gc(a: argparse.Namespace, c: Console) -> int:
     from oci_tools import render
 
     lay = open_layout(a.layout)
-    freed = lay.gc()
+    missing = lay.missing_roots()
+    freed = lay.gc(dry_run=a.dry_run, prune_missing=a.prune_missing_bundles)
+    verb = "would delete" if a.dry_run else "deleted"
     for dg, _size in freed:
-        c.print(f"deleted {dg}")
+        c.print(f"{verb} {dg}")
     from oci_tools.snapshots import LayerStore
 
-    for rec in LayerStore(lay).gc():  # extracted layer dirs no image needs any more
-        c.print(f"deleted layer {rec.chain_id}")
+    # extracted layer dirs no image needs any more
+    for rec in LayerStore(lay).gc(dry_run=a.dry_run):
+        c.print(f"{verb} layer {rec.chain_id}")
+    for r in missing:
+        what = "would forget" if a.dry_run else "forgot"
+        if a.prune_missing_bundles:
+            c.note(f"{what} the base {r.descriptor.digest} of missing bundle {r.owner}")
+        else:
+            c.note(f"kept {r.descriptor.digest}: base of a bundle not found at {r.owner}")
+    if missing and not a.prune_missing_bundles:
+        c.note(
+            "hint: a bundle that was moved keeps its base (commit or status it at its new"
+            " place); to free the bases of deleted bundles: gc --prune-missing-bundles"
+        )
     total = sum(s for _, s in freed)
-    c.note(f"Total reclaimed space: {render.human_size(total, 4)} ({len(freed)} blobs)")
+    label = "Reclaimable space (dry run)" if a.dry_run else "Total reclaimed space"
+    c.note(f"{label}: {render.human_size(total, 4)} ({len(freed)} blobs)")
     return 0
 
 
@@ -147,6 +171,9 @@ def register(add: Add) -> None:
     sp = add("new", cmd_new, "create an empty image (no layers) and tag it")
     add_image(sp)
     add_platform(sp)
+    sp.add_argument(
+        "--force", action="store_true", help="replace REF when it already names an image"
+    )
 
     sp = add("tag", cmd_tag, "give an image another ref")
     add_image(sp)
@@ -173,6 +200,14 @@ def register(add: Add) -> None:
 
     sp = add("gc", cmd_gc, "delete blobs no ref or bundle needs")
     add_layout(sp)
+    sp.add_argument(
+        "-n", "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
+    sp.add_argument(
+        "--prune-missing-bundles",
+        action="store_true",
+        help="also free the bases of bundles that can no longer be found (deleted bundles)",
+    )
 
     sp = add(
         "validate", cmd_validate, "check a layout (every document and blob) or one document file"
@@ -182,3 +217,4 @@ def register(add: Add) -> None:
     sp.add_argument(
         "--fast", action="store_true", help="skip decompressing layers to check their diff_ids"
     )
+    add_quiet(sp, "no progress bars")
