@@ -85,7 +85,7 @@ def decompressor(codec: str, raw: BinaryIO) -> BinaryIO:
 
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         checked = _ZstdFrameCheck(raw)
-        return cast(BinaryIO, dctx.stream_reader(checked, read_across_frames=True))
+        return cast(BinaryIO, dctx.stream_reader(cast(BinaryIO, checked), read_across_frames=True))
     raise UnsupportedMediaTypeError(codec, "compression")
 
 
