@@ -80,7 +80,9 @@ def refs_listing(refs: Iterable[tuple[str, Descriptor]]) -> Listing:
 def history_listing(
     rows: list[HistoryRow], *, human: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes)."""
+    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes).
+    SIZE is Docker's (regular-file bytes); JSON adds the layer's tar and blob
+    sizes in bytes as ``UncompressedSize`` and ``CompressedSize``."""
     out = []
     for r in rows:
         ts = _when(r.created)
@@ -92,6 +94,8 @@ def history_listing(
                 "CreatedBy": r.created_by if no_trunc else render.truncate(r.created_by, 45),
                 "Size": render.human_size(r.size) if human else str(r.size),
                 "Comment": r.comment,
+                "UncompressedSize": str(r.uncompressed_size),
+                "CompressedSize": str(r.compressed_size),
             }
         )
     created = ("CREATED", "CreatedSince") if human else ("CREATED AT", "CreatedAt")
@@ -108,7 +112,7 @@ def history_listing(
 def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, str]:
     return {
         "Ref": r.ref,
-        "Digest": r.id,
+        "Digest": r.digest,
         "ID": _ident(r.id, no_trunc),
         "CreatedAt": r.created or "",
         "CreatedSince": render.time_ago(_when(r.created), now),
@@ -116,6 +120,8 @@ def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str,
         "SharedSize": render.human_size(r.shared, 4),
         "UniqueSize": render.human_size(r.unique, 4),
         "Layers": str(r.layers),
+        "UncompressedSize": str(r.uncompressed_size),
+        "CompressedSize": str(r.compressed_size),
     }
 
 
@@ -131,7 +137,11 @@ _IMAGE_COLUMNS = [
 def images_listing(
     rows: list[ImageRow], *, digests: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE."""
+    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE.
+
+    IMAGE ID is the config digest and DIGEST the manifest digest (as classic
+    ``docker images``); sizes are Docker's (regular-file bytes), JSON adds the
+    tar and blob totals in bytes (``UncompressedSize``, ``CompressedSize``)."""
     cols = [("REF", "Ref")] + ([("DIGEST", "Digest")] if digests else []) + _IMAGE_COLUMNS
     return Listing(cols, [_image_row(r, now, no_trunc) for r in rows])
 
@@ -140,7 +150,10 @@ def df_listings(
     du: DiskUsage, now: datetime.datetime, *, verbose: bool = False
 ) -> list[tuple[str, Listing]]:
     """``df`` summary, then (with -v data) per-image and per-layer sections,
-    each with its title ("" for the summary)."""
+    each with its title ("" for the summary).  SIZE is Docker's (regular-file
+    bytes of the distinct layers); RECLAIMABLE is what ``gc`` frees on disk
+    (README: differences from Docker); JSON adds the on-disk bytes as
+    ``CompressedSize``."""
     human_size = render.human_size
     pct = (100 * du.reclaimable // du.total_bytes) if du.total_bytes else 0
     summary = Listing(
@@ -156,15 +169,17 @@ def df_listings(
                 "Type": "Images",
                 "TotalCount": str(du.images),
                 "Active": str(du.active_images),
-                "Size": human_size(du.image_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": f"{human_size(du.reclaimable, 4)} ({pct}%)",
+                "CompressedSize": str(du.image_bytes),
             },
             {
                 "Type": "Layers",
                 "TotalCount": str(du.layers),
                 "Active": str(du.layers),
-                "Size": human_size(du.layer_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": "0B (0%)",
+                "CompressedSize": str(du.layer_bytes),
             },
         ],
     )
@@ -177,6 +192,7 @@ def df_listings(
             [
                 ("LAYER", "Layer"),
                 ("SIZE", "Size"),
+                ("COMPRESSED", "Compressed"),
                 ("UNCOMPRESSED", "Uncompressed"),
                 ("IMAGES", "Images"),
             ],
@@ -184,9 +200,12 @@ def df_listings(
                 {
                     "Layer": render.short_id(u.digest),
                     "Digest": u.digest,
-                    "Size": human_size(u.size),
+                    "Size": human_size(u.content),
+                    "Compressed": human_size(u.size),
                     "Uncompressed": human_size(u.uncompressed),
                     "Images": str(u.images),
+                    "CompressedSize": str(u.size),
+                    "UncompressedSize": str(u.uncompressed),
                 }
                 for u in du.layer_uses
             ],
