@@ -36,8 +36,9 @@ import oci_tools.layer.stream
 import oci_tools.views.layers
 from oci_tools.digest import Digest
 from oci_tools.fsutil import remove_tree
-from oci_tools.image import Image, empty_config, write_image
+from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.mutate import empty_config, write_image
 from oci_tools.render import human_size
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, Platform
