@@ -152,10 +152,11 @@ def test_seed_build_steps_history_and_sizes(lay: Path, ctx: Path, sde: None) -> 
     assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in /usr/src/app ", by[4])
     assert by[5] == "/bin/sh -c #(nop)  EXPOSE 8080"
     assert by[6] == '/bin/sh -c #(nop)  CMD ["sh" "-c" "cat server.js"]'
-    # Layers for the file-changing steps only; sizes are the uncompressed tars
-    # (512-byte headers, content padded to 512, 1024 bytes of end marker).
+    # Layers for the file-changing steps only; sizes are Docker's: the
+    # regular-file bytes (mkdir: 0B; package.json 37; installed.txt and
+    # index.js 10 + 19; server.js 22, package.json being unchanged).
     sizes = [int(r["Size"]) for r in rows]
-    assert sizes == [3 * 512 + 1024, 0, 5 * 512 + 1024, 9 * 512 + 1024, 5 * 512 + 1024, 0, 0]
+    assert sizes == [0, 0, 37, 10 + 19, 22, 0, 0]
     cfg = config(f"{lay}:app")
     empties = [bool(h.get("empty_layer")) for h in cfg["history"][2:]]
     assert empties == [False, True, False, False, False, True, True]
