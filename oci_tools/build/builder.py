@@ -63,7 +63,7 @@ from oci_tools.build.context import (
 from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from oci_tools.build.executor import (
     RUNTIMES,
-    host_resolver_mounts,
+    network_file_mounts,
     run_process,
     run_spec,
     select_runtime,
@@ -608,10 +608,12 @@ class _Builder:
         )
         # As runc would, but visible to the diff.
         self.work.mkdir(rootfs, spec["process"]["cwd"])
-        if host_net:
-            spec["mounts"].extend(host_resolver_mounts(rootfs))
-        write_json(os.path.join(bundle, "config.json"), spec)
         cid = secrets.token_hex(6)
+        if runtime != "chroot":
+            # Docker's daemon-held /etc/hosts, hostname and resolv.conf.
+            etc_dir = os.path.join(self.work.workdir(), f"etc-{cid}")
+            spec["mounts"].extend(network_file_mounts(rootfs, etc_dir, cid, host_net))
+        write_json(os.path.join(bundle, "config.json"), spec)
         self.log(f" ---> Running in {cid}")
         state = os.path.join(self.work.workdir(), "runc")
         status, tail = run_process(runtime, bundle, spec, state, cid, self.output)
