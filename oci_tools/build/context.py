@@ -318,7 +318,11 @@ def archive_entries(path: str, codec: str, dest: str) -> Iterator[tuple[TarEntry
             link = e.linkname
             if e.type is EntryType.HARDLINK:
                 link = posixpath.join(dest, link) if dest else link
-            yield dataclasses.replace(e, name=name, linkname=link), cast(BinaryIO, content)
+            # Only regular files carry content: a directory, link or device
+            # entry handed on with a (zero-length) reader is refused by the
+            # layer writer (``tar -czf`` archives are full of directories).
+            data = cast(BinaryIO, content) if e.type is EntryType.REG else None
+            yield dataclasses.replace(e, name=name, linkname=link), data
 
 
 __all__ = [
