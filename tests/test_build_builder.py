@@ -44,7 +44,7 @@ def test_parse_build_args() -> None:
     [
         (BuildOptions(runtime="docker"), "--runtime 'docker'"),
         (BuildOptions(network="bridge"), "--network 'bridge'"),
-        (BuildOptions(compress="lz4"), "--compress 'lz4'"),
+        (BuildOptions(compress="lz4"), "layer compression 'lz4'"),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, opts: BuildOptions, what: str) -> None:

@@ -790,7 +790,7 @@ def build(
     if opts.network not in _NETWORKS:
         raise UsageError(f"--network {opts.network!r}: choose one of {', '.join(_NETWORKS)}")
     if opts.compress not in (*CODECS, "auto"):
-        raise UsageError(f"--compress {opts.compress!r}: choose gzip, zstd, none or auto")
+        raise UsageError(f"layer compression {opts.compress!r}: choose gzip, zstd, none or auto")
     for t in opts.tags:
         check_ref(t)
     say = log or (lambda _s: None)
