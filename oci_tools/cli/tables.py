@@ -499,13 +499,14 @@ def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
     human_size = render.human_size
     files = e.files if top <= 0 else e.files[:top]
     return {
-        "Efficiency": f"{e.score:.4f}",
+        # Full precision (repr): a .dive-ci threshold compares the exact value.
+        "Efficiency": repr(e.score),
         "Wasted": human_size(e.wasted_bytes),
         "WastedBytes": str(e.wasted_bytes),
         "Total": human_size(e.total_bytes),
         "TotalBytes": str(e.total_bytes),
         "Layers": str(e.layers),
-        "UserWasted": f"{e.user_wasted:.4f}",
+        "UserWasted": repr(e.user_wasted),
         "UserBytes": str(e.user_bytes),
         "Files": [
             {
