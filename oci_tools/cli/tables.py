@@ -320,8 +320,10 @@ def _layer_json(r: LayerReport, diff_id: str) -> dict[str, str]:
         "Digest": str(r.descriptor.digest),
         "DiffID": diff_id,
         "CreatedBy": r.created_by,
-        "Size": render.human_size(r.descriptor.size),
-        "SizeBytes": str(r.descriptor.size),
+        "Size": render.human_size(r.content_size),
+        "SizeBytes": str(r.content_size),
+        "CompressedSize": render.human_size(r.descriptor.size),
+        "CompressedSizeBytes": str(r.descriptor.size),
         "UncompressedSize": render.human_size(r.uncompressed_size),
         "UncompressedSizeBytes": str(r.uncompressed_size),
         "Added": str(r.count("A")),
@@ -338,6 +340,7 @@ def _layer_row(r: LayerReport, no_trunc: bool) -> list[str]:
         str(r.index),
         digest if no_trunc else render.short_id(digest),
         by if no_trunc else render.truncate(by, 45),
+        render.human_size(r.content_size),
         render.human_size(r.descriptor.size),
         render.human_size(r.uncompressed_size),
         str(r.count("A")),
@@ -352,6 +355,7 @@ _LAYERS_HEAD = [
     "LAYER",
     "CREATED BY",
     "SIZE",
+    "COMPRESSED",
     "UNCOMPRESSED",
     "ADDED",
     "CHANGED",
@@ -363,7 +367,9 @@ _LAYERS_HEAD = [
 def layers_text(
     reports: Sequence[LayerReport], diff_ids: Sequence[object], fmt: str, *, no_trunc: bool
 ) -> str:
-    """``layers``: one row per layer, bottom first (JSON adds the diff_id)."""
+    """``layers``: one row per layer, bottom first (JSON adds the diff_id).
+    SIZE is Docker's (regular-file bytes); COMPRESSED the blob, UNCOMPRESSED
+    the tar stream."""
     if fmt == "json":
         return render.json_lines([_layer_json(r, str(diff_ids[r.index])) for r in reports])
     return render.table(_LAYERS_HEAD, [_layer_row(r, no_trunc) for r in reports])
