@@ -50,7 +50,8 @@ def test_layers_table(img: Built) -> None:
         f"1         {ids[1]}   {by1:<48}4.01kB    {sizes[1]:<13}14.8kB         "
         "11        3         3         application/vnd.oci.image.layer.v1.tar+zstd\n"
         f"2         {ids[2]}   {'COPY config /app/config':<48}1.64kB    "
-        "7.17kB       7.17kB         1         4         1         application/vnd.oci.image.layer.v1.tar\n"
+        "7.17kB       7.17kB         1         4         1         "
+        "application/vnd.oci.image.layer.v1.tar\n"
     )
     assert ok("layers", img.ref) == expected
     assert len(none.tar) == 7168 and len(gz.tar) == 17920 and len(zs.tar) == 14848
