@@ -35,10 +35,16 @@ def bundle_status(bundle: str) -> BundleStatus:
     rec = BaseRecord.load(bundle)
     rootfs = os.path.join(bundle, "rootfs")
     rw = 0
+    from oci_tools.snapshots import content_size
+    from oci_tools.snapshots.overlay import overlay_info
+
     # Docker's ChangesSize: lstat sizes of added or changed non-directories,
     # a hardlinked inode counted once.
     seen: set[tuple[int, int]] = set()
-    for ch in changes_of(bundle):
+    ov = overlay_info(bundle)
+    if ov is not None:  # an overlay bundle: its upper dir is its writable layer
+        rw = content_size(os.path.join(bundle, str(ov.get("upper", "upper"))))
+    for ch in changes_of(bundle) if ov is None else ():
         if ch.kind == "D":
             continue
         path = os.path.join(rootfs, ch.path.lstrip("/"))
