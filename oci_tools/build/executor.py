@@ -167,7 +167,10 @@ class NetworkFiles:
             return
         try:
             for name in NETWORK_FILES:
-                self._restore(fd, name, self.saved.get(name))
+                # Best effort: a file that cannot be put back stays in the
+                # layer as the step left it, never fails the step.
+                with contextlib.suppress(OSError):
+                    self._restore(fd, name, self.saved.get(name))
             if not self.etc_existed:
                 with contextlib.suppress(OSError):
                     if not os.listdir(fd):
@@ -214,7 +217,8 @@ class NetworkFiles:
             f = os.open(name, flags, 0o600, dir_fd=fd)
             with os.fdopen(f, "wb") as fh:
                 fh.write(data)
-                os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                with contextlib.suppress(OSError):  # rootless: may not chown
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
                 os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
         with contextlib.suppress(OSError):
             os.chown(name, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
