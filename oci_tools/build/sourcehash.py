@@ -172,7 +172,9 @@ class ContextHasher:
             if cap is not None:
                 h.update(b"security.capability" + cap)
         if size:
-            with open(host, "rb", buffering=0) as f:
+            # Never through a symlink swapped in since the walk.
+            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb", buffering=0) as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)
         digest = h.hexdigest()
