@@ -206,6 +206,8 @@ class ConfigEdit:
     author: str | None = None
     os: str | None = None
     arch: str | None = None
+    #: Docker's ``Shell`` (the SHELL instruction): the shell form's program.
+    shell: list[str] | None = None
 
     def describe(self) -> list[str]:
         """The Docker-style instruction texts for this edit (``ENV K=V``,
@@ -237,6 +239,8 @@ class ConfigEdit:
             steps.append(f"STOPSIGNAL {self.stop_signal}")
         if self.author is not None:
             steps.append(f"MAINTAINER {self.author}")
+        if self.shell is not None:
+            steps.append("SHELL [" + " ".join(self.shell) + "]")
         return steps
 
 
@@ -312,6 +316,8 @@ def _apply_edit(doc: dict[str, Any], edit: ConfigEdit) -> None:
         conf["StopSignal"] = edit.stop_signal
     if edit.author is not None:
         doc["author"] = edit.author
+    if edit.shell is not None:
+        conf["Shell"] = list(edit.shell)
     if edit.os is not None:
         doc["os"] = edit.os
     if edit.arch is not None:

@@ -556,7 +556,7 @@ def test_corrupt_compressed_stream(root: Path) -> None:
 
 def test_truncated_compressed_stream(root: Path) -> None:
     lay = make_layer([file("f", os.urandom(50_000))], "zstd")
-    with pytest.raises(UnsafeLayerError):
+    with pytest.raises(CorruptBlobError, match="truncated"):
         apply_layer(io.BytesIO(lay.blob[:-100]), str(root), codec="zstd", diff_id=None)
 
 

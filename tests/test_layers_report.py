@@ -41,15 +41,17 @@ def test_layers_table(img: Built) -> None:
     ids = [lyr.digest[7:19] for lyr in img.layers]
     by1 = "/bin/sh -c apt-get update && apt-get install…"
     assert len(by1) == 45
+    # SIZE is Docker's (regular-file bytes), then the blob and the tar sizes.
     expected = (
         "INDEX     LAYER          CREATED BY                                      SIZE      "
-        "UNCOMPRESSED   ADDED     CHANGED   REMOVED   MEDIA TYPE\n"
-        f"0         {ids[0]}   {'ADD rootfs.tar /':<48}{sizes[0]:<10}17.9kB         "
+        "COMPRESSED   UNCOMPRESSED   ADDED     CHANGED   REMOVED   MEDIA TYPE\n"
+        f"0         {ids[0]}   {'ADD rootfs.tar /':<48}10.5kB    {sizes[0]:<13}17.9kB         "
         "10        0         0         application/vnd.oci.image.layer.v1.tar+gzip\n"
-        f"1         {ids[1]}   {by1:<48}{sizes[1]:<10}14.8kB         "
+        f"1         {ids[1]}   {by1:<48}4.01kB    {sizes[1]:<13}14.8kB         "
         "11        3         3         application/vnd.oci.image.layer.v1.tar+zstd\n"
-        f"2         {ids[2]}   {'COPY config /app/config':<48}7.17kB    7.17kB         "
-        "1         4         1         application/vnd.oci.image.layer.v1.tar\n"
+        f"2         {ids[2]}   {'COPY config /app/config':<48}1.64kB    "
+        "7.17kB       7.17kB         1         4         1         "
+        "application/vnd.oci.image.layer.v1.tar\n"
     )
     assert ok("layers", img.ref) == expected
     assert len(none.tar) == 7168 and len(gz.tar) == 17920 and len(zs.tar) == 14848
@@ -66,8 +68,10 @@ def test_layers_no_trunc_and_json(img: Built) -> None:
         "Digest": l1.digest,
         "DiffID": l1.diff_id,
         "CreatedBy": LONG_STEP,
-        "Size": human_size(len(l1.blob)),
-        "SizeBytes": len(l1.blob),
+        "Size": "4.01kB",
+        "SizeBytes": 4010,
+        "CompressedSize": human_size(len(l1.blob)),
+        "CompressedSizeBytes": len(l1.blob),
         "UncompressedSize": "14.8kB",
         "UncompressedSizeBytes": 14848,
         "Added": 11,

@@ -82,7 +82,9 @@ def refs_listing(refs: Iterable[tuple[str, Descriptor]]) -> Listing:
 def history_listing(
     rows: list[HistoryRow], *, human: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes)."""
+    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes).
+    SIZE is Docker's (regular-file bytes); JSON adds the layer's tar and blob
+    sizes in bytes as ``UncompressedSize`` and ``CompressedSize``."""
     out = []
     for r in rows:
         ts = _when(r.created)
@@ -94,6 +96,8 @@ def history_listing(
                 "CreatedBy": r.created_by if no_trunc else render.truncate(r.created_by, 45),
                 "Size": render.human_size(r.size) if human else str(r.size),
                 "Comment": r.comment,
+                "UncompressedSize": r.uncompressed_size,
+                "CompressedSize": r.compressed_size,
             }
         )
     created = ("CREATED", "CreatedSince") if human else ("CREATED AT", "CreatedAt")
@@ -110,7 +114,7 @@ def history_listing(
 def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, Any]:
     return {
         "Ref": r.ref,
-        "Digest": r.id,
+        "Digest": r.digest,
         "ID": _ident(r.id, no_trunc),
         "CreatedAt": r.created or "",
         "CreatedSince": render.time_ago(_when(r.created), now),
@@ -118,6 +122,8 @@ def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str,
         "SharedSize": render.human_size(r.shared, 4),
         "UniqueSize": render.human_size(r.unique, 4),
         "Layers": r.layers,
+        "UncompressedSize": r.uncompressed_size,
+        "CompressedSize": r.compressed_size,
     }
 
 
@@ -133,7 +139,11 @@ _IMAGE_COLUMNS = [
 def images_listing(
     rows: list[ImageRow], *, digests: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE."""
+    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE.
+
+    IMAGE ID is the config digest and DIGEST the manifest digest (as classic
+    ``docker images``); sizes are Docker's (regular-file bytes), JSON adds the
+    tar and blob totals in bytes (``UncompressedSize``, ``CompressedSize``)."""
     cols = [("REF", "Ref")] + ([("DIGEST", "Digest")] if digests else []) + _IMAGE_COLUMNS
     return Listing(cols, [_image_row(r, now, no_trunc) for r in rows])
 
@@ -142,7 +152,10 @@ def df_listings(
     du: DiskUsage, now: datetime.datetime, *, verbose: bool = False
 ) -> list[tuple[str, Listing]]:
     """``df`` summary, then (with -v data) per-image and per-layer sections,
-    each with its title ("" for the summary)."""
+    each with its title ("" for the summary).  SIZE is Docker's (regular-file
+    bytes of the distinct layers); RECLAIMABLE is what ``gc`` frees on disk
+    (README: differences from Docker); JSON adds the on-disk bytes as
+    ``CompressedSize``."""
     human_size = render.human_size
     pct = (100 * du.reclaimable // du.total_bytes) if du.total_bytes else 0
     summary = Listing(
@@ -158,15 +171,17 @@ def df_listings(
                 "Type": "Images",
                 "TotalCount": str(du.images),
                 "Active": str(du.active_images),
-                "Size": human_size(du.image_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": f"{human_size(du.reclaimable, 4)} ({pct}%)",
+                "CompressedSize": du.image_bytes,
             },
             {
                 "Type": "Layers",
                 "TotalCount": str(du.layers),
                 "Active": str(du.layers),
-                "Size": human_size(du.layer_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": "0B (0%)",
+                "CompressedSize": du.layer_bytes,
             },
         ],
     )
@@ -179,6 +194,7 @@ def df_listings(
             [
                 ("LAYER", "Layer"),
                 ("SIZE", "Size"),
+                ("COMPRESSED", "Compressed"),
                 ("UNCOMPRESSED", "Uncompressed"),
                 ("IMAGES", "Images"),
             ],
@@ -186,9 +202,12 @@ def df_listings(
                 {
                     "Layer": render.short_id(u.digest),
                     "Digest": u.digest,
-                    "Size": human_size(u.size),
+                    "Size": human_size(u.content),
+                    "Compressed": human_size(u.size),
                     "Uncompressed": human_size(u.uncompressed),
                     "Images": u.images,
+                    "CompressedSize": u.size,
+                    "UncompressedSize": u.uncompressed,
                 }
                 for u in du.layer_uses
             ],
@@ -303,8 +322,10 @@ def _layer_json(r: LayerReport, diff_id: str) -> dict[str, Any]:
         "Digest": str(r.descriptor.digest),
         "DiffID": diff_id,
         "CreatedBy": r.created_by,
-        "Size": render.human_size(r.descriptor.size),
-        "SizeBytes": r.descriptor.size,
+        "Size": render.human_size(r.content_size),
+        "SizeBytes": r.content_size,
+        "CompressedSize": render.human_size(r.descriptor.size),
+        "CompressedSizeBytes": r.descriptor.size,
         "UncompressedSize": render.human_size(r.uncompressed_size),
         "UncompressedSizeBytes": r.uncompressed_size,
         "Added": r.count("A"),
@@ -321,6 +342,7 @@ def _layer_row(r: LayerReport, no_trunc: bool) -> list[str]:
         str(r.index),
         digest if no_trunc else render.short_id(digest),
         by if no_trunc else render.truncate(by, 45),
+        render.human_size(r.content_size),
         render.human_size(r.descriptor.size),
         render.human_size(r.uncompressed_size),
         str(r.count("A")),
@@ -335,6 +357,7 @@ _LAYERS_HEAD = [
     "LAYER",
     "CREATED BY",
     "SIZE",
+    "COMPRESSED",
     "UNCOMPRESSED",
     "ADDED",
     "CHANGED",
@@ -346,7 +369,9 @@ _LAYERS_HEAD = [
 def layers_text(
     reports: Sequence[LayerReport], diff_ids: Sequence[object], fmt: str, *, no_trunc: bool
 ) -> str:
-    """``layers``: one row per layer, bottom first (JSON adds the diff_id)."""
+    """``layers``: one row per layer, bottom first (JSON adds the diff_id).
+    SIZE is Docker's (regular-file bytes); COMPRESSED the blob, UNCOMPRESSED
+    the tar stream."""
     if fmt == "json":
         return render.json_lines([_layer_json(r, str(diff_ids[r.index])) for r in reports])
     return render.table(_LAYERS_HEAD, [_layer_row(r, no_trunc) for r in reports])
@@ -482,13 +507,14 @@ def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
     human_size = render.human_size
     files = e.files if top <= 0 else e.files[:top]
     return {
-        "Efficiency": round(e.score, 4),
+        # Full precision: a .dive-ci threshold compares the exact value.
+        "Efficiency": e.score,
         "Wasted": human_size(e.wasted_bytes),
         "WastedBytes": e.wasted_bytes,
         "Total": human_size(e.total_bytes),
         "TotalBytes": e.total_bytes,
         "Layers": e.layers,
-        "UserWasted": round(e.user_wasted, 4),
+        "UserWasted": e.user_wasted,
         "UserBytes": e.user_bytes,
         "Files": [
             {
@@ -587,7 +613,7 @@ def df_containers(
                 "Image": c.image,
                 "Command": '"' + render.truncate(c.command, 20) + '"',
                 "Size": hs(c.rw),
-                "SizeRw": str(c.rw),
+                "SizeRw": c.rw,
                 "RunningFor": render.time_ago(_when(c.created), now),
                 "Status": c.status,
                 "Names": c.name,
