@@ -148,6 +148,11 @@ def cmd_ls(a: argparse.Namespace, c: Console) -> int:
 def cmd_inspect(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.image import Image
 
+    if a.image.startswith("docker://"):
+        from oci_tools.cli.commands.registry import cmd_inspect_remote
+
+        return cmd_inspect_remote(a, c)
+
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.index:
         desc = lay.lookup(ref)
@@ -490,7 +495,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "json"], default="table")
 
     sp = add("inspect", cmd_inspect, "print an image's manifest (or config) JSON as stored")
-    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("image", metavar="LAYOUT:REF|docker://HOST/REPO[:TAG]")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--manifest", action="store_true", help="the manifest (default)")
     g.add_argument("--config", action="store_true", help="the image config")
@@ -498,6 +503,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--index", action="store_true", help="the document index.json points at (may be an index)"
     )
     _platform(sp)
+    from oci_tools.cli.commands import registry as cli_registry
+
+    cli_registry.extend_inspect(sp)
 
     sp = add("gc", cmd_gc, "delete blobs no ref or bundle needs")
     sp.add_argument("layout", metavar="LAYOUT")
@@ -634,6 +642,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     cli_layers.register(add)
     cli_build.register(add)
+    cli_registry.register(add)
 
     if command is not None and not found:
         return build_parser()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -108,6 +109,7 @@ def _reason(exc: BaseException) -> str:
     # urllib3 prefixes messages with the connection object's repr.
     if ">: " in text:
         text = text.split(">: ", 1)[1]
+    text = re.sub(r"^\w*Connection(?:Pool)?\([^)]*\):\s*", "", text)
     return _one_line(text or type(inner).__name__, 160)
 
 
@@ -383,7 +385,7 @@ class Transport:
                     time.sleep(wait)
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
-                raise RegistryError(f"{what}: {self.host}: {_reason(e)}{tries}") from e
+                raise RegistryError(f"{what}: {_reason(e)}{tries}") from e
             if resp.status in RETRY_STATUSES and resp.status not in ok:
                 asked = retry_after(resp.headers.get("Retry-After"))
                 wait = policy.delay(attempt) if asked is None else min(asked, policy.cap * 4)
