@@ -102,9 +102,7 @@ def run_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Iterator[Regi
 def htpasswd_file(path: Path, user: str, password: str) -> Path:
     """A bcrypt htpasswd file made by apache2-utils' htpasswd."""
     assert HTPASSWD is not None, "htpasswd (apache2-utils) is needed"
-    out = subprocess.run(
-        [HTPASSWD, "-Bbn", user, password], check=True, capture_output=True
-    ).stdout
+    out = subprocess.run([HTPASSWD, "-Bbn", user, password], check=True, capture_output=True).stdout
     path.write_bytes(out)
     return path
 
@@ -247,7 +245,9 @@ def run_token_server(tmp: Path, users: dict[str, str]) -> Iterator[TokenServer]:
 
 #: A fault decides what to do with one request: return None to forward it
 #: normally, or a callable that answers it.
-Fault = Callable[["ProxyHandler"], Callable[["ProxyHandler", http.client.HTTPResponse], None] | None]
+Fault = Callable[
+    ["ProxyHandler"], Callable[["ProxyHandler", http.client.HTTPResponse], None] | None
+]
 
 
 class ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -259,7 +259,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         px = self.proxy
-        px.log.append((self.command, self.path))
+        px.log.append((self.command, self.path, dict(self.headers.items())))
         action = px.decide(self)
         if action == "pass" or action is None:
             self._forward(None)
@@ -313,7 +313,7 @@ class FaultProxy:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.rules: list[list[Any]] = []
-        self.log: list[tuple[str, str]] = []
+        self.log: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         handler = type("H", (ProxyHandler,), {"proxy": self})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
@@ -374,3 +374,74 @@ def huge_manifest(h: ProxyHandler, resp: http.client.HTTPResponse, data: bytes) 
     h.send_header("Content-Length", str(len(body)))
     h.end_headers()
     h.wfile.write(body)
+
+
+# ------------------------------------------------------------------ images
+
+
+def make_image(
+    layout: Any,
+    ref: str | None,
+    contents: list[bytes],
+    *,
+    arch: str = "amd64",
+    variant: str = "",
+) -> Any:
+    """An image of gzip layers, one file each; tagged ``ref`` (if given).
+    Returns its manifest descriptor (with platform)."""
+    from builders import file, make_layer
+
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Descriptor, Manifest, Platform
+    from oci_tools.store import put_bytes
+
+    layers = [make_layer([file(f"f{i}", data)]) for i, data in enumerate(contents)]
+    descs = []
+    for layer in layers:
+        put_bytes(layout.store, layer.blob)
+        descs.append(Descriptor(mt.OCI_LAYER_GZIP, _dg(layer.digest), len(layer.blob)))
+    cfg: dict[str, Any] = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+    }
+    if variant:
+        cfg["variant"] = variant
+    raw = json.dumps(cfg).encode()
+    cd = put_bytes(layout.store, raw)
+    m = Manifest.build(Descriptor(mt.OCI_CONFIG, cd, len(raw)), descs)
+    md = put_bytes(layout.store, m.raw)
+    desc = Descriptor(mt.OCI_MANIFEST, md, len(m.raw), platform=Platform("linux", arch, variant))
+    if ref:
+        layout.set_ref(ref, desc)
+    return desc
+
+
+def make_index(layout: Any, ref: str, manifests: list[Any]) -> Any:
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Index
+    from oci_tools.store import put_bytes
+
+    idx = Index.build(manifests)
+    dg = put_bytes(layout.store, idx.raw)
+    desc = idx.descriptor(mt.OCI_INDEX)
+    assert desc.digest == dg
+    layout.set_ref(ref, desc)
+    return desc
+
+
+def _dg(text: str) -> Any:
+    from oci_tools.digest import Digest
+
+    return Digest.parse(text)
+
+
+def layout_state(path: Path) -> dict[str, bytes]:
+    """index.json and every blob file name (what a failed pull must not change)."""
+    out = {"index.json": (path / "index.json").read_bytes()}
+    blobs = path / "blobs"
+    for p in sorted(blobs.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(path))] = b""
+    return out

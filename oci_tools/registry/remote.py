@@ -291,8 +291,8 @@ class Repository:
         opener: Callable[[int], IO[bytes]],
         *,
         location: str | None = None,
-        chunk_size: int = CHUNK_SIZE,
-        monolithic_max: int = MONOLITHIC_MAX,
+        chunk_size: int | None = None,
+        monolithic_max: int | None = None,
     ) -> None:
         """Upload a blob read from ``opener(offset)`` (a stream positioned at
         ``offset``).  Small blobs go in one PUT; larger ones in PATCH chunks,
@@ -300,6 +300,8 @@ class Repository:
         registry checks the digest at the final PUT."""
         what = f"upload {digest} to {self._where()}"
         policy = self.t.options.retry
+        chunk_size = chunk_size or CHUNK_SIZE
+        monolithic_max = MONOLITHIC_MAX if monolithic_max is None else monolithic_max
         for attempt in range(1, policy.attempts + 1):
             loc = location or self.start_upload()
             location = None

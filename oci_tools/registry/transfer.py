@@ -403,8 +403,9 @@ def login(client: Client, host: str) -> None:
 
 
 def list_tags(client: Client, ref: RemoteRef) -> list[str]:
-    """The repository's tags."""
-    return client.repository(ref).tags()
+    """The repository's tags, sorted (the spec asks registries for lexical
+    order; distribution 2.8 answers in directory order)."""
+    return sorted(set(client.repository(ref).tags()))
 
 
 __all__ = [
