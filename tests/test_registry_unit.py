@@ -10,14 +10,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import cli
 
 from oci_tools.errors import UsageError
 from oci_tools.registry import auth
 from oci_tools.registry.reference import is_loopback, parse_reference
 from oci_tools.registry.remote import _content_range_start, _next_link, _range_end, _with_digest
 from oci_tools.registry.transport import retry_after
-
-from helpers import cli
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ both directions).  What this module adds on top:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -142,6 +143,8 @@ def error_from(resp: urllib3.BaseHTTPResponse, what: str) -> RegistryError:
     except (ValueError, HTTPError):
         pass
     finally:
+        with contextlib.suppress(HTTPError):
+            resp.drain_conn()
         resp.release_conn()
     detail = message or (code or "").lower().replace("_", " ") or resp.reason or "error"
     tag = f"{code}, HTTP {resp.status}" if code else f"HTTP {resp.status}"
@@ -164,6 +167,7 @@ class Transport:
         self.options = options
         self._pool = pool
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._base: str | None = None
         self._challenge: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
@@ -208,7 +212,6 @@ class Transport:
                     {},
                     None,
                     f"registry {self.host}",
-                    stream=False,
                     retry=not fallback,
                 )
             except RegistryError as e:
@@ -224,6 +227,7 @@ class Transport:
             elif resp.status not in (200, 404):
                 # Some registries answer /v2/ with 404; the API still works.
                 raise error_from(resp, f"registry {self.host}")
+            resp.drain_conn()
             resp.release_conn()
             return
         assert last is not None
@@ -239,14 +243,15 @@ class Transport:
             cred = self.credential
             return cred.basic() if cred is not None else None
         if ch.scheme == "bearer":
-            with self._lock:
+            # One fetch per scope even when parallel blob workers all start
+            # at once: the check and the fetch share a lock.
+            with self._token_lock:
                 tok = self._tokens.get(scope)
                 if tok is not None and tok.expires > time.monotonic():
                     return f"Bearer {tok.value}"
-            value, ttl = self._fetch_token(ch, scope)
-            with self._lock:
+                value, ttl = self._fetch_token(ch, scope)
                 self._tokens[scope] = _Token(value, time.monotonic() + ttl - 10)
-            return f"Bearer {value}"
+                return f"Bearer {value}"
         return None
 
     def _fetch_token(self, ch: Challenge, scope: str) -> tuple[str, float]:
@@ -279,9 +284,7 @@ class Transport:
                 query.append(("account", cred.username))
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-        resp = self._send_retrying(
-            method, url, headers, lambda: body, "token request", stream=False
-        )
+        resp = self._send_retrying(method, url, headers, lambda: body, "token request")
         what = f"token for {self.host}"
         if resp.status != 200:
             err = error_from(resp, what)
@@ -306,7 +309,7 @@ class Transport:
         return value, max(60.0, ttl)
 
     def _forget(self, scope: str, header: list[str]) -> None:
-        with self._lock:
+        with self._token_lock:
             self._tokens.pop(scope, None)
             ch = _pick_challenge(header)
             if ch is not None:
@@ -344,9 +347,7 @@ class Transport:
             auth = self._authorization(scope)
             if auth is not None:
                 h["Authorization"] = auth
-            resp = self._send_retrying(
-                method, url, h, body, what, stream=stream, retry=retry, ok=ok
-            )
+            resp = self._send_retrying(method, url, h, body, what, retry=retry, ok=ok)
             if resp.status == 401 and not refreshed and self._challenge is not None:
                 # Expired or too narrow token (or a challenge we had not seen):
                 # take the new challenge, get a fresh token once, try again.
@@ -358,6 +359,9 @@ class Transport:
                 continue
             if resp.status not in ok:
                 raise error_from(resp, what)
+            if not stream:
+                resp.drain_conn()  # only the headers are wanted
+                resp.release_conn()
             return resp
 
     def _send_retrying(
@@ -368,7 +372,6 @@ class Transport:
         body: BodyFactory | None,
         what: str,
         *,
-        stream: bool = True,
         retry: bool = True,
         ok: tuple[int, ...] = (200,),
     ) -> urllib3.BaseHTTPResponse:
@@ -378,7 +381,7 @@ class Transport:
         while True:
             attempt += 1
             try:
-                resp = self._send(method, url, headers, body() if body else None, stream)
+                resp = self._send(method, url, headers, body() if body else None)
             except HTTPError as e:
                 wait = policy.delay(attempt)
                 if retry and attempt < policy.attempts and time.monotonic() + wait < deadline:
@@ -402,8 +405,10 @@ class Transport:
             return resp
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool
+        self, method: str, url: str, headers: Mapping[str, str], body: Body
     ) -> urllib3.BaseHTTPResponse:
+        # Always streaming: error bodies and token answers are read with a
+        # size limit, blobs in pieces; request() drains what nobody reads.
         h = {"User-Agent": USER_AGENT, **headers}
         origin = _origin(url)
         for _ in range(10):
@@ -414,7 +419,7 @@ class Transport:
                 body=body,
                 redirect=False,
                 retries=False,
-                preload_content=not stream,
+                preload_content=False,
                 decode_content=False,
             )
             location = resp.headers.get("Location")
