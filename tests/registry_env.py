@@ -263,8 +263,22 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         action = px.decide(self)
         if action == "pass" or action is None:
             self._forward(None)
+        elif action == "drop":
+            # Swallow the request (and its body) and hang up without answering.
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        elif isinstance(action, tuple) and action[0] == "delay":
+            time.sleep(action[1])
+            self._forward(None)
         elif isinstance(action, tuple) and action[0] == "status":
             _, code, headers = action
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
             body = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected"}]})
             self.send_response(code)
             for k, v in headers.items():
