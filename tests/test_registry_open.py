@@ -275,3 +275,31 @@ def test_failed_pull_leaves_layout_unchanged(tmp_path: Path, proxy: FaultProxy) 
     with client() as c, pytest.raises(Exception, match="HTTP 404"):
         pull(c, ref, dst)
     assert layout_state(tmp_path / "dst") == before
+
+
+def test_copy_between_registries_streams(tmp_path: Path, registry: Registry) -> None:
+    """Another registry (here: another host:port) gets the blobs streamed
+    through — uploaded, not mounted — and nothing is written locally."""
+    src = _image(tmp_path, n=2)
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{registry.host}/t/stream:v1"))
+    px = FaultProxy(registry)
+    try:
+        before = set(os.listdir(tmp_path))
+        r = cli(
+            "copy",
+            f"docker://{registry.host}/t/stream:v1",
+            f"docker://{px.host}/t/streamed:v1",
+        )
+        assert r.code == 0, r.err
+        assert r.out.strip() == str(src.lookup("v1").digest)
+        methods = [m for m, p, _ in px.log if "/blobs/" in p]
+        assert "PATCH" in methods
+        assert not [p for m, p, _ in px.log if "mount=" in p]
+        assert set(os.listdir(tmp_path)) == before
+    finally:
+        px.close()
+    dst = Layout.init(str(tmp_path / "dst"))
+    with client() as c:
+        pull(c, parse_reference(f"docker://{registry.host}/t/streamed:v1"), dst)
+    assert dst.lookup("v1").digest == src.lookup("v1").digest
