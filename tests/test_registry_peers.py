@@ -130,3 +130,62 @@ def test_podman_pulls_what_we_push(tmp_path: Path, registry: Registry) -> None:
     finally:
         run(*base, "rmi", "-a", "-f", check=False)
         shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[list[str]]:
+    """A private Docker engine (as in tests/interop: own roots and socket, vfs,
+    no networking set-up); loopback registries are insecure for it by default."""
+    import tempfile
+
+    from interop.test_peers import _daemon
+
+    need_tool("dockerd")
+    need_tool("docker")
+    if os.geteuid() != 0:
+        pytest.skip("dockerd needs root")
+    d = Path(tempfile.mkdtemp(prefix="ocdr-"))
+    sock = f"unix://{d}/d.sock"
+    argv = [
+        "dockerd",
+        "--data-root",
+        str(d / "root"),
+        "--exec-root",
+        str(d / "exec"),
+        "-H",
+        sock,
+        "--pidfile",
+        str(d / "pid"),
+        "--storage-driver",
+        "vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+        "--ip-masq=false",
+    ]
+    cmd = ["docker", "-H", sock]
+    with _daemon(d, argv, [*cmd, "version"]):
+        yield cmd
+
+
+def test_docker_pulls_what_we_push_and_we_pull_what_it_pushes(
+    tmp_path: Path, registry: Registry, docker: list[str]
+) -> None:
+    src = Layout.init(str(tmp_path / "src"))
+    make_image(src, "v1", [os.urandom(3000), os.urandom(2000)])
+    want = str(src.lookup("v1").digest)
+    name = f"{registry.host}/peer/docker"
+    assert cli("push", f"{tmp_path}/src:v1", f"{name}:v1").code == 0
+    run(*docker, "pull", "-q", f"{name}:v1")
+    [info] = json.loads(run(*docker, "image", "inspect", f"{name}:v1").stdout)
+    assert f"{name}@{want}" in info["RepoDigests"]
+    # docker push writes a Docker schema 2 manifest of its own; we pull it as is.
+    run(*docker, "tag", f"{name}:v1", f"{name}:from-docker")
+    out = run(*docker, "push", f"{name}:from-docker").stdout
+    pushed = next(w for w in out.split() if w.startswith("sha256:"))
+    r = cli("pull", f"docker://{name}:from-docker", f"{tmp_path}/ours")
+    assert r.code == 0, r.err
+    assert r.out.strip() == pushed
+    got = Layout.open(str(tmp_path / "ours")).lookup("from-docker")
+    assert got.media_type == mt.DOCKER_MANIFEST
+    assert_valid_layout(tmp_path / "ours")
