@@ -54,18 +54,20 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
-from oci_tools.compression import codec_for_media_type, decompressor
+from oci_tools.compression import codec_for_media_type
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import (
     DigestMismatchError,
     InvalidDocumentError,
     NotFoundError,
     OCIToolsError,
+    UnsafeLayerError,
     UsageError,
 )
 from oci_tools.image import UNCOMPRESSED_SIZE, Image
+from oci_tools.layer.stream import open_layer_stream
 from oci_tools.layout import LAYOUT_VERSION, Layout, check_ref
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import (
@@ -247,25 +249,33 @@ def _copy_blob(tar: _TarOut, layout: Layout, desc: Descriptor, name: str) -> Non
 
 
 class _DiffIdReader:
-    """Decompressed layer bytes, hashed on the way (to check the diff_id)."""
+    """Decompressed layer bytes from the one bounded, hashing layer-stream
+    opener (to check the diff_id; bomb limits apply)."""
 
     def __init__(self, raw: VerifyingReader, codec: str, what: str) -> None:
         self.raw = raw
-        self.stream = decompressor(codec, raw)  # type: ignore[arg-type]
-        self.hasher = Hasher()
+        self.stream = open_layer_stream(cast(BinaryIO, raw), codec)
         self.what = what
+
+    @property
+    def hasher(self) -> Hasher:
+        """Hash and size of the uncompressed bytes read so far."""
+        return self.stream.hasher
 
     def read(self, n: int) -> bytes:
         try:
-            data = self.stream.read(n)
+            return self.stream.read(n)
+        except UnsafeLayerError as e:
+            if e.__cause__ is None:
+                raise  # a bomb limit, not a damaged stream
+            cause: BaseException = e.__cause__
         except OCIToolsError:
             raise
         except Exception as e:
-            # A damaged stream: say so by digest when the blob was altered.
-            self.raw.drain()
-            raise InvalidDocumentError(self.what, [f"cannot decompress: {e}"]) from None
-        self.hasher.update(data)
-        return data
+            cause = e
+        # A damaged stream: say so by digest when the blob was altered.
+        self.raw.drain()
+        raise InvalidDocumentError(self.what, [f"cannot decompress: {cause}"]) from None
 
     def finish(self, diff_id: Digest) -> None:
         """Check the stream is at its end, the blob digest and the diff_id."""
@@ -653,13 +663,8 @@ def _oci_images(sp: _Spool, layout: Layout) -> list[_Found]:
 def _check_closure(layout: Layout, top: Descriptor, label: str) -> None:
     """Every blob reachable from ``top`` is present (from the archive or
     already in the layout) and every document on the way parses."""
-    stack = [top]
-    seen: set[Digest] = set()
-    while stack:
-        d = stack.pop()
-        if d.digest in seen:
-            continue
-        seen.add(d.digest)
+
+    def visit(d: Descriptor, _where: str) -> bool:
         if not layout.store.has(d.digest):
             raise InvalidDocumentError(
                 f"archive {label}",
@@ -672,15 +677,13 @@ def _check_closure(layout: Layout, top: Descriptor, label: str) -> None:
                 expected=str(d.size),
                 actual=str(layout.store.stat_size(d.digest)),
             )
-        if d.media_type in mt.INDEX_TYPES:
-            stack.extend(Index.parse(layout.read_blob(d), d.media_type).manifests)
-        elif d.media_type in mt.MANIFEST_TYPES:
+        if d.media_type in mt.MANIFEST_TYPES:
             m = layout.manifest(d)
-            if m.config is not None:
-                stack.append(m.config)
-                if m.config.media_type in mt.CONFIG_TYPES:
-                    layout.config(m)  # a config that does not parse is refused now
-            stack.extend(m.layers)
+            if m.config is not None and m.config.media_type in mt.CONFIG_TYPES:
+                layout.config(m)  # a config that does not parse is refused now
+        return True
+
+    layout.walk([(top, "archive")], visit)
 
 
 def _docker_entries(sp: _Spool) -> list[dict[str, Any]]:

@@ -1,35 +1,45 @@
 """Whole-layout verification: every document validated, every blob re-hashed.
 
 Returns problems as a list of one-line strings instead of raising, so
-``validate`` can report all of them at once.
+``validate`` can report all of them at once.  Blobs are read only through the
+store's verifying reader and layer content only through
+:func:`oci_tools.layer.stream.open_layer_stream` (with its bomb limits); the
+blob graph is walked with :meth:`Layout.walk`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import BinaryIO, cast
 
-from oci_tools.compression import decompressor
-from oci_tools.digest import Digest, Hasher
-from oci_tools.errors import OCIToolsError
+from oci_tools.digest import Digest
+from oci_tools.errors import DigestMismatchError, OCIToolsError
+from oci_tools.layer.stream import open_layer_stream
 from oci_tools.layout import Layout
 from oci_tools.spec import mediatype as mt
-from oci_tools.spec.model import Descriptor, ImageConfig, Index, Manifest
+from oci_tools.spec.model import Descriptor, ImageConfig, Manifest
 from oci_tools.spec.schema import problems as schema_problems
 from oci_tools.store import MAX_DOCUMENT_SIZE
 
 CHUNK = 1 << 20
 
 
-def _rehash(path: str, algorithm: str) -> tuple[Digest, int]:
-    h = Hasher(algorithm)
-    with open(path, "rb", buffering=0) as f:
+def _rehash(layout: Layout, dg: Digest) -> tuple[Digest, int]:
+    """What blob ``dg`` really hashes to, and its size."""
+    size = layout.store.stat_size(dg)
+    r = layout.store.open(dg, size)
+    try:
         while True:
-            b = f.read(CHUNK)
+            try:
+                b = r.read(CHUNK)
+            except DigestMismatchError:
+                break  # the content differs: read_digest says how
             if not b:
                 break
-            h.update(b)
-    return h.digest(), h.size
+    finally:
+        r.close()
+    return r.read_digest, size
 
 
 def check_layout(
@@ -67,7 +77,11 @@ def check_layout(
             continue
         if progress:
             progress(f"hashing {dg}")
-        actual, size = _rehash(layout.store.path_of(dg), dg.algorithm)
+        try:
+            actual, size = _rehash(layout, dg)
+        except OCIToolsError as e:  # not a regular file, unreadable
+            out.append(f"blobs/{dg.algorithm}/{dg.encoded}: {e}")
+            continue
         sizes[dg] = size
         if actual != dg:
             out.append(f"blobs/{dg.algorithm}/{dg.encoded}: content hashes to {actual}")
@@ -78,41 +92,30 @@ def check_layout(
         out.append(str(e))
         return out
 
-    seen: set[Digest] = set()
-    stack: list[tuple[Descriptor, str]] = [
-        (d, f"index.json manifests[{i}]") for i, d in enumerate(roots)
-    ]
-    while stack:
-        desc, where = stack.pop()
-        if desc.digest in seen:
-            continue
-        seen.add(desc.digest)
+    def visit(desc: Descriptor, where: str) -> bool:
         if desc.digest not in sizes:
             if not layout.store.has(desc.digest):
                 out.append(f"{where}: blob {desc.digest} is missing")
-            continue
+            return False
         if sizes[desc.digest] != desc.size:
             out.append(
                 f"{where}: descriptor size {desc.size} but blob {desc.digest} "
                 f"has {sizes[desc.digest]} bytes"
             )
-            continue
+            return False
         mtype = desc.media_type
-        if mtype in mt.INDEX_TYPES | mt.MANIFEST_TYPES | mt.CONFIG_TYPES:
-            raw = layout.read_blob(desc)
-            probs = schema_problems(mtype, raw)
-            out += [f"{where} ({desc.digest}): {p}" for p in probs]
-            if probs:
-                continue
-            if mtype in mt.INDEX_TYPES:
-                idx = Index.parse(raw, mtype)
-                stack += [(d, f"{desc.digest} manifests[{i}]") for i, d in enumerate(idx.manifests)]
-            elif mtype in mt.MANIFEST_TYPES:
-                m = Manifest.parse(raw, mtype)
-                out += _check_image(layout, m, desc, sizes, layers)
-                if m.config is not None:
-                    stack.append((m.config, f"{desc.digest} config"))
-                stack += [(d, f"{desc.digest} layers[{i}]") for i, d in enumerate(m.layers)]
+        if mtype not in mt.INDEX_TYPES | mt.MANIFEST_TYPES | mt.CONFIG_TYPES:
+            return False
+        raw = layout.read_blob(desc)
+        probs = schema_problems(mtype, raw)
+        out.extend(f"{where} ({desc.digest}): {p}" for p in probs)
+        if probs:
+            return False
+        if mtype in mt.MANIFEST_TYPES:
+            out.extend(_check_image(layout, Manifest.parse(raw, mtype), desc, sizes, layers))
+        return True
+
+    layout.walk([(d, f"index.json manifests[{i}]") for i, d in enumerate(roots)], visit)
     return out
 
 
@@ -138,18 +141,17 @@ def _check_image(
         if codec is None or ld.digest not in sizes or sizes[ld.digest] != ld.size:
             continue
         try:
-            h = Hasher(diff_id.algorithm)
-            with open(layout.store.path_of(ld.digest), "rb") as raw:
-                stream = decompressor(codec, raw)
-                while True:
-                    b = stream.read(CHUNK)
-                    if not b:
-                        break
-                    h.update(b)
-            if h.digest() != diff_id:
+            blob = layout.store.open(ld.digest, ld.size)
+            try:
+                stream = open_layer_stream(cast(BinaryIO, blob), codec, diff_id.algorithm)
+                stream.drain()
+            finally:
+                blob.close()
+            got = stream.hasher.digest()
+            if got != diff_id:
                 out.append(
                     f"{desc.digest} layers[{i}]: uncompressed content hashes to "
-                    f"{h.digest()}, config says {diff_id}"
+                    f"{got}, config says {diff_id}"
                 )
         except (OSError, EOFError, ValueError, OCIToolsError) as e:
             out.append(f"{desc.digest} layers[{i}]: cannot decompress: {e}")

@@ -74,6 +74,7 @@ from oci_tools.compression import Writable
 from oci_tools.errors import OCIToolsError, UnsafeLayerError
 from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
+from oci_tools.layer.whiteout import WHITEOUT_PREFIX, opaque_name, whiteout_name
 from oci_tools.layer.writer import LayerInfo, write_layer
 from oci_tools.snapshot import (
     FileState,
@@ -89,8 +90,6 @@ from oci_tools.snapshot import (
     xattr_fingerprint,
 )
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
 #: Mode of every whiteout and opaque-marker entry (they are empty regular files).
 WHITEOUT_MODE = 0o644
 _OVERLAY_NS = ("trusted.overlay.", "user.overlay.")
@@ -579,11 +578,7 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool 
         first_of: dict[tuple[int, int], str] = {}
         for _, what, rel in plan.records():
             if what != 2:
-                marker = (
-                    join(rel, OPAQUE_MARKER)
-                    if what == 0
-                    else join(_parent(rel), WHITEOUT_PREFIX + rel.rpartition("/")[2])
-                )
+                marker = opaque_name(rel) if what == 0 else whiteout_name(rel)
                 yield TarEntry(marker, EntryType.REG, WHITEOUT_MODE, 0, 0, 0, 0), None
                 continue
             _, st = plan.items[rel]
@@ -772,9 +767,7 @@ def write_upper(
 
 
 __all__ = [
-    "OPAQUE_MARKER",
     "WHITEOUT_MODE",
-    "WHITEOUT_PREFIX",
     "Change",
     "Entries",
     "changes",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from oci_tools.errors import DigestMismatchError, InvalidDocumentError
+from oci_tools.render import short_id
 
 _GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _ENCODING = {
@@ -69,8 +70,8 @@ class Digest:
 
     @property
     def short(self) -> str:
-        """The 12-character id docker shows (``3e23a5875458``)."""
-        return self.encoded[:12]
+        """The 12-hex display id (``render.short_id``, the one definition)."""
+        return short_id(str(self))
 
     @property
     def computable(self) -> bool:
@@ -176,6 +177,12 @@ class VerifyingReader:
         """Read to EOF so the digest and size are checked."""
         while self.read(1 << 20):
             pass
+
+    @property
+    def read_digest(self) -> Digest:
+        """Digest of the bytes read so far (after a content mismatch: what the
+        blob really hashes to)."""
+        return self._hasher.digest()
 
     @property
     def verified(self) -> bool:

@@ -132,6 +132,31 @@ class SpecialFileError(UnsafeLayerError):
     """A device, unknown type flag or similar entry that cannot be applied safely."""
 
 
+class BuildError(OCIToolsError):
+    """A build stopped at one instruction of the Dockerfile (``file:line: ...``)."""
+
+    def __init__(self, file: str, line: int, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{file}:{line}: {reason}", hint=hint)
+        self.file = file
+        self.line = line
+        self.reason = reason
+
+
+class RunFailedError(BuildError):
+    """A RUN command exited non-zero; ``status`` is its exit code, ``output``
+    the end of what it printed (stdout and stderr interleaved)."""
+
+    def __init__(self, file: str, line: int, command: str, status: int, output: bytes) -> None:
+        super().__init__(
+            file,
+            line,
+            f"the command '{command}' returned a non-zero code: {status}",
+            hint="the build stopped here; the layout's refs were left as they were",
+        )
+        self.status = status
+        self.output = output
+
+
 class RegistryError(OCIToolsError):
     """A registry refused or failed a request, or could not be reached.
 
@@ -159,6 +184,7 @@ class AuthError(RegistryError):
 __all__ = [
     "AuthError",
     "BlobNotFoundError",
+    "BuildError",
     "ClobberError",
     "DigestMismatchError",
     "InvalidDocumentError",
@@ -169,6 +195,7 @@ __all__ = [
     "PathEscapeError",
     "RefNotFoundError",
     "RegistryError",
+    "RunFailedError",
     "SpecialFileError",
     "UnsafeLayerError",
     "UnsupportedMediaTypeError",

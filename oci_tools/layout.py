@@ -15,7 +15,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from oci_tools import fsutil
@@ -327,26 +327,61 @@ class Layout:
 
     # -- reachability, gc, checks ---------------------------------------------------
 
+    def children(self, desc: Descriptor, *, subjects: bool = False) -> list[tuple[Descriptor, str]]:
+        """The descriptors an index or image manifest points at, each with where
+        it was found (``"<digest> manifests[i]"``, ``"<digest> config"``,
+        ``"<digest> layers[i]"``, ``"<digest> subject"``); ``[]`` for other blobs.
+
+        A manifest's ``subject`` is followed only with ``subjects``: it names
+        the image a referrer describes, which need not be in the layout.
+        """
+        out: list[tuple[Descriptor, str]] = []
+        if desc.media_type in mt.INDEX_TYPES:
+            idx = Index.parse(self.read_blob(desc), desc.media_type)
+            out += [(d, f"{desc.digest} manifests[{i}]") for i, d in enumerate(idx.manifests)]
+        elif desc.media_type in mt.MANIFEST_TYPES:
+            m = self.manifest(desc)
+            if m.config is not None:
+                out.append((m.config, f"{desc.digest} config"))
+            out += [(d, f"{desc.digest} layers[{i}]") for i, d in enumerate(m.layers)]
+            if subjects and m.subject is not None:
+                out.append((m.subject, f"{desc.digest} subject"))
+        return out
+
+    def walk(
+        self,
+        roots: Iterable[tuple[Descriptor, str]],
+        visit: Callable[[Descriptor, str], bool],
+        *,
+        subjects: bool = False,
+    ) -> None:
+        """THE walk of the blob graph (gc, validate and import all use it).
+
+        Depth first from ``roots`` (descriptor, where it was found), each digest
+        once.  ``visit(desc, where)`` sees every new digest; when it returns
+        True the children of an index or manifest (see :meth:`children`) are
+        visited next.  ``visit`` decides what a missing or damaged blob means:
+        return False to stop below it, or raise.
+        """
+        seen: set[Digest] = set()
+        stack = list(roots)
+        while stack:
+            desc, where = stack.pop()
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            if visit(desc, where):
+                stack += self.children(desc, subjects=subjects)
+
     def reachable(self, roots: list[Descriptor]) -> set[Digest]:
         """Every blob digest reachable from ``roots`` (missing blobs included)."""
         marked: set[Digest] = set()
-        stack = list(roots)
-        while stack:
-            d = stack.pop()
-            if d.digest in marked:
-                continue
-            marked.add(d.digest)
-            if not self.store.has(d.digest):
-                continue
-            if d.media_type in mt.INDEX_TYPES:
-                stack.extend(Index.parse(self.read_blob(d), d.media_type).manifests)
-            elif d.media_type in mt.MANIFEST_TYPES:
-                m = Manifest.parse(self.read_blob(d), d.media_type)
-                if m.config is not None:
-                    stack.append(m.config)
-                stack.extend(m.layers)
-                if m.subject is not None:
-                    stack.append(m.subject)
+
+        def mark(desc: Descriptor, _where: str) -> bool:
+            marked.add(desc.digest)
+            return self.store.has(desc.digest)
+
+        self.walk([(d, "root") for d in roots], mark, subjects=True)
         return marked
 
     def extra_roots(self) -> list[Descriptor]:
@@ -385,11 +420,6 @@ class Layout:
         rec = {"descriptor": desc.to_dict(), "owner": owner}
         name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
         atomic_write(os.path.join(d, name + ".json"), dump_json(rec))
-
-    def remove_root(self, key: str) -> None:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.roots_dir(), name + ".json"))
 
     def gc(self) -> list[tuple[Digest, int]]:
         """Delete every blob not reachable from index.json or an extra root.

@@ -169,11 +169,13 @@ def parse_time(s: str) -> datetime:
         raise ValueError(f"not an RFC 3339 date-time: {s!r} ({exc})") from None
 
 
-def format_rfc3339(dt: datetime) -> str:
+def format_rfc3339(dt: datetime, *, trim: bool = True) -> str:
     """Format like Go's ``time.RFC3339Nano``: ``2017-01-01T12:00:03Z``, ``…:03.5+02:00``.
 
-    The fraction is printed only when non-zero, without trailing zeros; a zero
-    UTC offset is ``Z``.  Naive datetimes are taken as UTC.
+    The fraction is printed only when non-zero, without trailing zeros (all six
+    microsecond digits with ``trim=False``, as image configs we write carry
+    them); a zero UTC offset is ``Z``.  Naive datetimes are taken as UTC.  The
+    one RFC 3339 formatter of the package.
     """
     dt = _aware(dt)
     # Not strftime: glibc's %Y does not zero-pad years before 1000.
@@ -181,7 +183,8 @@ def format_rfc3339(dt: datetime) -> str:
         f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     )
     if dt.microsecond:
-        text += f".{dt.microsecond:06d}".rstrip("0")
+        fraction = f".{dt.microsecond:06d}"
+        text += fraction.rstrip("0") if trim else fraction
     offset = dt.utcoffset() or timedelta(0)
     if not offset:
         return text + "Z"

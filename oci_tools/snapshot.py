@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from oci_tools.errors import InvalidDocumentError, OCIToolsError
 from oci_tools.fsutil import atomic_write
 
-_NS_FIELDS = ("mode", "uid", "gid", "size", "mtime_ns", "ctime_ns", "ino", "nlink", "rdev")
 # Signed where the kernel value may be negative (times) or where it cannot
 # exceed 2^63 (size); unsigned for inode numbers and device ids.
 _TYPECODES = ("Q", "Q", "Q", "q", "q", "q", "Q", "Q", "Q")

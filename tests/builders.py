@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+
+from oci_tools.compression import GZIP_BLOCK
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -374,3 +377,19 @@ def make_layer(members: Iterable[Member | bytes], codec: str = "gzip", **tar_kw:
     tar = build_tar(members, **tar_kw)  # type: ignore[arg-type]
     blob = compress(tar, codec)
     return Layer(tar, blob, codec, sha256_digest(blob), sha256_digest(tar))
+
+
+def mixed_data(n: int = 3 * GZIP_BLOCK + 12345) -> bytes:
+    """``n`` reproducible bytes mixing random, repetitive and zero runs (so
+    codecs meet every kind of input and block boundaries fall mid-run)."""
+    r = random.Random(5)
+    parts: list[bytes] = []
+    while sum(map(len, parts)) < n:
+        k = r.random()
+        if k < 0.4:
+            parts.append(r.randbytes(r.randint(1, 40000)))
+        elif k < 0.8:
+            parts.append(b"some text that repeats " * r.randint(1, 3000))
+        else:
+            parts.append(bytes(r.randint(1, 90000)))
+    return b"".join(parts)[:n]

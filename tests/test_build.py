@@ -1,4 +1,8 @@
-"""``oci-tools build``: Dockerfile parsing, steps, history rows, cache, RUN, errors."""
+"""``oci-tools build`` end to end: steps, history rows, cache, RUN, COPY/ADD, errors.
+
+The parts have their own modules: test_build_dockerfile, test_build_words,
+test_build_dockerignore, test_build_context, test_build_cache, test_build_executor,
+test_build_builder, test_build_package."""
 
 from __future__ import annotations
 
@@ -13,8 +17,6 @@ from pathlib import Path
 import pytest
 from helpers import Result, cli, need_root, need_tool
 from verify import assert_valid_layout
-
-from oci_tools.build import BuildError, DockerIgnore, _Lexer, parse_dockerfile
 
 SDE = "1700000000"
 APPLETS = ("sh", "mkdir", "cat", "echo", "ls", "id", "pwd", "env", "touch", "rm", "false")
@@ -114,77 +116,6 @@ def ctx(tmp_path: Path) -> Path:
 def sde(monkeypatch: pytest.MonkeyPatch) -> None:
     """Clamp times: whole seconds, so layer sizes are exact (no PAX mtimes)."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", SDE)
-
-
-# ---------------------------------------------------------------------------
-# parsing (no image needed)
-
-
-def test_parse_continuations_comments_and_forms() -> None:
-    df = parse_dockerfile(
-        "# comment\n"
-        "FROM base\n"
-        "\n"
-        "RUN echo a && \\\n"
-        "# a comment inside is dropped\n"
-        "    echo b\n"
-        'CMD ["sh", "-c", "x"]\n'
-        "copy --chown=1:2 --chmod=644 a b/\n"
-        "ENV A=1 \\\n"
-        "    B=2\n"
-    )
-    kinds = [(i.line, i.keyword) for i in df.instructions]
-    assert kinds == [(2, "FROM"), (4, "RUN"), (7, "CMD"), (8, "COPY"), (9, "ENV")]
-    run, cmd, cp, env = df.instructions[1:]
-    assert run.args == "echo a &&     echo b" and run.exec_form is None
-    assert cmd.exec_form == ("sh", "-c", "x")
-    assert cp.flag("chown") == "1:2" and cp.flag("chmod") == "644" and cp.args == "a b/"
-    assert env.args == "A=1     B=2"
-
-
-def test_parse_escape_directive() -> None:
-    df = parse_dockerfile("# escape=`\nFROM base\nRUN echo a `\n  b\n")
-    assert df.escape == "`"
-    assert df.instructions[1].args == "echo a   b"
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "what"),
-    [
-        ("FROM base\n\nFOO bar\n", 3, "unknown instruction: FOO"),
-        ("FROM base\nHEALTHCHECK CMD true\n", 2, "HEALTHCHECK is not supported"),
-        ("FROM base\nONBUILD RUN x\n", 2, "ONBUILD is not supported"),
-        ("FROM base\n# c\nCOPY --from=build /a /b\n", 3, "COPY --from (multi-stage builds)"),
-        ("FROM base\nRUN <<EOF\necho hi\nEOF\n", 2, "heredocs"),
-        ("FROM base\nRUN --mount=type=cache,target=/x true\n", 2, "RUN --mount"),
-        ("FROM base\nSHELL /bin/bash -c\n", 2, "SHELL needs the JSON form"),
-    ],
-)
-def test_parse_errors_name_the_line(text: str, line: int, what: str) -> None:
-    with pytest.raises(BuildError) as ei:
-        parse_dockerfile(text, "Dockerfile")
-    assert ei.value.line == line
-    assert str(ei.value).startswith(f"Dockerfile:{line}: ") and what in str(ei.value)
-
-
-def test_word_substitution_and_quotes() -> None:
-    lx = _Lexer("\\")
-    env = {"A": "one", "E": "", "S": "x y"}
-    assert lx.word("$A-${A}-${B:-dflt}-${E:-empty}-${A:+set}-${B:+no}", env) == (
-        "one-one-dflt-empty-set-"
-    )
-    assert lx.word("'$A' \"$A\" \\$A", env) == "$A one $A"
-    assert lx.words('a "b c" $S', env) == ["a", "b c", "x", "y"]
-    with pytest.raises(ValueError, match="unterminated"):
-        lx.word('"open', env)
-
-
-def test_dockerignore_patterns() -> None:
-    ig = DockerIgnore(["# comment", "*.log", "!keep.log", "tmp", "**/secret*", "/build/"])
-    assert ig.ignored("a.log") and not ig.ignored("keep.log") and not ig.ignored("d/a.log")
-    assert ig.ignored("tmp") and ig.ignored("tmp/x/y")  # a parent directory matches
-    assert ig.ignored("x/y/secret.txt") and ig.ignored("secret.key")
-    assert ig.ignored("build/out") and not ig.ignored("app/server.js")
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import socket
 import stat
@@ -16,8 +17,14 @@ from pathlib import Path
 import pytest
 
 import oci_tools.diff as diff_mod
+from oci_tools.apply import ApplyOptions, apply_layer
 from oci_tools.diff import (
+    _RANK_OPAQUE,
+    _RANK_WHITEOUT,
     Change,
+    _child_key,
+    _enc,
+    _key,
     changes,
     decode_rootless,
     diff_entries,
@@ -723,7 +730,6 @@ def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
 @needs_root
 @pytest.mark.parametrize("codec", ["gzip", "zstd"])
 def test_round_trip_through_apply(tree: Path, tmp_path: Path, codec: str) -> None:
-    from oci_tools.apply import ApplyOptions, apply_layer
 
     (tree / "var/lib/pkgs").mkdir(parents=True)
     for i in range(5):
@@ -794,3 +800,29 @@ def subprocess_cp(src: Path, dst: Path) -> None:
     import subprocess
 
     subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+
+
+def _tuple_key(rel: str) -> tuple[tuple[int, bytes], ...]:
+    return () if not rel else tuple((2, c) for c in _enc(rel).split(b"/"))
+
+
+def test_flat_sort_keys_order_like_component_tuples() -> None:
+    r = random.Random(3)
+    alphabet = ["a", "b", "a-", "a.b", "é", "\udcff", "ab", "a0", ".wh.x", "z", "A", "a\x01"]
+    for _ in range(200):
+        paths = {"/".join(r.choice(alphabet) for _ in range(r.randint(1, 4))) for _ in range(50)}
+        ref, flat = [], []
+        for p in paths:
+            ref.append((_tuple_key(p), 2, p))
+            flat.append((_key(p), 2, p))
+            parent, _, name = p.rpartition("/")
+            if r.random() < 0.3:
+                wh = _enc(".wh." + name)
+                ref.append(((*_tuple_key(parent), (1, wh)), 1, p))
+                flat.append((_child_key(parent, _RANK_WHITEOUT, wh), 1, p))
+            if r.random() < 0.2:
+                ref.append(((*_tuple_key(p), (0, b"")), 0, p))
+                flat.append((_child_key(p, _RANK_OPAQUE, b""), 0, p))
+        ref.sort()
+        flat.sort()
+        assert [(w, p) for _, w, p in ref] == [(w, p) for _, w, p in flat]

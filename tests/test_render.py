@@ -339,3 +339,16 @@ def test_parse_size(text: str, n: int) -> None:
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="is not a size"):
         render.parse_size(text)
+
+
+def test_format_rfc3339_untrimmed_keeps_six_digits_like_image_format_time() -> None:
+    from oci_tools.image import format_time
+
+    dt = datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC)
+    assert render.format_rfc3339(dt, trim=False) == "2024-05-06T07:08:09.500000Z"
+    assert render.format_rfc3339(dt) == "2024-05-06T07:08:09.5Z"
+    for value in (dt, dt.replace(microsecond=0), 1_700_000_000.25, 0):
+        assert render.format_rfc3339(
+            value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC),
+            trim=False,
+        ) == format_time(value)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from builders import mixed_data
 
 from oci_tools.digest import Digest
 from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
@@ -100,3 +103,48 @@ def test_dir_store_refuses_symlinked_blob(tmp_path: Path) -> None:
     with pytest.raises(InvalidLayoutError):
         read_small(s, d, 6)
     assert not s.has(d)
+
+
+def test_blob_writer_starts_writeback_and_commits_the_same_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oci_tools import store as store_mod
+
+    calls: list[tuple[int, int]] = []
+    real = store_mod._writeback()
+    assert real is not None  # Linux with glibc: sync_file_range is found
+
+    def spy(fd: int, off: int, n: int) -> int:
+        calls.append((off, n))
+        return real(fd, off, n)
+
+    monkeypatch.setattr(store_mod, "_writeback", lambda: spy)
+    monkeypatch.setattr(store_mod, "WRITEBACK_EVERY", 1 << 20)
+    lay = Layout.init(str(tmp_path / "lay"))
+    w = lay.store.writer()
+    data = mixed_data(5 << 20)
+    for i in range(0, len(data), 300_000):
+        w.write(data[i : i + 300_000])
+    assert w.hasher.size == len(data)
+    dg = w.commit()
+    assert dg == Digest("sha256", hashlib.sha256(data).hexdigest())
+    assert Path(lay.store.path_of(dg)).read_bytes() == data
+    # Consecutive ranges, each starting where the last one ended.
+    assert calls and calls[0][0] == 0
+    for (o1, n1), (o2, _) in itertools.pairwise(calls):
+        assert o2 == o1 + n1
+
+
+def test_blob_writer_without_writeback_support(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oci_tools import store as store_mod
+
+    monkeypatch.setattr(store_mod, "_writeback", lambda: None)
+    monkeypatch.setattr(store_mod, "WRITEBACK_EVERY", 1000)
+    lay = Layout.init(str(tmp_path / "lay"))
+    w = lay.store.writer()
+    w.write(b"x" * 5000)
+    w.write(b"y" * 5000)
+    dg = w.commit()
+    assert Path(lay.store.path_of(dg)).read_bytes() == b"x" * 5000 + b"y" * 5000

@@ -6,19 +6,26 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
+from builders import mixed_data
 
-from oci_tools.compression import decompressor
+from oci_tools import compression
+from oci_tools.compression import (
+    decompressor,
+)
 from oci_tools.digest import Digest
 from oci_tools.errors import DigestMismatchError
 from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layer.writer import TarWriter, write_layer
+from oci_tools.store import MemoryStore
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
@@ -414,3 +421,145 @@ def test_write_layer_one_pass_digests(codec: str) -> None:
     again = io.BytesIO()
     info2 = write_layer(((e, None if d is None else io.BytesIO(d)) for e, d in items), again, codec)
     assert again.getvalue() == blob and info2 == info
+
+
+def _random_entries(r: random.Random, n: int) -> list[tuple[TarEntry, bytes | None]]:
+    names = ["a", "bin", "usr/lib/x", "é/ü", "\udcff", "x" * 99, "y" * 100, "z" * 150, "d/" * 60]
+    out: list[tuple[TarEntry, bytes | None]] = []
+    for i in range(n):
+        kind = r.choice(list(EntryType))
+        name = f"{r.choice(names)}{i}"
+        ns = r.choice(
+            [
+                0,
+                1_700_000_000 * NS,
+                1_700_000_000 * NS + r.randint(1, NS - 1),
+                -5 * NS - 7,
+                (0o77777777777 + 5) * NS,
+            ]
+        )
+        ids = r.choice([0, 1000, 0o7777777, 0o7777777 + 1, 2**31])
+        xattrs = r.choice([{}, {}, {"user.a": b"1"}, {"user.e": b""}])
+        link = ""
+        if kind in (EntryType.SYMLINK, EntryType.HARDLINK):
+            link = r.choice(["t", "../x", "é", "q" * 120])
+        data = None
+        size = 0
+        if kind is EntryType.REG:
+            data = r.randbytes(r.randint(0, 1500))
+            size = len(data)
+        dev = (
+            (r.randint(0, 300), r.randint(0, 300))
+            if kind in (EntryType.CHAR, EntryType.BLOCK)
+            else (0, 0)
+        )
+        out.append(
+            (
+                TarEntry(
+                    name,
+                    kind,
+                    r.randint(0, 0o7777),
+                    ids,
+                    r.choice([0, ids]),
+                    size,
+                    ns,
+                    link,
+                    dev[0],
+                    dev[1],
+                    xattrs,
+                ),
+                data,
+            )
+        )
+    return out
+
+
+def _write(items: list[tuple[TarEntry, bytes | None]]) -> bytes:
+    out = io.BytesIO()
+    w = TarWriter(out)
+    for entry, data in items:
+        w.add(entry, None if data is None else io.BytesIO(data))
+    w.close()
+    return out.getvalue()
+
+
+def test_common_entry_path_writes_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = random.Random(11)
+    taken = 0
+    real = TarWriter._add_common
+
+    def counting(self: TarWriter, *args: object) -> bool:
+        nonlocal taken
+        ok = real(self, *args)  # type: ignore[arg-type]
+        taken += ok
+        return ok
+
+    for _ in range(20):
+        items = _random_entries(r, 60)
+        monkeypatch.setattr(TarWriter, "_add_common", counting)
+        fast = _write(items)
+        monkeypatch.undo()
+        monkeypatch.setattr(TarWriter, "_add_common", lambda *a: False)
+        general = _write(items)
+        monkeypatch.undo()
+        assert fast == general
+    assert 20 < taken < 1200  # both paths were exercised
+
+
+def test_write_layer_bytes_unchanged_by_the_pipe() -> None:
+    """The layer is the same whether the tar reaches the codec through the
+    pipe thread or not (a plain serial run of the same pieces)."""
+    files = [(f"f{i}", mixed_data(1000 * i + 1)) for i in range(1, 12)]
+
+    def entries() -> list[tuple[TarEntry, io.BytesIO | None]]:
+        return [
+            (TarEntry(name, EntryType.REG, 0o644, 0, 0, len(d), T0), io.BytesIO(d))
+            for name, d in files
+        ]
+
+    for codec in ("gzip", "zstd", "none"):
+        piped = io.BytesIO()
+        info = write_layer(entries(), piped, codec)  # type: ignore[arg-type]
+        serial = io.BytesIO()
+        orig = compression.PipeWriter
+        try:
+            import oci_tools.layer.writer as lw
+
+            class Serial:
+                def __init__(self, sink: compression.Writable, depth: int = 0) -> None:
+                    self.write = sink.write
+
+                def close(self) -> None:
+                    pass
+
+                def abort(self) -> None:
+                    pass
+
+            lw.PipeWriter = Serial  # type: ignore[assignment,misc]
+            info2 = write_layer(entries(), serial, codec)  # type: ignore[arg-type]
+        finally:
+            lw.PipeWriter = orig  # type: ignore[misc]
+        assert piped.getvalue() == serial.getvalue()
+        assert info == info2
+        assert info.digest == Digest("sha256", hashlib.sha256(piped.getvalue()).hexdigest())
+
+
+def test_write_layer_failure_in_the_source_stops_the_pipe() -> None:
+    def entries():  # type: ignore[no-untyped-def]
+        yield TarEntry("a", EntryType.REG, 0o644, 0, 0, 3, T0), io.BytesIO(b"abc")
+        raise RuntimeError("walk failed")
+
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(RuntimeError, match="walk failed"):
+        write_layer(entries(), io.BytesIO(), "gzip")
+    assert not {t.name for t in threading.enumerate()} - before
+
+
+def test_write_layer_uses_the_store_writers_hash() -> None:
+    store = MemoryStore()
+    w = store.writer()
+    info = write_layer(
+        [(TarEntry("a", EntryType.REG, 0o644, 0, 0, 5, T0), io.BytesIO(b"hello"))], w, "gzip"
+    )
+    assert w.commit() == info.digest
+    assert store.blobs[info.digest][:2] == b"\x1f\x8b"

@@ -97,11 +97,6 @@ def _invalid(name: str, reason: str) -> ValueError:
     return ValueError(f"cannot write tar entry {name!r}: {reason}")
 
 
-def _octal(value: int, width: int) -> bytes:
-    """``width - 1`` zero-padded octal digits and a NUL."""
-    return b"%0*o\0" % (width - 1, value)
-
-
 def _pax_record(key: bytes, value: bytes) -> bytes:
     """One ``"<len> <key>=<value>\\n"`` record; ``len`` counts the whole record,
     its own digits included, so iterate until the digit count is stable."""

@@ -53,19 +53,3 @@ OCI_LAYER_FOR_CODEC: dict[str, str] = {
     "gzip": OCI_LAYER_GZIP,
     "zstd": OCI_LAYER_ZSTD,
 }
-
-#: Docker v2.2 type -> the equivalent OCI type (image-spec media-types.md matrix).
-DOCKER_TO_OCI: dict[str, str] = {
-    DOCKER_MANIFEST_LIST: OCI_INDEX,
-    DOCKER_MANIFEST: OCI_MANIFEST,
-    DOCKER_CONFIG: OCI_CONFIG,
-    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
-    DOCKER_LAYER_TAR: OCI_LAYER_TAR,
-    DOCKER_FOREIGN_LAYER_GZIP: OCI_LAYER_ND_GZIP,
-    DOCKER_LAYER_ZSTD: OCI_LAYER_ZSTD,
-}
-
-
-def is_layer(media_type: str) -> bool:
-    """True for any layer media type we know how to read."""
-    return media_type in LAYER_CODECS

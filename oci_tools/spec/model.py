@@ -415,15 +415,6 @@ class ImageConfig(Document):
         return out
 
 
-def parse_document(raw: bytes, media_type: str) -> Manifest | Index:
-    """Parse a manifest or index by media type."""
-    if media_type in mt.INDEX_TYPES:
-        return Index.parse(raw, media_type)
-    if media_type in mt.MANIFEST_TYPES:
-        return Manifest.parse(raw, media_type)
-    raise InvalidDocumentError("document", [f"{media_type!r} is neither manifest nor index"])
-
-
 __all__ = [
     "CONTAINERD_NAME",
     "REF_NAME",
@@ -435,6 +426,5 @@ __all__ = [
     "Manifest",
     "Platform",
     "dump_json",
-    "parse_document",
     "with_ref",
 ]

@@ -1,0 +1,844 @@
+"""Build an image from a Dockerfile, the way Docker's classic builder does.
+
+One stage, one pass over the instructions.  Every step turns the current
+image state into a new one, written to the layout as an image with no ref
+(its 12-hex id is the manifest digest), so ``history`` of the result reads like
+``docker history``:
+
+* metadata steps (ENV, ARG, EXPOSE, CMD, ...) change the config only and add
+  an ``empty_layer`` row ``/bin/sh -c #(nop)  ENV K=V``;
+* file steps (COPY, ADD, RUN, WORKDIR) change one working bundle and commit it
+  exactly as ``oci-tools commit`` does (``bundle.commit``), then ``refresh`` it
+  so the next step diffs against the new state.  The bundle is unpacked once,
+  lazily, at the first file step that is not cached.
+
+COPY and ADD never write into the rootfs themselves: they turn the context
+files into a tar stream and apply it with ``apply.apply_layer``, so every path
+resolves inside the rootfs the way a layer's would (no escape through a
+symlink, ``..`` or an absolute name), and ADD's local archives get the same
+strict tar reader and checks.
+
+The cache maps (parent state, instruction text after ARG/ENV substitution,
+content hash of the copied files) to the resulting state.  It lives in the
+layout as one OCI index blob listing every cached state, annotated with its
+key, kept alive for gc by one extra root (``Layout.add_root``): not a ref, so
+``ls`` and ``images`` do not show it, and not a root per image, so ``df`` does
+not count cached images as in use by a bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, NoReturn, cast
+
+from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
+from oci_tools.archive import import_archive
+from oci_tools.build.cache import Cache, cache_key
+from oci_tools.build.context import (
+    BuildContext,
+    Source,
+    archive_codec,
+    copy_entries,
+    entry_name,
+    resolve_in,
+    with_mode,
+)
+from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
+from oci_tools.build.executor import (
+    RUNTIMES,
+    host_resolver_mounts,
+    run_process,
+    run_spec,
+    select_runtime,
+)
+from oci_tools.build.words import NAME_RE, Lexer
+from oci_tools.bundle import RECORD, BaseRecord, CommitOptions, commit, refresh, unpack
+from oci_tools.compression import CODECS, Writable
+from oci_tools.digest import Digest
+from oci_tools.errors import BuildError, NotFoundError, OCIToolsError, RunFailedError, UsageError
+from oci_tools.fsutil import BUILD, private_path, remove_tree, write_json
+from oci_tools.image import (
+    ConfigEdit,
+    Image,
+    append_history,
+    apply_config_edit,
+    created_now,
+    nop_created_by,
+    write_image,
+)
+from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.writer import write_layer
+from oci_tools.layout import Layout, check_ref, host_platform, split_image_ref
+from oci_tools.spec.model import Descriptor, History, ImageConfig
+from oci_tools.spec.runtime import resolve_user
+from oci_tools.store import put_stream
+
+#: The shell of RUN/CMD/ENTRYPOINT's shell form until a SHELL instruction.
+DEFAULT_SHELL = ("/bin/sh", "-c")
+#: A ref that exists only inside one build (not valid ref grammar, so it can
+#: never collide with, or be written as, a real ref).
+_PRIVATE_REF = ".build"
+_NETWORKS = ("none", "host")
+
+
+# ---------------------------------------------------------------------------
+# a layout view with one in-process ref
+
+
+class _BuildLayout(Layout):
+    """The target layout, where the private ref ``.build`` names the state
+    being built without ever being written to index.json: ``bundle.unpack``
+    takes a ref to unpack, and ``bundle.commit`` tags its result; through this
+    view both work on untagged intermediate states."""
+
+    pinned: Descriptor | None = None
+
+    def lookup(self, ref: str) -> Descriptor:
+        if ref == _PRIVATE_REF:
+            assert self.pinned is not None
+            return self.pinned
+        return super().lookup(ref)
+
+    def set_ref(self, ref: str, desc: Descriptor) -> None:
+        if ref == _PRIVATE_REF:
+            self.pinned = desc
+            return
+        super().set_ref(ref, desc)
+
+
+# ---------------------------------------------------------------------------
+# the builder
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """What ``build`` builds and how.
+
+    ``tags``: refs in the target layout to point at the result (only once the
+    whole build succeeded).  ``build_args``: ``--build-arg`` values (a None
+    value is taken from the environment, as Docker does).  ``runtime``: how
+    RUN executes: ``auto`` (runc if installed, else chroot when root),
+    ``runc``, ``chroot`` or ``none`` (RUN is an error).  ``network``: ``none``
+    (RUN gets only a loopback) or ``host``.
+    """
+
+    context: str = "."
+    dockerfile: str | None = None
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str | None] = field(default_factory=dict)
+    no_cache: bool = False
+    runtime: str = "auto"
+    network: str = "none"
+    compress: str = "gzip"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """The built image, how many steps ran, and how many came from the cache."""
+
+    descriptor: Descriptor
+    steps: int
+    cached: int
+    tags: tuple[str, ...]
+
+
+def parse_build_args(items: Sequence[str]) -> dict[str, str | None]:
+    """``K=V`` (or ``K``: the value comes from the environment) to a mapping."""
+    out: dict[str, str | None] = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not k:
+            raise UsageError(f"--build-arg {item!r} must be KEY=VALUE or KEY")
+        out[k] = v if eq else None
+    return out
+
+
+def _docker_list(items: Sequence[str]) -> str:
+    return "[" + " ".join(json.dumps(x, ensure_ascii=False) for x in items) + "]"
+
+
+def _short(desc: Descriptor) -> str:
+    return desc.digest.short
+
+
+def _chmod(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-7]{3,4}", text):
+        raise OCIToolsError(f"--chmod={text}: use an octal mode such as 755 or 0644")
+    return int(text, 8)
+
+
+class _WorkingBundle:
+    """The build's scratch directory (``.oci-tools/build/b-PID-*``, removed
+    when the build ends) and the one bundle in it that file steps change:
+    unpacked once, at the first file step not found in the cache, then kept
+    in step with the state being built."""
+
+    def __init__(self, layout: _BuildLayout, *, rootless: bool) -> None:
+        self.lay = layout
+        self.rootless = rootless
+        self.tmp: str | None = None
+        #: The layers and the manifest the bundle's files and record match.
+        self.bundle_layers: tuple[Digest, ...] | None = None
+        self.bundle_base: Digest | None = None
+
+    def workdir(self) -> str:
+        """The build's scratch directory (made at first use)."""
+        if self.tmp is None:
+            parent = private_path(self.lay.path, BUILD)
+            os.makedirs(parent, exist_ok=True)
+            _clean_stale(parent)
+            self.tmp = tempfile.mkdtemp(prefix=f"b-{os.getpid()}-", dir=parent)
+        return self.tmp
+
+    def prepare(self, img: Image) -> str:
+        """The bundle, holding the filesystem of state ``img`` and based on
+        it (unpacked or re-based as needed)."""
+        path = os.path.join(self.workdir(), "bundle")
+        if self.bundle_layers != img.config.diff_ids:
+            self.lay.pinned = img.descriptor
+            unpack(self.lay, _PRIVATE_REF, path, rootless=self.rootless, force=True)
+            self.bundle_layers = img.config.diff_ids
+        elif self.bundle_base != img.descriptor.digest:
+            # Same files, newer config (metadata steps ran since): re-point the
+            # base record, keeping the snapshot (no walk of the rootfs needed).
+            rec = BaseRecord.load(path)
+            new = BaseRecord(rec.layout, img.descriptor, rec.ref, rec.rootless)
+            write_json(os.path.join(path, RECORD), new.to_dict())
+        self.bundle_base = img.descriptor.digest
+        return path
+
+    def apply_entries(
+        self, rootfs: str, entries: Iterator[tuple[TarEntry, BinaryIO | None]]
+    ) -> None:
+        """Apply ``entries`` to the rootfs as a layer would be: every name
+        resolves inside the rootfs, whatever symlinks it holds."""
+        with tempfile.SpooledTemporaryFile(max_size=32 << 20, dir=self.workdir()) as spool:
+            write_layer(entries, cast(Writable, spool), "none")
+            spool.seek(0)
+            apply_layer(
+                cast(BinaryIO, spool),
+                rootfs,
+                codec="none",
+                diff_id=None,
+                options=ApplyOptions(rootless=self.rootless),
+            )
+
+    def mkdir(self, rootfs: str, path: str) -> None:
+        """Create directory ``path`` (and missing parents) in the rootfs."""
+        found = resolve_in(rootfs, path)
+        if found is not None:
+            if not os.path.isdir(found):
+                raise OCIToolsError(f"{path} exists in the image and is not a directory")
+            return
+        entry = TarEntry(entry_name(path), EntryType.DIR, 0o755, 0, 0, 0, time.time_ns())
+        self.apply_entries(rootfs, iter([(entry, None)]))
+
+    def committed(self, img: Image) -> None:
+        """The bundle's changes were committed (and refreshed) as ``img``."""
+        self.bundle_layers = img.config.diff_ids
+        self.bundle_base = img.descriptor.digest
+
+    def remove(self) -> None:
+        """Delete the scratch directory (the bundle with it), if made."""
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                remove_tree(self.tmp)
+
+
+class _Builder:
+    """One build: the state being built, the variables in scope, and a
+    ``do_*`` method per instruction (dispatched through :data:`_STEPS`)."""
+
+    def __init__(
+        self,
+        layout: _BuildLayout,
+        dockerfile: Dockerfile,
+        opts: BuildOptions,
+        log: Callable[[str], None],
+        output: Callable[[bytes], None] | None,
+    ) -> None:
+        self.lay = layout
+        self.df = dockerfile
+        self.opts = opts
+        self.log = log
+        self.output = output
+        self.lexer = Lexer(dockerfile.escape)
+        self.context = BuildContext(opts.context)
+        self.cache = Cache(layout)
+        self.rootless = os.geteuid() != 0
+        self.build_args = {
+            k: (v if v is not None else os.environ.get(k)) for k, v in opts.build_args.items()
+        }
+        self.meta_args: dict[str, str | None] = {}
+        self.args: dict[str, str | None] = {}
+        self.used_args: set[str] = set()
+        self.image: Image | None = None
+        self.shell: list[str] = list(DEFAULT_SHELL)
+        self.cmd_set = False
+        self.cached = 0
+        self.work = _WorkingBundle(layout, rootless=self.rootless)
+
+    # -- driving ----------------------------------------------------------------
+
+    def check(self) -> None:
+        """Structural checks before any work: one FROM first, RUN allowed."""
+        seen_from = False
+        for ins in self.df.instructions:
+            if ins.keyword == "FROM":
+                if seen_from:
+                    self.fail(ins, "multi-stage builds (a second FROM) are not supported")
+                seen_from = True
+            elif not seen_from and ins.keyword != "ARG":
+                self.fail(ins, f"{ins.keyword} before FROM: the first instruction must be FROM")
+            elif ins.keyword == "RUN" and self.opts.runtime == "none":
+                self.fail(ins, "RUN is disabled (--runtime none)")
+        if not seen_from:
+            raise BuildError(self.df.name, 1, "no FROM instruction")
+
+    def fail(self, ins: Instruction, reason: str, hint: str | None = None) -> NoReturn:
+        raise BuildError(self.df.name, ins.line, reason, hint=hint)
+
+    def run(self) -> Image:
+        total = len(self.df.instructions)
+        for n, ins in enumerate(self.df.instructions, 1):
+            self.log(f"Step {n}/{total} : {ins.original}")
+            try:
+                _STEPS[ins.keyword](self, ins)
+            except BuildError:
+                raise
+            except ValueError as e:  # from the lexer: quoting and substitution
+                self.fail(ins, str(e))
+            except OCIToolsError as e:
+                self.fail(ins, e.message, e.hint)
+        unused = sorted(set(self.build_args) - self.used_args)
+        if unused:
+            self.log(f"[Warning] One or more build-args {unused} were not consumed")
+        assert self.image is not None
+        return self.image
+
+    @property
+    def img(self) -> Image:
+        assert self.image is not None
+        return self.image
+
+    def env(self) -> dict[str, str]:
+        """Variables for substitution: ARGs in scope, then ENV (which wins)."""
+        env = {k: v for k, v in self.args.items() if v is not None}
+        for e in self.img.config.config.get("Env") or []:
+            k, _, v = str(e).partition("=")
+            env[k] = v
+        return env
+
+    def key(self, *parts: str) -> str:
+        """The cache key of a step on top of the current state."""
+        return cache_key(self.img.descriptor.digest, *parts)
+
+    def cached_step(self, key: str) -> bool:
+        if self.opts.no_cache:
+            return False
+        desc = self.cache.get(key)
+        if desc is None:
+            return False
+        self.log(" ---> Using cache")
+        self.cached += 1
+        self.advance(desc)
+        return True
+
+    def advance(self, desc: Descriptor) -> None:
+        self.image = Image.from_descriptor(self.lay, desc)
+        self.image.check_consistent()
+        self.log(f" ---> {_short(desc)}")
+
+    # -- metadata steps -----------------------------------------------------------
+
+    def meta(self, text: str, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        created_by = nop_created_by([text])
+        key = self.key("meta", created_by)
+        if self.cached_step(key):
+            return
+        doc = self.img.config.as_dict()
+        if edit is not None:
+            edit(doc)
+        when = created_now()
+        append_history(doc, History(created=when, created_by=created_by, empty_layer=True))
+        doc["created"] = when
+        with self.lay.lock():
+            desc = write_image(self.lay, doc, list(self.img.layers))
+            self.cache.put(key, desc)
+        self.advance(desc)
+
+    def edit(self, ed: ConfigEdit) -> Callable[[dict[str, Any]], None]:
+        def run(doc: dict[str, Any]) -> None:
+            apply_config_edit(doc, ed)
+
+        return run
+
+    def pairs(self, ins: Instruction) -> list[tuple[str, str]]:
+        """``K=V ...`` (or the legacy ``K V``) of ENV and LABEL; every value
+        sees the variables as they were before this instruction."""
+        env = self.env()
+        spans = self.lexer.spans(ins.args)
+        if not spans:
+            self.fail(ins, f"{ins.keyword} needs at least one KEY=VALUE")
+        first = ins.args[spans[0][0] : spans[0][1]]
+        if "=" not in first:
+            if len(spans) < 2:
+                self.fail(ins, f"{ins.keyword} {first} needs a value")
+            value = ins.args[spans[1][0] :]
+            return [(self.lexer.word(first, env), self.lexer.word(value, env))]
+        out = []
+        for a, b in spans:
+            tok = ins.args[a:b]
+            k, eq, v = tok.partition("=")
+            key = self.lexer.word(k, env)
+            if not eq or not key:
+                self.fail(ins, f"{ins.keyword}: {tok!r} is not KEY=VALUE")
+            out.append((key, self.lexer.word(v, env)))
+        return out
+
+    def do_env(self, ins: Instruction) -> None:
+        pairs = self.pairs(ins)
+        items = tuple(f"{k}={v}" for k, v in pairs)
+        self.meta("ENV " + " ".join(items), self.edit(ConfigEdit(env=items)))
+
+    def do_label(self, ins: Instruction) -> None:
+        pairs = self.pairs(ins)
+        items = tuple(f"{k}={v}" for k, v in pairs)
+        self.meta("LABEL " + " ".join(items), self.edit(ConfigEdit(labels=items)))
+
+    def do_maintainer(self, ins: Instruction) -> None:
+        self.meta(f"MAINTAINER {ins.args}", self.edit(ConfigEdit(author=ins.args)))
+
+    def do_arg(self, ins: Instruction) -> None:
+        spans = self.lexer.spans(ins.args)
+        if not spans:
+            self.fail(ins, "ARG needs a NAME[=default]")
+        env = self.env() if self.image is not None else dict(self._meta_env())
+        shown = []
+        for a, b in spans:
+            name, eq, default = ins.args[a:b].partition("=")
+            if not NAME_RE.fullmatch(name):
+                self.fail(ins, f"ARG: invalid name {name!r}")
+            dflt = self.lexer.word(default, env) if eq else None
+            if name in self.build_args:
+                value = self.build_args[name]
+                self.used_args.add(name)
+            elif eq:
+                value = dflt
+            else:
+                value = self.meta_args.get(name)
+            shown.append(f"{name}={dflt}" if eq else name)
+            if self.image is None:
+                self.meta_args[name] = value
+            else:
+                self.args[name] = value
+                if value is not None:
+                    env[name] = value
+        if self.image is not None:
+            self.meta("ARG " + " ".join(shown))
+
+    def _meta_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.meta_args.items() if v is not None}
+
+    def do_user(self, ins: Instruction) -> None:
+        user = self.lexer.word(ins.args, self.env())
+        if not user:
+            self.fail(ins, "USER needs a user name or id")
+        self.meta(f"USER {user}", self.edit(ConfigEdit(user=user)))
+
+    def do_expose(self, ins: Instruction) -> None:
+        ports = self.lexer.words(ins.args, self.env())
+        if not ports:
+            self.fail(ins, "EXPOSE needs at least one port")
+        self.meta("EXPOSE " + " ".join(ports), self.edit(ConfigEdit(expose=tuple(ports))))
+
+    def do_volume(self, ins: Instruction) -> None:
+        env = self.env()
+        if ins.exec_form is not None:
+            vols = [self.lexer.word(v, env) for v in ins.exec_form]
+        else:
+            vols = self.lexer.words(ins.args, env)
+        if not vols or not all(vols):
+            self.fail(ins, "VOLUME needs at least one non-empty path")
+        self.meta("VOLUME [" + " ".join(vols) + "]", self.edit(ConfigEdit(volumes=tuple(vols))))
+
+    def do_stopsignal(self, ins: Instruction) -> None:
+        sig = self.lexer.word(ins.args, self.env())
+        if not sig:
+            self.fail(ins, "STOPSIGNAL needs a signal")
+        self.meta(f"STOPSIGNAL {sig}", self.edit(ConfigEdit(stop_signal=sig)))
+
+    def command(self, ins: Instruction) -> list[str]:
+        if ins.exec_form is not None:
+            return list(ins.exec_form)
+        if not ins.args:
+            self.fail(ins, f"{ins.keyword} needs a command")
+        return [*self.shell, ins.args]
+
+    def do_cmd(self, ins: Instruction) -> None:
+        cmd = self.command(ins)
+        self.cmd_set = True
+        self.meta("CMD " + _docker_list(cmd), self.edit(ConfigEdit(cmd=cmd)))
+
+    def do_entrypoint(self, ins: Instruction) -> None:
+        ep = self.command(ins)
+        # As Docker: a new ENTRYPOINT drops a CMD inherited from the base image.
+        ed = ConfigEdit(entrypoint=ep, clear_cmd=not self.cmd_set)
+        self.meta("ENTRYPOINT " + _docker_list(ep), self.edit(ed))
+
+    def do_shell(self, ins: Instruction) -> None:
+        assert ins.exec_form is not None
+        if not ins.exec_form:
+            self.fail(ins, "SHELL needs at least the shell program")
+        self.shell = list(ins.exec_form)
+        # The shell is build state (OCI configs have no field for it).
+        self.meta("SHELL [" + " ".join(self.shell) + "]")
+
+    # -- FROM -------------------------------------------------------------------------
+
+    def do_from(self, ins: Instruction) -> None:
+        words = self.lexer.words(ins.args, self._meta_env())
+        if len(words) == 3 and words[1].lower() == "as":
+            words = words[:1]
+        if len(words) != 1:
+            self.fail(ins, "FROM takes one image (and an optional AS name)")
+        desc = self.base(words[0])
+        self.image = Image.from_descriptor(self.lay, desc)
+        self.image.check_consistent()
+        self.shell = list(self.image.config.config.get("Shell") or DEFAULT_SHELL)
+        self.log(f" ---> {_short(desc)}")
+
+    def base(self, src: str) -> Descriptor:
+        """The manifest descriptor of the FROM image, in the target layout."""
+        if src == "scratch":
+            p = host_platform()
+            doc: dict[str, Any] = {"architecture": p.architecture, "os": p.os}
+            if p.variant:
+                doc["variant"] = p.variant
+            # No "created": the same empty start state in every build, so the
+            # cache keys of the steps on top of it stay stable.
+            doc.update(config={}, rootfs={"type": "layers", "diff_ids": []}, history=[])
+            with self.lay.lock():
+                desc = write_image(self.lay, doc, [])
+                self.cache.put("from:" + str(desc.digest), desc)
+            return desc
+        if os.path.isfile(src):
+            return self.from_archive(src)
+        if ":" not in src and not os.path.isdir(src):
+            # A bare name: a ref in the layout being built into.
+            return self.lay.resolve(check_ref(src)).manifest_descriptor
+        path, ref = split_image_ref(src)
+        assert ref is not None
+        if os.path.isdir(path) and os.path.samefile(path, self.lay.path):
+            return self.lay.resolve(ref).manifest_descriptor
+        return self.copy_from(Layout.open(path), ref)
+
+    def copy_from(self, other: Layout, ref: str) -> Descriptor:
+        """Copy image ``ref`` of another layout here, blob by blob (blobs
+        already here are not copied again: same digest, stored once)."""
+        img = Image.load(other, ref)
+        img.check_consistent()
+        assert img.manifest.config is not None
+        with self.lay.lock():
+            for d in [img.descriptor, img.manifest.config, *img.layers]:
+                if self.lay.store.has(d.digest):
+                    continue
+                r = other.store.open(d.digest, d.size)
+                try:
+                    put_stream(self.lay.store, cast(BinaryIO, r), d.digest, d.size)
+                finally:
+                    r.close()
+            self.cache.put("from:" + str(img.descriptor.digest), img.descriptor)
+        return img.descriptor
+
+    def from_archive(self, path: str) -> Descriptor:
+        tmp = Layout.init(os.path.join(self.work.workdir(), "from-archive"))
+        try:
+            import_archive(path, tmp, "base")
+            return self.copy_from(tmp, "base")
+        finally:
+            with contextlib.suppress(OSError):
+                remove_tree(tmp.path)
+
+    # -- file steps -------------------------------------------------------------------
+
+    def file_step(
+        self,
+        key: str,
+        created_by: str,
+        change: Callable[[str], None],
+        edit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Run ``change(bundle)``, commit what it changed as one layer (an
+        ``empty_layer`` row when nothing changed), then apply ``edit`` to the
+        config of the result."""
+        bundle = self.work.prepare(self.img)
+        change(bundle)
+        opts = CommitOptions(compress=self.opts.compress, created_by=created_by, allow_empty=True)
+        with self.lay.lock():
+            desc = commit(bundle, self.lay, _PRIVATE_REF, opts).descriptor
+            if edit is not None:
+                img = Image.from_descriptor(self.lay, desc)
+                doc = img.config.as_dict()
+                edit(doc)
+                desc = write_image(self.lay, doc, list(img.layers))
+            self.cache.put(key, desc)
+        refresh(bundle, self.lay, desc, None)
+        self.advance(desc)
+        self.work.committed(self.img)
+
+    # -- WORKDIR, RUN -------------------------------------------------------------------
+
+    def do_workdir(self, ins: Instruction) -> None:
+        word = self.lexer.word(ins.args, self.env())
+        if not word:
+            self.fail(ins, "WORKDIR needs a path")
+        cur = str(self.img.config.config.get("WorkingDir") or "/")
+        new = "/" + posixpath.normpath(posixpath.join(cur, word)).lstrip("/")
+        created_by = nop_created_by([f"WORKDIR {new}"])
+        key = self.key("workdir", created_by)
+        if self.cached_step(key):
+            return
+        self.file_step(
+            key,
+            created_by,
+            lambda b: self.work.mkdir(os.path.join(b, "rootfs"), new),
+            self.edit(ConfigEdit(workdir=new)),
+        )
+
+    def do_run(self, ins: Instruction) -> None:
+        argv = self.command(ins)
+        conf_env = {str(e).partition("=")[0] for e in self.img.config.config.get("Env") or []}
+        build_env = sorted(
+            (k, v) for k, v in self.args.items() if v is not None and k not in conf_env
+        )
+        shown = [f"{k}={v}" for k, v in build_env]
+        prefix = [f"|{len(shown)}", *shown] if shown else []
+        created_by = " ".join([*prefix, *argv])
+        key = self.key("run", created_by)
+        if self.cached_step(key):
+            return
+        self.file_step(key, created_by, lambda b: self.execute(ins, b, argv, shown))
+
+    def execute(self, ins: Instruction, bundle: str, argv: list[str], build_env: list[str]) -> None:
+        """Run ``argv`` in the bundle's rootfs with the image's Env (plus the
+        build args), WorkingDir and User; RunFailedError when it fails."""
+        runtime = select_runtime(self.opts.runtime)
+        rootfs = os.path.join(bundle, "rootfs")
+        doc = self.img.config.as_dict()
+        conf = doc.setdefault("config", {})
+        conf["Env"] = [*build_env, *(conf.get("Env") or [])]
+        host_net = self.opts.network == "host"
+        spec = run_spec(
+            ImageConfig.from_dict(doc), rootfs, argv, rootless=self.rootless, network_host=host_net
+        )
+        # As runc would, but visible to the diff.
+        self.work.mkdir(rootfs, spec["process"]["cwd"])
+        if host_net:
+            spec["mounts"].extend(host_resolver_mounts(rootfs))
+        write_json(os.path.join(bundle, "config.json"), spec)
+        cid = secrets.token_hex(6)
+        self.log(f" ---> Running in {cid}")
+        state = os.path.join(self.work.workdir(), "runc")
+        status, tail = run_process(runtime, bundle, spec, state, cid, self.output)
+        if status != 0:
+            raise RunFailedError(self.df.name, ins.line, " ".join(argv), status, tail)
+        self.log(f"Removing intermediate container {cid}")
+
+    # -- COPY, ADD ------------------------------------------------------------------------
+
+    def do_copy(self, ins: Instruction) -> None:
+        self.copy(ins, unpack_archives=False)
+
+    def do_add(self, ins: Instruction) -> None:
+        self.copy(ins, unpack_archives=True)
+
+    def copy(self, ins: Instruction, *, unpack_archives: bool) -> None:
+        env = self.env()
+        if ins.exec_form is not None:
+            words = [self.lexer.word(w, env) for w in ins.exec_form]
+        else:
+            words = self.lexer.words(ins.args, env)
+        if len(words) < 2:
+            self.fail(ins, f"{ins.keyword} needs at least one source and a destination")
+        chown = ins.flag("chown")
+        chmod = _chmod(ins.flag("chmod"))
+        dest = words[-1]
+        sources: list[Source] = []
+        for w in words[:-1]:
+            if re.match(r"[a-z][a-z0-9+.-]*://", w) or w.startswith("git@"):
+                self.fail(ins, f"{ins.keyword} from a URL is not supported: {w}")
+            sources += self.context.sources(w, ins.keyword)
+        if unpack_archives:
+            sources = [
+                dataclasses.replace(s, archive=archive_codec(s.items[0].host))
+                if not s.is_dir
+                else s
+                for s in sources
+            ]
+        if chmod is not None:
+            sources = [s if s.archive else with_mode(s, chmod) for s in sources]
+        many = len(sources) > 1
+        if many and not dest.endswith("/"):
+            self.fail(
+                ins,
+                f"when {ins.keyword} has more than one source, the destination must be "
+                "a directory and end with a /",
+            )
+        workdir = str(self.img.config.config.get("WorkingDir") or "/")
+        dest_abs = "/" + posixpath.normpath(posixpath.join(workdir, dest)).lstrip("/")
+        as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+        shown_dest = dest_abs + ("/" if dest.endswith("/") and dest_abs != "/" else "")
+        if many:
+            h = hashlib.sha256("".join(s.hash() for s in sources).encode()).hexdigest()
+            what = f"multi:{h}"
+        else:
+            what = f"{'dir' if sources[0].is_dir else 'file'}:{sources[0].hash()}"
+        opts = "".join(
+            f"--{k}={v} " for k, v in (("chown", chown), ("chmod", ins.flag("chmod"))) if v
+        )
+        # Docker's classic builder: one space after #(nop) here (two for
+        # metadata steps), and a trailing space after the destination.
+        created_by = f"/bin/sh -c #(nop) {ins.keyword} {opts}{what} in {shown_dest} "
+        key = self.key("copy", created_by)
+        if self.cached_step(key):
+            return
+
+        def change(bundle: str) -> None:
+            rootfs = os.path.join(bundle, "rootfs")
+            uid, gid = self.owner(rootfs, chown)
+            self.work.apply_entries(
+                rootfs, copy_entries(rootfs, sources, dest_abs, as_dir or many, uid, gid)
+            )
+
+        self.file_step(key, created_by, change)
+
+    def owner(self, rootfs: str, chown: str | None) -> tuple[int, int]:
+        """``--chown=user[:group]`` against the image's passwd and group files;
+        without a group, the gid is the uid (as Docker does)."""
+        if not chown:
+            return 0, 0
+        user, sep, group = chown.partition(":")
+        u = resolve_user(chown if sep else user, lambda p: read_file_in_root(rootfs, p))
+        return u.uid, (u.gid if group else u.uid)
+
+
+#: What each instruction keyword does: one entry per keyword the parser
+#: accepts (``dockerfile.SUPPORTED``; a test keeps the two equal).
+_STEPS: dict[str, Callable[[_Builder, Instruction], None]] = {
+    "FROM": _Builder.do_from,
+    "ARG": _Builder.do_arg,
+    "ENV": _Builder.do_env,
+    "LABEL": _Builder.do_label,
+    "MAINTAINER": _Builder.do_maintainer,
+    "USER": _Builder.do_user,
+    "EXPOSE": _Builder.do_expose,
+    "VOLUME": _Builder.do_volume,
+    "STOPSIGNAL": _Builder.do_stopsignal,
+    "CMD": _Builder.do_cmd,
+    "ENTRYPOINT": _Builder.do_entrypoint,
+    "SHELL": _Builder.do_shell,
+    "WORKDIR": _Builder.do_workdir,
+    "RUN": _Builder.do_run,
+    "COPY": _Builder.do_copy,
+    "ADD": _Builder.do_add,
+}
+#: The keywords the builder dispatches (for tests and docs).
+STEP_KEYWORDS = frozenset(_STEPS)
+
+
+# ---------------------------------------------------------------------------
+# housekeeping
+
+
+def _clean_stale(parent: str) -> None:
+    """Remove the working directories of builds whose process is gone."""
+    for name in os.listdir(parent):
+        m = re.fullmatch(r"b-(\d+)-.*", name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        with contextlib.suppress(OSError):
+            remove_tree(os.path.join(parent, name))
+
+
+def build(
+    layout_path: str,
+    opts: BuildOptions,
+    *,
+    log: Callable[[str], None] | None = None,
+    output: Callable[[bytes], None] | None = None,
+) -> BuildResult:
+    """Build the Dockerfile ``opts.dockerfile`` (default ``CONTEXT/Dockerfile``)
+    into the layout at ``layout_path`` (created when missing) and point every
+    ref of ``opts.tags`` at the result.
+
+    ``log`` receives Docker-style progress lines (``Step 3/8 : ...``), ``output``
+    what RUN commands print.  The layout's refs change only after every step
+    succeeded.  Raises BuildError (``file:line: reason``), RunFailedError for a
+    failing RUN.
+    """
+    if opts.runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {opts.runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if opts.network not in _NETWORKS:
+        raise UsageError(f"--network {opts.network!r}: choose one of {', '.join(_NETWORKS)}")
+    if opts.compress not in (*CODECS, "auto"):
+        raise UsageError(f"--compress {opts.compress!r}: choose gzip, zstd, none or auto")
+    for t in opts.tags:
+        check_ref(t)
+    say = log or (lambda _s: None)
+    df_path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
+    try:
+        with open(df_path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"no Dockerfile at {df_path}", hint="use -f PATH") from None
+    dockerfile = parse_dockerfile(text, df_path)
+    if os.path.exists(layout_path):
+        lay = _BuildLayout.open(layout_path)
+    else:
+        lay = _BuildLayout.init(layout_path)
+    assert isinstance(lay, _BuildLayout)
+    builder = _Builder(lay, dockerfile, opts, say, output)
+    builder.check()
+    try:
+        img = builder.run()
+        for t in opts.tags:
+            lay.set_ref(t, img.descriptor)
+    finally:
+        builder.work.remove()
+    say(f"Successfully built {_short(img.descriptor)}")
+    for t in opts.tags:
+        say(f"Successfully tagged {layout_path}:{t}")
+    return BuildResult(
+        img.descriptor, len(dockerfile.instructions), builder.cached, tuple(opts.tags)
+    )
+
+
+__all__ = [
+    "DEFAULT_SHELL",
+    "STEP_KEYWORDS",
+    "BuildOptions",
+    "BuildResult",
+    "build",
+    "parse_build_args",
+]
