@@ -972,6 +972,7 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
 
     def fresh(rnd: int, key: str = "") -> None:
         rm(out)
+        out.mkdir(parents=True)  # skopeo wants the parent of oci:DIR to exist
 
     g = run_group(
         Group(
