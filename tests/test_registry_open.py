@@ -303,3 +303,27 @@ def test_copy_between_registries_streams(tmp_path: Path, registry: Registry) -> 
     with client() as c:
         pull(c, parse_reference(f"docker://{registry.host}/t/streamed:v1"), dst)
     assert dst.lookup("v1").digest == src.lookup("v1").digest
+
+
+def test_push_mounts_blobs_the_layout_knows_a_source_for(
+    tmp_path: Path, proxy: FaultProxy
+) -> None:
+    """The layout remembers which repositories hold its blobs (from pulls and
+    pushes), so pushing to another repository of that registry mounts."""
+    src = _image(tmp_path, n=2)
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/known-a:v1"))
+        proxy.log.clear()
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/known-b:v1"))
+    mounts = [p for m, p, _ in proxy.log if m == "POST" and "mount=" in p]
+    assert len(mounts) == 3 and all("from=t%2Fknown-a" in p for p in mounts)
+    assert not [m for m, p, _ in proxy.log if m in ("PATCH", "PUT") and "/blobs/" in p]
+    # A pulled image knows where it came from too.
+    dst = Layout.init(str(tmp_path / "dst"))
+    with client() as c:
+        pull(c, parse_reference(f"docker://{proxy.host}/t/known-b:v1"), dst)
+        proxy.log.clear()
+        push(c, dst, "v1", parse_reference(f"docker://{proxy.host}/t/known-c:v1"))
+    mounts = [p for m, p, _ in proxy.log if m == "POST" and "mount=" in p]
+    assert len(mounts) == 3 and all("from=t%2Fknown-b" in p for p in mounts)
+    assert_valid_layout(tmp_path / "dst")

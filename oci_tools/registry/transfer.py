@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from typing import IO
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, NotFoundError, OCIToolsError
+from oci_tools.fsutil import CACHE, private_path, write_json
 from oci_tools.layout import Layout, check_ref, host_platform
 from oci_tools.registry.reference import RemoteRef
 from oci_tools.registry.remote import RemoteManifest, Repository, VerifyingStream
@@ -163,6 +165,40 @@ def _parallel(jobs: int, work: Iterable[Callable[[], None]]) -> None:
             raise first
 
 
+# ---------------------------------------------------------- blob sources
+
+#: Where a layout remembers which registry repositories hold its blobs
+#: (``{digest: ["host/repo", ...]}``, newest last), so a push to another
+#: repository of the same registry can mount instead of upload.
+_SOURCES = "registry-blobs.json"
+_SOURCES_KEPT = 4
+
+
+def _sources_path(layout: Layout) -> str:
+    return private_path(layout.path, CACHE, _SOURCES)
+
+
+def _load_sources(layout: Layout) -> dict[str, list[str]]:
+    try:
+        with open(_sources_path(layout), "rb") as f:
+            doc = json.loads(f.read(64 << 20))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _record_sources(layout: Layout, digests: Iterable[Digest], where: str) -> None:
+    """Remember that ``where`` (``host/repo``) holds ``digests`` (a cache:
+    losing it costs only uploads that could have been mounts)."""
+    with contextlib.suppress(OSError), layout.lock():
+        doc = _load_sources(layout)
+        for dg in digests:
+            seen = [w for w in doc.get(str(dg), []) if isinstance(w, str) and w != where]
+            doc[str(dg)] = [*seen, where][-_SOURCES_KEPT:]
+        os.makedirs(os.path.dirname(_sources_path(layout)), exist_ok=True)
+        write_json(_sources_path(layout), doc, indent=None, sync=False)
+
+
 # ---------------------------------------------------------------------- pull
 
 
@@ -219,6 +255,7 @@ def pull(
             for dg in added:
                 store.delete(dg)
             raise
+        _record_sources(layout, plan.blobs, ref.name)
     progress(f"Stored {desc.digest} as {name}")
     return name, desc
 
@@ -273,19 +310,32 @@ def push(
     plan = _Plan()
     _layout_tree(layout, desc, plan)
     repo = client.repository(dest)
+    known = _load_sources(layout)
+    prefix = dest.host + "/"
 
     def upload(d: Descriptor) -> Callable[[], None]:
         def run() -> None:
             if repo.has_blob(d.digest):
                 progress(f"Blob {d.digest.short} already in {dest.name}")
                 return
-            repo.upload_blob(d.digest, d.size, _layout_opener(layout, d))
+            session = None
+            for where in reversed(known.get(str(d.digest), [])):
+                source = where.removeprefix(prefix)
+                if where.startswith(prefix) and source != dest.repository:
+                    session = repo.mount_blob(d.digest, source)
+                    if session is None:
+                        progress(f"Mounted blob {d.digest.short} from {source}")
+                        return
+                    break
+            repo.upload_blob(d.digest, d.size, _layout_opener(layout, d), location=session)
             progress(f"Pushed blob {d.digest.short} ({d.size} bytes)")
 
         return run
 
     _parallel(client.options.jobs, (upload(d) for d in plan.blobs.values()))
-    return _put_documents(repo, plan, dest)
+    digest = _put_documents(repo, plan, dest)
+    _record_sources(layout, plan.blobs, dest.name)
+    return digest
 
 
 def _put_documents(repo: Repository, plan: _Plan, dest: RemoteRef) -> Digest:
