@@ -62,7 +62,9 @@ class Registry:
 
 
 @contextlib.contextmanager
-def run_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Iterator[Registry]:
+def run_registry(
+    tmp: Path, auth: dict[str, Any] | None = None, *, tls: bool = False
+) -> Iterator[Registry]:
     """Start docker-registry with ``auth`` (the config's auth section)."""
     assert REGISTRY is not None
     port = free_port()
@@ -80,6 +82,9 @@ def run_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Iterator[Regi
     }
     if auth:
         cfg["auth"] = auth
+    if tls:
+        cert, key = self_signed(tmp, "127.0.0.1")
+        cfg["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
     conf = tmp / "config.yml"
     conf.write_text(json.dumps(cfg))  # JSON is YAML
     log = tmp / "registry.log"
@@ -97,6 +102,43 @@ def run_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Iterator[Regi
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def self_signed(tmp: Path, ip: str) -> tuple[Path, Path]:
+    """A self-signed server certificate for ``ip`` (PEM cert, PEM key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "server.crt", tmp / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def htpasswd_file(path: Path, user: str, password: str) -> Path:

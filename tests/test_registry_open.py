@@ -305,9 +305,7 @@ def test_copy_between_registries_streams(tmp_path: Path, registry: Registry) -> 
     assert dst.lookup("v1").digest == src.lookup("v1").digest
 
 
-def test_push_mounts_blobs_the_layout_knows_a_source_for(
-    tmp_path: Path, proxy: FaultProxy
-) -> None:
+def test_push_mounts_blobs_the_layout_knows_a_source_for(tmp_path: Path, proxy: FaultProxy) -> None:
     """The layout remembers which repositories hold its blobs (from pulls and
     pushes), so pushing to another repository of that registry mounts."""
     src = _image(tmp_path, n=2)
@@ -327,3 +325,21 @@ def test_push_mounts_blobs_the_layout_knows_a_source_for(
     mounts = [p for m, p, _ in proxy.log if m == "POST" and "mount=" in p]
     assert len(mounts) == 3 and all("from=t%2Fknown-b" in p for p in mounts)
     assert_valid_layout(tmp_path / "dst")
+
+
+def test_tls_registry_on_loopback(tmp_path: Path) -> None:
+    """A loopback port that speaks only TLS: plain HTTP is tried first and
+    HTTPS taken; a self-signed certificate needs --tls-verify=false."""
+    src = _image(tmp_path)
+    with run_registry(tmp_path / "tls", tls=True) as reg:
+        dest = f"docker://{reg.host}/t/tls:v1"
+        r = cli("push", f"{tmp_path}/src:v1", dest)
+        assert r.code == 1
+        error, hint = r.err.splitlines()
+        assert "certificate" in error.lower() and hint.startswith("hint: --tls-verify=false")
+        r = cli("push", "--tls-verify=false", f"{tmp_path}/src:v1", dest)
+        assert r.code == 0, r.err
+        r = cli("pull", "--tls-verify=false", dest, f"{tmp_path}/dst")
+        assert r.code == 0, r.err
+        assert r.out.strip() == str(src.lookup("v1").digest)
+        assert cli("pull", "--plain-http", dest, f"{tmp_path}/dst2").code == 1

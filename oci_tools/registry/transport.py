@@ -4,10 +4,11 @@ Built on urllib3 2.x (pooled, thread-safe connections; bodies streamed in
 both directions).  What this module adds on top:
 
 * **Scheme.**  ``https`` by default.  Plain ``http`` is used only with
-  ``plain_http=True``, or as a fallback after a failed TLS handshake when
-  TLS verification is off (``tls_verify=False``), and by default for loopback
-  registries and registries named in ``$OCI_TOOLS_INSECURE_REGISTRIES``
-  (comma-separated ``HOST[:PORT]``).
+  ``plain_http=True``; as a fallback after a failed TLS handshake when TLS
+  verification is off (``tls_verify=False``) or the registry is named in
+  ``$OCI_TOOLS_INSECURE_REGISTRIES`` (comma-separated ``HOST[:PORT]``); and
+  for loopback registries (this machine), where it is tried first, before
+  ``https``.
 * **Auth.**  The ``/v2/`` ping's ``WWW-Authenticate`` challenge picks Basic
   (credentials on every request) or Bearer (a token per scope from the
   realm, cached until it expires, fetched again on a 401).  Credentials and
@@ -187,6 +188,10 @@ class Transport:
     def _schemes(self) -> list[str]:
         if self.options.plain_http:
             return ["http"]
+        if is_loopback(self.host):
+            # This machine: plain HTTP first (no TLS set-up for the common
+            # local registry), HTTPS when the port speaks only TLS.
+            return ["http", "https"]
         if not self.options.tls_verify or self.options.insecure_host(self.host):
             return ["https", "http"]
         return ["https"]
@@ -216,11 +221,16 @@ class Transport:
                 )
             except RegistryError as e:
                 last = e
-                # A TLS handshake with a plain-HTTP server fails one way or
-                # another; where plain HTTP is allowed, try it next.
+                # A TLS handshake with a plain-HTTP server (or the reverse)
+                # fails one way or another; try the other scheme next.
                 if fallback and isinstance(e.__cause__, (SSLError, ProtocolError)):
                     continue
                 raise
+            if fallback and scheme == "http" and resp.status == 400:
+                # A TLS port answering a plain HTTP request: use HTTPS.
+                resp.drain_conn()
+                resp.release_conn()
+                continue
             self._base = base
             if resp.status == 401:
                 self._challenge = _pick_challenge(resp.headers.getlist("WWW-Authenticate"))
@@ -384,11 +394,18 @@ class Transport:
                 resp = self._send(method, url, headers, body() if body else None)
             except HTTPError as e:
                 wait = policy.delay(attempt)
-                if retry and attempt < policy.attempts and time.monotonic() + wait < deadline:
+                # A certificate problem does not go away by asking again.
+                again = retry and not isinstance(e, SSLError) and attempt < policy.attempts
+                if again and time.monotonic() + wait < deadline:
                     time.sleep(wait)
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
-                raise RegistryError(f"{what}: {_reason(e)}{tries}") from e
+                hint = (
+                    "--tls-verify=false skips the certificate check (trusted networks only)"
+                    if isinstance(e, SSLError)
+                    else None
+                )
+                raise RegistryError(f"{what}: {_reason(e)}{tries}", hint=hint) from e
             if resp.status in RETRY_STATUSES and resp.status not in ok:
                 asked = retry_after(resp.headers.get("Retry-After"))
                 wait = policy.delay(attempt) if asked is None else min(asked, policy.cap * 4)
