@@ -358,7 +358,8 @@ class Transport:
             if auth is not None:
                 h["Authorization"] = auth
             resp = self._send_retrying(method, url, h, body, what, retry=retry, ok=ok)
-            if resp.status == 401 and not refreshed and self._challenge is not None:
+            challenged = bool(resp.headers.get("WWW-Authenticate"))
+            if resp.status == 401 and not refreshed and (challenged or self._challenge):
                 # Expired or too narrow token (or a challenge we had not seen):
                 # take the new challenge, get a fresh token once, try again.
                 refreshed = True
