@@ -410,6 +410,24 @@ class RemoteImage:
     manifest: RemoteManifest
     config: bytes | None
 
+    def summary(self, name: str) -> dict[str, object]:
+        """What ``inspect docker://…`` prints (skopeo inspect's main fields)."""
+        cfg = json.loads(self.config) if self.config else {}
+        inner = cfg.get("config") or {}
+        man = json.loads(self.manifest.raw)
+        return {
+            "Name": name,
+            "Digest": str(self.top.digest),
+            "ManifestDigest": str(self.manifest.digest),
+            "MediaType": self.manifest.media_type,
+            "Created": cfg.get("created"),
+            "Architecture": cfg.get("architecture"),
+            "Os": cfg.get("os"),
+            "Layers": [d.get("digest") for d in man.get("layers", [])],
+            "Labels": inner.get("Labels"),
+            "Env": inner.get("Env"),
+        }
+
 
 def inspect(
     client: Client, ref: RemoteRef, *, platform: Platform | None = None, raw: bool = False

@@ -224,22 +224,7 @@ def cmd_inspect_remote(a: argparse.Namespace, c: Console) -> int:
         c.out.write(img.manifest.raw.decode("utf-8"))
         c.print()
         return 0
-    cfg = json.loads(img.config) if img.config else {}
-    inner = cfg.get("config") or {}
-    man = json.loads(img.manifest.raw)
-    summary = {
-        "Name": ref.name,
-        "Digest": str(img.top.digest),
-        "ManifestDigest": str(img.manifest.digest),
-        "MediaType": img.manifest.media_type,
-        "Created": cfg.get("created"),
-        "Architecture": cfg.get("architecture"),
-        "Os": cfg.get("os"),
-        "Layers": [d.get("digest") for d in man.get("layers", [])],
-        "Labels": inner.get("Labels"),
-        "Env": inner.get("Env"),
-    }
-    c.print(json.dumps(summary, indent=4))
+    c.print(json.dumps(img.summary(ref.name), indent=4))
     return 0
 
 
