@@ -74,8 +74,6 @@ def copy(
     progress: Progress = _quiet,
 ) -> str:
     """Copy one image; returns the digest of what was written at ``dst``."""
-    from oci_tools.archive import export_image, import_archive
-
     if src.kind == "docker" and dst.kind == "docker":
         assert src.remote is not None and dst.remote is not None
         dg = copy_remote(
@@ -94,6 +92,8 @@ def copy(
             lay = Layout.open(src.path)
             ref = src.ref or DEFAULT_REF
         elif src.kind == "oci-archive":
+            from oci_tools.archive import import_archive
+
             lay = Layout.init(os.path.join(work, "layout"))
             found = import_archive(src.path, lay)
             if len(found) != 1:
@@ -124,6 +124,8 @@ def copy(
             assert dst.remote is not None
             return str(push(client, lay, ref, dst.remote, progress=progress))
         if dst.kind == "oci-archive":
+            from oci_tools.archive import export_image
+
             return str(export_image(lay, ref, dst.path, platform=platform).digest)
         out = _open_or_init(dst.path)
         return _copy_layout(lay, ref, out, dst.ref or ref)
