@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import cli
@@ -343,3 +344,82 @@ def test_tls_registry_on_loopback(tmp_path: Path) -> None:
         assert r.code == 0, r.err
         assert r.out.strip() == str(src.lookup("v1").digest)
         assert cli("pull", "--plain-http", dest, f"{tmp_path}/dst2").code == 1
+
+
+def _docker_image(lay: Layout, data: bytes, arch: str) -> Any:
+    """A Docker schema 2 image (Docker media types throughout)."""
+    from builders import file, make_layer
+
+    from oci_tools.digest import Digest
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Descriptor, Platform
+    from oci_tools.store import put_bytes
+
+    layer = make_layer([file("f", data)])
+    put_bytes(lay.store, layer.blob)
+    cfg = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        }
+    ).encode()
+    cd = put_bytes(lay.store, cfg)
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(cfg), "digest": str(cd)},
+            "layers": [
+                {"mediaType": mt.DOCKER_LAYER_GZIP, "size": len(layer.blob), "digest": layer.digest}
+            ],
+        },
+        indent=3,
+    ).encode()
+    md = put_bytes(lay.store, raw)
+    assert md == Digest.of_bytes(raw)
+    return Descriptor(mt.DOCKER_MANIFEST, md, len(raw), platform=Platform("linux", arch))
+
+
+def test_docker_manifest_list_round_trip(tmp_path: Path, proxy: FaultProxy) -> None:
+    """A Docker manifest list with Docker schema 2 manifests is pushed and
+    pulled byte for byte; manifests are PUT only after every blob."""
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Descriptor
+    from oci_tools.store import put_bytes
+
+    src = Layout.init(str(tmp_path / "src"))
+    a = _docker_image(src, b"amd", "amd64")
+    b = _docker_image(src, b"arm", "arm64")
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST_LIST,
+            "manifests": [d.to_dict() for d in (a, b)],
+        },
+        indent=3,
+    ).encode()
+    ld = put_bytes(src.store, raw)
+    src.set_ref("list", Descriptor(mt.DOCKER_MANIFEST_LIST, ld, len(raw)))
+    r = cli("push", f"{tmp_path}/src:list", f"docker://{proxy.host}/t/dlist:1")
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(ld)
+    kinds = [
+        "manifest" if "/manifests/" in p else "blob"
+        for m, p, _ in proxy.log
+        if m in ("PUT", "PATCH")
+    ]
+    assert kinds.index("manifest") > max(i for i, k in enumerate(kinds) if k == "blob")
+    r = cli("pull", "--all-platforms", f"docker://{proxy.host}/t/dlist:1", f"{tmp_path}/all")
+    assert r.code == 0, r.err
+    every = Layout.open(str(tmp_path / "all"))
+    top = every.lookup("1")
+    assert top.digest == ld and top.media_type == mt.DOCKER_MANIFEST_LIST
+    assert every.read_blob(top) == raw
+    r = cli(
+        "pull", "--platform", "linux/arm64", f"docker://{proxy.host}/t/dlist:1", f"{tmp_path}/one"
+    )
+    assert r.code == 0, r.err
+    one = Layout.open(str(tmp_path / "one")).lookup("1")
+    assert one.digest == b.digest and one.media_type == mt.DOCKER_MANIFEST
+    assert_valid_layout(tmp_path / "all")
