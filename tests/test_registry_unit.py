@@ -235,3 +235,24 @@ def parse_digest():  # type: ignore[no-untyped-def]
     from oci_tools.digest import Digest
 
     return Digest.of_bytes(b"x")
+
+
+def test_schemes_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS only for remote hosts unless named insecure or TLS checks are off;
+    loopback tries plain HTTP first; --plain-http means HTTP only."""
+    from oci_tools.registry import Options
+    from oci_tools.registry.transport import Transport
+
+    monkeypatch.delenv("OCI_TOOLS_INSECURE_REGISTRIES", raising=False)
+
+    def schemes(host: str, **kw: object) -> list[str]:
+        return Transport(host, Options(**kw), None)._schemes()  # type: ignore[arg-type]
+
+    assert schemes("reg.example:5000") == ["https"]
+    assert schemes("127.0.0.1:5000") == ["http", "https"]
+    assert schemes("localhost") == ["http", "https"]
+    assert schemes("reg.example", tls_verify=False) == ["https", "http"]
+    assert schemes("reg.example", plain_http=True) == ["http"]
+    monkeypatch.setenv("OCI_TOOLS_INSECURE_REGISTRIES", "a.example, reg.example:5000")
+    assert schemes("reg.example:5000") == ["https", "http"]
+    assert schemes("reg.example") == ["https"]
