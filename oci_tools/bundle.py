@@ -33,15 +33,9 @@ from oci_tools.errors import (
     OCIToolsError,
 )
 from oci_tools.fsutil import empty_dir, remove_tree, write_json
-from oci_tools.image import (
-    UNCOMPRESSED_SIZE,
-    Image,
-    append_history,
-    created_now,
-    source_date_epoch,
-    write_image,
-)
+from oci_tools.image import Image, Layer, created_now, source_date_epoch
 from oci_tools.layout import Layout
+from oci_tools.mutate import ConfigEdit, add_history, append_layer, edit_config, set_created, write
 from oci_tools.snapshot import Snapshot
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, History, Platform
@@ -107,7 +101,7 @@ class UnpackResult:
 
 def unpack(
     layout: Layout,
-    ref: str,
+    ref: str | Image,
     bundle: str,
     *,
     platform: Platform | None = None,
@@ -115,8 +109,19 @@ def unpack(
     force: bool = False,
     options: ApplyOptions | None = None,
 ) -> UnpackResult:
-    """Unpack image ``ref`` into runtime bundle ``bundle``."""
-    img = Image.load(layout, ref, platform)
+    """Unpack image ``ref`` into runtime bundle ``bundle``.
+
+    ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
+    ``layout`` (``mutate.write``), so an untagged image can be unpacked too."""
+    if isinstance(ref, Image):
+        img = ref
+        if not layout.store.has(img.digest):
+            raise NotFoundError(
+                f"image {img.digest} is not in {layout.path}",
+                hint="write it into the layout first (mutate.write)",
+            )
+    else:
+        img = Image.load(layout, ref, platform)
     img.check_consistent()
     if rootless is None:
         rootless = os.geteuid() != 0
@@ -125,7 +130,9 @@ def unpack(
             raise ClobberError(bundle, hint="the bundle path exists and is not a directory")
         if os.listdir(bundle):
             if not force:
-                raise ClobberError(bundle, hint="use --force to replace its contents")
+                raise ClobberError(
+                    bundle, hint="the directory is not empty; unpack with force replaces it"
+                )
             _remove_bundle_contents(bundle)
         created_dir = False
     else:
@@ -160,7 +167,8 @@ def unpack(
         spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p), rootless=rootless)
         write_json(os.path.join(bundle, "config.json"), spec)
         snap.dump(os.path.join(bundle, SNAPSHOT))
-        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, ref, rootless)
+        base_ref = ref if isinstance(ref, str) else None
+        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, base_ref, rootless)
         layout.add_root(
             _root_key(bundle), img.descriptor, owner=os.path.abspath(os.path.join(bundle, RECORD))
         )
@@ -212,9 +220,17 @@ class CommitResult:
     empty: bool
 
 
-def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> CommitResult:
+def commit(
+    bundle: str, layout: Layout, ref: str | None, opts: CommitOptions | None = None
+) -> CommitResult:
     """Diff ``bundle``'s rootfs against its base into a new layer on top of the
-    base image, and point ``ref`` at the new image."""
+    base image, write the new image into ``layout`` and, when ``ref`` is given,
+    point ``ref`` at it (with ``ref=None`` nothing is tagged; the result's
+    descriptor names the image).
+
+    When nothing changed and ``opts.allow_empty`` is false, no image is made:
+    the result is the base image (``empty``), which ``ref`` then names."""
+    opts = opts or CommitOptions()
     rec = BaseRecord.load(bundle)
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.isdir(rootfs):
@@ -228,12 +244,13 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
     base = Image.from_descriptor(base_layout, rec.manifest)
     base.check_consistent()
     if base_layout is not layout:
-        _copy_image(base_layout, layout, base)
+        # The base itself (not only its layers): an empty commit names it.
+        write(layout, base)
     codec = _choose_codec(opts.compress, base)
     sde = source_date_epoch()
     created = created_now(opts.created)
     with layout.lock():
-        layer: Descriptor | None = None
+        layer: Layer | None = None
         w = layout.store.writer()
         try:
             if opts.from_upper:
@@ -247,15 +264,17 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
                 w.abort()
             else:
                 dg = w.commit()
-                ann = {UNCOMPRESSED_SIZE: str(info.uncompressed_size)}
-                layer = Descriptor(mt.OCI_LAYER_FOR_CODEC[codec], dg, info.size, ann)
+                media_type = mt.OCI_LAYER_FOR_CODEC[codec]
+                layer = Layer.create(
+                    media_type, dg, info.size, info.diff_id, info.uncompressed_size
+                )
         except BaseException:
             w.abort()
             raise
         if layer is None and not opts.allow_empty:
-            layout.set_ref(ref, base.descriptor)
+            if ref is not None:
+                layout.set_ref(ref, base.descriptor)
             return CommitResult(base.descriptor, None, True)
-        doc = base.config.as_dict()
         row = History(
             created=created,
             created_by=opts.created_by,
@@ -263,19 +282,16 @@ def commit(bundle: str, layout: Layout, ref: str, opts: CommitOptions) -> Commit
             comment=opts.comment,
             empty_layer=layer is None,
         )
-        append_history(doc, row)
-        doc["created"] = created
+        img = add_history(base, row) if layer is None else append_layer(base, layer, history=row)
+        img = set_created(img, created)
         if opts.author:
-            doc["author"] = opts.author
-        layers = list(base.layers)
-        if layer is not None:
-            doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-            doc["rootfs"]["diff_ids"] = [*doc["rootfs"].get("diff_ids", []), str(info.diff_id)]
-            layers.append(layer)
-        desc = write_image(layout, doc, layers, ref=ref)
+            img = edit_config(img, ConfigEdit(author=opts.author))
+        desc = write(layout, img)
+        if ref is not None:
+            layout.set_ref(ref, desc)
     if opts.refresh:
         refresh(bundle, layout, desc, ref)
-    return CommitResult(desc, layer, layer is None)
+    return CommitResult(desc, None if layer is None else layer.descriptor, layer is None)
 
 
 def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> None:
@@ -307,21 +323,6 @@ def _choose_codec(name: str, base: Image) -> str:
         if c in ("gzip", "zstd"):
             return c
     return "gzip"
-
-
-def _copy_image(src: Layout, dst: Layout, img: Image) -> None:
-    """Copy every blob of ``img`` from ``src`` into ``dst`` (verified)."""
-    from oci_tools.store import put_stream
-
-    assert img.manifest.config is not None
-    for d in [img.descriptor, img.manifest.config, *img.layers]:
-        if dst.store.has(d.digest):
-            continue
-        r = src.store.open(d.digest, d.size)
-        try:
-            put_stream(dst.store, r, d.digest, d.size)  # type: ignore[arg-type]
-        finally:
-            r.close()
 
 
 def changes_of(bundle: str) -> list[Any]:

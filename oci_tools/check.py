@@ -160,4 +160,31 @@ def _check_image(
     return out
 
 
-__all__ = ["check_layout"]
+def check_path(path: str, *, layers: bool = True) -> list[str]:
+    """Every problem of the layout at ``path`` (empty when it is valid).
+
+    A directory whose ``oci-layout`` or ``index.json`` keeps it from opening
+    is still checked for everything else, so that all problems are listed,
+    not only the first; a path that is not a directory raises the open error.
+    """
+    try:
+        layout = Layout.open(path)
+        found: list[str] = []
+    except OCIToolsError as e:
+        if not os.path.isdir(path):
+            raise
+        layout, found = Layout(path), [str(e)]
+    return found + [p for p in check_layout(layout, layers=layers) if p not in found]
+
+
+def check_document_file(path: str, media_type: str) -> list[str]:
+    """Every schema problem of the document in file ``path`` read as ``media_type``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_DOCUMENT_SIZE)
+    except OSError as e:
+        raise OCIToolsError(f"cannot read {path}: {e.strerror}") from None
+    return schema_problems(media_type, raw)
+
+
+__all__ = ["check_document_file", "check_layout", "check_path"]

@@ -68,6 +68,9 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.encoded}"
 
+    def __repr__(self) -> str:
+        return f"Digest({str(self)!r})"
+
     @property
     def short(self) -> str:
         """The 12-hex display id (``render.short_id``, the one definition)."""

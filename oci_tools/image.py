@@ -1,25 +1,31 @@
-"""Images in a layout: small read-only views, and mutations that return new images.
+"""Images in a layout as read-only values: ``Image`` and its ``Layer`` values.
 
-An ``Image`` is (layout, manifest descriptor, manifest, config).  Nothing here
-edits a document in place: a change builds a new config and manifest, writes
-them blob-first, and only then (optionally) points a ref at the result.
+An ``Image`` is one image manifest plus its config, with the layout its blobs
+are read from.  It is a value: nothing here changes it.  ``oci_tools.mutate``
+derives new images from it (append a layer, edit the config, add history) and
+writes them; tagging is ``Layout.set_ref``, a separate step.
+
+Two digests name two different things and are never confused:
+
+- a layer's ``digest`` is the blob as stored (usually compressed), what the
+  manifest lists; its ``diff_id`` is the uncompressed tar, what the config's
+  ``rootfs.diff_ids`` lists;
+- an image's ``id`` is its config digest (docker's IMAGE ID); its ``digest``
+  is its manifest digest (what registries, skopeo and ``--digests`` show).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, UsageError
-from oci_tools.layout import Layout, Resolved, host_platform
+from oci_tools.layout import Layout, Resolved
 from oci_tools.spec import mediatype as mt
-from oci_tools.spec.model import Descriptor, History, ImageConfig, Manifest, Platform, dump_json
-from oci_tools.store import put_bytes
+from oci_tools.spec.model import Descriptor, ImageConfig, Manifest, Platform
 
 #: Layer descriptor annotation caching the uncompressed size (a hint only).
 UNCOMPRESSED_SIZE = "io.github.oci-tools.uncompressed-size"
@@ -54,7 +60,10 @@ def created_now(explicit: str | None = None) -> str:
         try:
             _dt.datetime.fromisoformat(explicit.replace("Z", "+00:00"))
         except ValueError:
-            raise UsageError(f"--created {explicit!r} is not an RFC 3339 time") from None
+            raise UsageError(
+                f"creation time {explicit!r} is not an RFC 3339 time",
+                hint="for example 2024-01-01T00:00:00Z",
+            ) from None
         return explicit
     sde = source_date_epoch()
     if sde is not None:
@@ -62,9 +71,88 @@ def created_now(explicit: str | None = None) -> str:
     return format_time(_dt.datetime.now(_dt.UTC).replace(microsecond=0))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
+class Layer:
+    """One layer of an image: the blob's descriptor plus what the config says.
+
+    ``descriptor`` is the manifest's entry (``digest``, ``size`` and
+    ``media_type`` of the blob as stored, usually compressed); ``diff_id`` is
+    the digest of the uncompressed tar (the config's ``rootfs.diff_ids``
+    entry); ``uncompressed_size`` is the tar's size when known (recorded at
+    write time, or equal to ``size`` for an uncompressed blob), else None.
+    """
+
+    descriptor: Descriptor
+    diff_id: Digest
+    uncompressed_size: int | None = None
+
+    @classmethod
+    def create(
+        cls,
+        media_type: str,
+        digest: Digest,
+        size: int,
+        diff_id: Digest,
+        uncompressed_size: int | None = None,
+    ) -> Layer:
+        """A layer for a blob just written: its descriptor records the
+        uncompressed size (when given) as the ``UNCOMPRESSED_SIZE`` annotation,
+        so later readers need not decompress to learn it."""
+        ann = {} if uncompressed_size is None else {UNCOMPRESSED_SIZE: str(uncompressed_size)}
+        return cls(Descriptor(media_type, digest, size, ann), diff_id, uncompressed_size)
+
+    @classmethod
+    def from_descriptor(cls, descriptor: Descriptor, diff_id: Digest) -> Layer:
+        """A manifest entry paired with its diff_id; the uncompressed size comes
+        from the annotation, or is the blob size for an uncompressed blob."""
+        return cls(descriptor, diff_id, _known_uncompressed_size(descriptor))
+
+    @property
+    def digest(self) -> Digest:
+        """Digest of the blob as stored (compressed): the manifest's name for it."""
+        return self.descriptor.digest
+
+    @property
+    def size(self) -> int:
+        """Size in bytes of the blob as stored."""
+        return self.descriptor.size
+
+    @property
+    def media_type(self) -> str:
+        """The blob's media type (it says how the tar is compressed)."""
+        return self.descriptor.media_type
+
+    @property
+    def codec(self) -> str | None:
+        """``gzip``, ``zstd`` or ``none`` for a known layer media type, else None."""
+        return mt.LAYER_CODECS.get(self.descriptor.media_type)
+
+    def __repr__(self) -> str:
+        return (
+            f"Layer({self.digest.short} {self.codec or self.media_type} {self.size} B, "
+            f"diff_id={self.diff_id.short})"
+        )
+
+
+def _known_uncompressed_size(d: Descriptor) -> int | None:
+    v = d.annotations.get(UNCOMPRESSED_SIZE)
+    if v is not None and v.isdigit():
+        return int(v)
+    if mt.LAYER_CODECS.get(d.media_type) == "none":
+        return d.size
+    return None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Image:
-    """A read-only view of one image manifest in a layout."""
+    """A read-only image: manifest, config, and the layout its blobs live in.
+
+    ``descriptor``, ``manifest`` and ``config`` hold the exact bytes the
+    digests are computed over.  An image returned by ``oci_tools.mutate`` is
+    not in any layout until ``mutate.write`` puts it there; ``layout`` is then
+    still where its layer blobs are read from.  ``ref`` is the ref it was
+    loaded by, if any (a derived image has none).
+    """
 
     layout: Layout
     descriptor: Descriptor  # the manifest's descriptor
@@ -86,13 +174,40 @@ class Image:
 
     @property
     def id(self) -> Digest:
-        """The image id oci-tools shows: the manifest digest (what skopeo and
-        the containerd image store report)."""
+        """The image id: the config digest (docker's and podman's IMAGE ID)."""
+        assert self.manifest.config is not None
+        return self.manifest.config.digest
+
+    @property
+    def digest(self) -> Digest:
+        """The manifest digest: what registries, skopeo and ``--digests`` show,
+        and what commands that change an image print."""
         return self.descriptor.digest
 
     @property
+    def platform(self) -> Platform:
+        """``os/architecture[/variant]`` from the config."""
+        return self.config.platform
+
+    @property
     def layers(self) -> tuple[Descriptor, ...]:
+        """The manifest's layer descriptors (blobs as stored), bottom first.
+        ``layer_values()`` pairs each with its diff_id and sizes."""
         return self.manifest.layers
+
+    def layer_values(self) -> tuple[Layer, ...]:
+        """Every layer as a ``Layer`` value (descriptor + diff_id + sizes),
+        bottom first; InvalidDocumentError when the manifest and config
+        disagree on the number of layers."""
+        self.check_consistent()
+        return tuple(
+            Layer.from_descriptor(d, diff_id)
+            for d, diff_id in zip(self.manifest.layers, self.config.diff_ids, strict=True)
+        )
+
+    def layer(self, i: int) -> Layer:
+        """Layer ``i`` (negative counts from the top) as a ``Layer`` value."""
+        return self.layer_values()[i]
 
     def check_consistent(self) -> None:
         """Layers and diff_ids must pair up."""
@@ -107,84 +222,63 @@ class Image:
 
     def uncompressed_size(self, i: int) -> int | None:
         """Cached uncompressed size of layer ``i`` if known."""
-        d = self.manifest.layers[i]
-        v = d.annotations.get(UNCOMPRESSED_SIZE)
-        if v is not None and v.isdigit():
-            return int(v)
-        if mt.LAYER_CODECS.get(d.media_type) == "none":
-            return d.size
-        return None
+        return _known_uncompressed_size(self.manifest.layers[i])
 
-
-def write_image(
-    layout: Layout,
-    config_doc: Mapping[str, Any],
-    layers: Sequence[Descriptor],
-    *,
-    ref: str | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> Descriptor:
-    """Write config then manifest (blob-first), then point ``ref`` at it.
-
-    Returns the manifest descriptor (with platform, without ref annotation).
-    """
-    config = ImageConfig.from_dict(config_doc)
-    if len(config.diff_ids) != len(layers):
-        raise InvalidDocumentError(
-            "image", [f"{len(layers)} layers but {len(config.diff_ids)} diff_ids"]
+    def __repr__(self) -> str:
+        n = len(self.manifest.layers)
+        ref = f", ref={self.ref!r}" if self.ref else ""
+        return (
+            f"Image(digest={self.digest.short}, id={self.id.short}, {self.platform}, "
+            f"{n} layer{'' if n == 1 else 's'}{ref})"
         )
-    cdesc = config.descriptor(mt.OCI_CONFIG)
-    put_bytes(layout.store, config.raw)
-    manifest = Manifest.build(cdesc, list(layers), annotations)
-    put_bytes(layout.store, manifest.raw)
-    mdesc = Descriptor(
-        mt.OCI_MANIFEST,
-        manifest.digest,
-        manifest.size,
-        platform=Platform(config.os, config.architecture, config.variant),
+
+
+# ---------------------------------------------------------------------------
+# Names that moved to oci_tools.mutate (changing an image is mutate's job).
+# They stay importable from here while callers (build/, cli/, tests, bench)
+# still import them from oci_tools.image; drop this once none does.
+
+if TYPE_CHECKING:
+    from oci_tools.mutate import (
+        ConfigEdit,
+        append_history,
+        apply_config_edit,
+        edit_image,
+        empty_config,
+        new_image,
+        nop_created_by,
+        write_image,
     )
-    if ref is not None:
-        layout.set_ref(ref, mdesc)
-    return mdesc
+
+_MOVED_TO_MUTATE = frozenset(
+    {
+        "ConfigEdit",
+        "append_history",
+        "apply_config_edit",
+        "edit_image",
+        "empty_config",
+        "new_image",
+        "nop_created_by",
+        "write_image",
+    }
+)
 
 
-def empty_config(platform: Platform | None = None, created: str | None = None) -> dict[str, Any]:
-    """The config of an image with no layers (what ``new`` writes)."""
-    p = platform or host_platform()
-    doc: dict[str, Any] = {"created": created or created_now()}
-    doc["architecture"] = p.architecture
-    doc["os"] = p.os
-    if p.variant:
-        doc["variant"] = p.variant
-    doc["config"] = {}
-    doc["rootfs"] = {"type": "layers", "diff_ids": []}
-    doc["history"] = []
-    return doc
+def __getattr__(name: str) -> object:
+    # PEP 562: resolved on first use, so importing image never imports mutate
+    # (mutate imports image; a top-level import back would be a cycle).
+    if name in _MOVED_TO_MUTATE:
+        from oci_tools import mutate
 
-
-def new_image(layout: Layout, ref: str, *, platform: Platform | None = None) -> Descriptor:
-    """Create an empty image (config with no layers) and tag it ``ref``."""
-    return write_image(layout, empty_config(platform), [], ref=ref)
-
-
-def append_history(doc: dict[str, Any], row: History) -> None:
-    """Append a history row to a config document being built."""
-    hist = doc.get("history")
-    if not isinstance(hist, list):
-        hist = []
-    hist.append(row.to_dict())
-    doc["history"] = hist
-
-
-def config_bytes(doc: Mapping[str, Any]) -> bytes:
-    """How a config document is serialized (shared by every writer)."""
-    return dump_json(doc)
+        return getattr(mutate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "UNCOMPRESSED_SIZE",
     "ConfigEdit",
     "Image",
+    "Layer",
     "append_history",
     "apply_config_edit",
     "created_now",
@@ -196,159 +290,3 @@ __all__ = [
     "source_date_epoch",
     "write_image",
 ]
-
-
-# ---------------------------------------------------------------------------
-# config edits (``oci-tools config``)
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigEdit:
-    """Changes to an image config, as the ``config`` command takes them."""
-
-    env: tuple[str, ...] = ()
-    unset_env: tuple[str, ...] = ()
-    entrypoint: list[str] | None = None
-    clear_entrypoint: bool = False
-    cmd: list[str] | None = None
-    clear_cmd: bool = False
-    workdir: str | None = None
-    user: str | None = None
-    labels: tuple[str, ...] = ()
-    expose: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-    stop_signal: str | None = None
-    author: str | None = None
-    os: str | None = None
-    arch: str | None = None
-
-
-def _docker_list(items: Sequence[str]) -> str:
-    """How Docker's classic builder prints an exec-form list in created_by."""
-    return "[" + " ".join(json.dumps(x, ensure_ascii=False) for x in items) + "]"
-
-
-def _split_kv(text: str, what: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"{what} {text!r} must be KEY=VALUE")
-    return key, value
-
-
-def apply_config_edit(doc: dict[str, Any], edit: ConfigEdit) -> list[str]:
-    """Apply ``edit`` to a config document in place.
-
-    Returns the Docker-style instruction texts (``ENV K=V``, ``EXPOSE 80``,
-    ...) describing it, for the history row's ``created_by``.
-    """
-    conf = doc.get("config")
-    if not isinstance(conf, dict):
-        conf = {}
-        doc["config"] = conf
-    steps: list[str] = []
-    if edit.env or edit.unset_env:
-        env = [e for e in (conf.get("Env") or []) if isinstance(e, str)]
-        for k in edit.unset_env:
-            env = [e for e in env if e.split("=", 1)[0] != k]
-        for item in edit.env:
-            k, _ = _split_kv(item, "--env")
-            # Re-setting a variable replaces it in place (as docker/umoci do).
-            idx = next((i for i, e in enumerate(env) if e.split("=", 1)[0] == k), None)
-            if idx is None:
-                env.append(item)
-            else:
-                env[idx] = item
-        conf["Env"] = env
-        if edit.env:
-            steps.append("ENV " + " ".join(edit.env))
-        if edit.unset_env:
-            steps.append("UNSET " + " ".join(edit.unset_env))
-    if edit.clear_entrypoint:
-        conf.pop("Entrypoint", None)
-        steps.append("ENTRYPOINT []")
-    if edit.entrypoint is not None:
-        conf["Entrypoint"] = list(edit.entrypoint)
-        steps.append("ENTRYPOINT " + _docker_list(edit.entrypoint))
-    if edit.clear_cmd:
-        conf.pop("Cmd", None)
-        steps.append("CMD []")
-    if edit.cmd is not None:
-        conf["Cmd"] = list(edit.cmd)
-        steps.append("CMD " + _docker_list(edit.cmd))
-    if edit.workdir is not None:
-        conf["WorkingDir"] = edit.workdir
-        steps.append(f"WORKDIR {edit.workdir}")
-    if edit.user is not None:
-        conf["User"] = edit.user
-        steps.append(f"USER {edit.user}")
-    if edit.labels:
-        labels = dict(conf.get("Labels") or {})
-        for item in edit.labels:
-            k, v = _split_kv(item, "--label")
-            labels[k] = v
-        conf["Labels"] = labels
-        steps.append("LABEL " + " ".join(edit.labels))
-    if edit.expose:
-        ports = dict(conf.get("ExposedPorts") or {})
-        for p in edit.expose:
-            port, _, proto = p.partition("/")
-            if (
-                not port.isdigit()
-                or not 0 < int(port) < 65536
-                or proto not in ("", "tcp", "udp", "sctp")
-            ):
-                raise UsageError(f"--expose {p!r} is not PORT[/tcp|udp|sctp]")
-            ports[f"{port}/{proto or 'tcp'}"] = {}
-        conf["ExposedPorts"] = ports
-        steps.append("EXPOSE " + " ".join(edit.expose))
-    if edit.volumes:
-        vols = dict(conf.get("Volumes") or {})
-        for v in edit.volumes:
-            if not v.startswith("/"):
-                raise UsageError(f"--volume {v!r} must be an absolute path")
-            vols[v] = {}
-        conf["Volumes"] = vols
-        steps.append("VOLUME " + _docker_list(edit.volumes))
-    if edit.stop_signal is not None:
-        conf["StopSignal"] = edit.stop_signal
-        steps.append(f"STOPSIGNAL {edit.stop_signal}")
-    if edit.author is not None:
-        doc["author"] = edit.author
-        steps.append(f"MAINTAINER {edit.author}")
-    if edit.os is not None:
-        doc["os"] = edit.os
-    if edit.arch is not None:
-        doc["architecture"] = edit.arch
-    return steps
-
-
-def nop_created_by(steps: Sequence[str]) -> str:
-    """Docker classic builder's ``created_by`` for metadata-only steps."""
-    return "/bin/sh -c #(nop)  " + "; ".join(steps)
-
-
-def edit_image(
-    layout: Layout,
-    image: Image,
-    edit: ConfigEdit,
-    *,
-    ref: str,
-    created: str | None = None,
-    created_by: str | None = None,
-) -> Descriptor:
-    """Write a copy of ``image`` with its config edited and one empty_layer
-    history row appended; layers are untouched.  Points ``ref`` at it."""
-    doc = image.config.as_dict()
-    steps = apply_config_edit(doc, edit)
-    when = created_now(created)
-    append_history(
-        doc,
-        History(
-            created=when,
-            created_by=created_by or nop_created_by(steps or ["(no change)"]),
-            author=edit.author,
-            empty_layer=True,
-        ),
-    )
-    doc["created"] = when
-    return write_image(layout, doc, list(image.layers), ref=ref)

@@ -22,6 +22,7 @@ LEVELS = {
     "diff": 4,
     "snapshot": 4,
     "image": 5,
+    "mutate": 5,
     "bundle": 5,
     "archive": 5,
     "registry": 5,

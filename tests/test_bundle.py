@@ -371,3 +371,28 @@ def test_commit_to_unwritable_layout_leaves_it_unchanged(base: Path, tmp_path: P
     assert r.err.startswith("oci-tools: error: ")
     assert (base / "index.json").read_bytes() == idx
     assert sorted(os.listdir(base / "blobs/sha256")) == blobs
+
+
+def test_commit_without_a_ref_tags_nothing(tmp_path: Path) -> None:
+    from oci_tools.bundle import CommitOptions, commit, unpack
+    from oci_tools.image import Image
+    from oci_tools.mutate import empty_image, write
+
+    lay = Layout.init(str(tmp_path / "lay"))
+    lay.set_ref("empty", write(lay, empty_image(lay, created="2024-01-01T00:00:00Z")))
+    b = tmp_path / "b"
+    unpack(lay, "empty", str(b), rootless=True)
+    # nothing changed and no empty image wanted: the base, untagged
+    res = commit(str(b), lay, None)
+    assert res.empty and res.layer is None
+    assert res.descriptor.digest == lay.lookup("empty").digest
+    assert [name for name, _ in lay.refs()] == ["empty"]
+    (b / "rootfs" / "hello").write_text("hi\n")
+    res = commit(str(b), lay, None, CommitOptions(created="2024-02-02T00:00:00Z", author="me"))
+    assert [name for name, _ in lay.refs()] == ["empty"]
+    assert not res.empty and res.layer is not None
+    img = Image.from_descriptor(lay, res.descriptor)
+    assert img.layer(-1).descriptor == res.layer
+    assert img.config.created == "2024-02-02T00:00:00Z" and img.config.author == "me"
+    assert img.config.history[-1].created_by == "oci-tools commit"
+    assert_valid_layout(str(lay.path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools.cli.app import _command_word, _Skipped, build_parser, main
+from oci_tools.cli.app import SkippedParser, build_parser, command_word, main
 from oci_tools.image import Image, new_image
 from oci_tools.layout import Layout
 from oci_tools.spec.model import Platform
@@ -29,11 +29,11 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def test_command_word() -> None:
-    assert _command_word(["history", "x:y"]) == "history"
-    assert _command_word(["--version"]) is None
-    assert _command_word(["-h"]) is None
-    assert _command_word([]) is None
-    assert _command_word(["--", "history"]) is None
+    assert command_word(["history", "x:y"]) == "history"
+    assert command_word(["--version"]) is None
+    assert command_word(["-h"]) is None
+    assert command_word([]) is None
+    assert command_word(["--", "history"]) is None
 
 
 def test_lazy_parser_matches_the_full_one_for_every_command() -> None:
@@ -53,7 +53,7 @@ def test_unknown_command_gets_the_full_parser() -> None:
 
 
 def test_skipped_swallows_definitions() -> None:
-    s = _Skipped()
+    s = SkippedParser()
     g = s.add_mutually_exclusive_group(required=True)
     assert g.add_argument("--x", action="store_true") is s
     assert s.add_subparsers(dest="d").add_parser("p", help="h") is s

@@ -13,7 +13,8 @@ import pytest
 from helpers import cli
 from verify import assert_valid_layout
 
-import oci_tools.cli.app as cli_mod
+import oci_tools.cli._common as cli_common
+import oci_tools.views.sizes
 
 T0 = "2024-01-01T00:00:00Z"
 GOLDEN = Path(__file__).resolve().parent.parent / "testdata" / "golden"
@@ -28,7 +29,7 @@ def ok(*argv: str) -> str:
 @pytest.fixture
 def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
     now = dt.datetime(2024, 1, 1, 0, 1, 30, tzinfo=dt.UTC)  # 90 s after T0
-    monkeypatch.setattr(cli_mod, "_now", lambda: now)
+    monkeypatch.setattr(cli_common, "now", lambda: now)
 
 
 @pytest.fixture
@@ -161,13 +162,35 @@ def test_container_status_diff_commit(seed: Path, tmp_path: Path, frozen_now: No
 def test_views_read_only_json(seed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once sizes are known, views never decompress a layer."""
     ok("images", str(seed))
-    import oci_tools.views as views
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("a view decompressed a layer")
 
-    monkeypatch.setattr(views, "decompressor", boom)
+    monkeypatch.setattr(oci_tools.views.sizes, "decompressor", boom)
     ok("images", str(seed))
     ok("history", f"{seed}:app")
     ok("df", "-v", str(seed))
     assert os.path.isdir(seed)
+
+
+def test_views_return_data_rows(seed: Path, tmp_path: Path) -> None:
+    """The views give typed values (numbers in bytes, full ids), never text to print."""
+    from oci_tools import views
+    from oci_tools.image import Image
+    from oci_tools.layout import Layout
+
+    lay = Layout.open(str(seed))
+    hist = views.history_rows(Image.load(lay, "app"))
+    assert all(isinstance(r, views.HistoryRow) for r in hist)
+    assert hist[0].id.startswith("sha256:") and hist[-1].size == 6112256
+    imgs = {r.ref: r for r in views.image_rows(lay)}
+    assert isinstance(imgs["app"], views.ImageRow) and imgs["app"].layers == 3
+    assert imgs["app"].size == imgs["app"].shared + imgs["app"].unique
+    du = views.disk_usage(lay, verbose=True)
+    assert isinstance(du, views.DiskUsage) and du.layers == 3
+    assert all(isinstance(u, views.LayerUse) for u in du.layer_uses)
+    assert {r.ref for r in du.image_rows} == set(imgs)
+    ok("unpack", f"{seed}:app", str(tmp_path / "b"))
+    st = views.bundle_status(str(tmp_path / "b"))
+    assert isinstance(st, views.BundleStatus)
+    assert st.rw == 0 and st.virtual == imgs["app"].size and st.image_id.startswith("sha256:")

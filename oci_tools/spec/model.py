@@ -153,6 +153,11 @@ class Descriptor:
             out["platform"] = self.platform.to_dict()
         return out
 
+    def __repr__(self) -> str:
+        ref = f" ref={self.ref_name!r}" if self.ref_name else ""
+        plat = f" {self.platform}" if self.platform else ""
+        return f"Descriptor({self.media_type} {self.digest.short} {self.size} B{plat}{ref})"
+
     @property
     def ref_name(self) -> str | None:
         """The ``org.opencontainers.image.ref.name`` annotation, if any."""

@@ -1,63 +1,38 @@
-"""CLI wiring for the build commands (argparse only; logic lives below L7)."""
+"""Build command: ``build`` (progress on stdout like ``docker build``)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
-if TYPE_CHECKING:
-    from oci_tools.cli.app import Console
-
-
-def register(add: Callable[..., Any]) -> None:
-    """Add this group's subcommands; ``add(name, handler, help, aliases=())``
-    returns the subparser, and handlers are called as ``handler(ns, console)``
-    (see ``oci_tools.cli.Console``: ``print``, ``note``, ``out``, ``err``)."""
-    sp = add("build", cmd_build, "build an image from a Dockerfile (classic builder subset)")
-    sp.add_argument("context", nargs="?", default=".", metavar="CONTEXT")
-    sp.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
-    sp.add_argument(
-        "-t",
-        "--tag",
-        action="append",
-        required=True,
-        metavar="LAYOUT[:REF]",
-        help="where to build and which ref to set (repeat for more refs, same layout)",
-    )
-    sp.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
-    sp.add_argument("--build-arg", action="append", default=[], metavar="K[=V]")
-    sp.add_argument(
-        "--runtime",
-        choices=["auto", "runc", "chroot", "none"],
-        default="auto",
-        help="how RUN executes (auto: runc, else chroot as root; none: RUN is an error)",
-    )
-    sp.add_argument(
-        "--network", choices=["none", "host"], default="none", help="network of RUN steps"
-    )
-    sp.add_argument("--compress", default="gzip", metavar="gzip|zstd|none|auto")
-    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
+from oci_tools.cli._common import Add, Console, add_quiet
+from oci_tools.errors import UsageError
 
 
-def cmd_build(a: argparse.Namespace, c: Console) -> int:
-    """``oci-tools build``: progress on stdout like ``docker build``."""
-    from oci_tools.build import BuildOptions, RunFailedError, build, parse_build_args
-    from oci_tools.errors import UsageError
+def _layout_and_refs(tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The one layout every ``-t LAYOUT[:REF]`` names, and the refs."""
     from oci_tools.layout import split_image_ref
 
     path = ""
     refs: list[str] = []
-    for t in a.tag:
+    for t in tags:
         p, ref = split_image_ref(t)
         if path and p != path:
             raise UsageError("every -t must name the same layout", hint=f"{path} vs {p}")
         path = p
         refs.append(str(ref))
+    return path, tuple(refs)
+
+
+def cmd_build(a: argparse.Namespace, c: Console) -> int:
+    """``build``: an image from a Dockerfile; ``-q`` prints only its digest."""
+    from oci_tools.build import BuildOptions, RunFailedError, build, parse_build_args
+
+    path, refs = _layout_and_refs(a.tag)
     opts = BuildOptions(
         context=a.context,
         dockerfile=a.file,
-        tags=tuple(refs),
+        tags=refs,
         build_args=parse_build_args(a.build_arg),
         no_cache=a.no_cache,
         runtime=a.runtime,
@@ -82,3 +57,31 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
     if a.quiet:
         c.print(str(res.descriptor.digest))
     return 0
+
+
+def register(add: Add) -> None:
+    """Add this group's subcommands."""
+    sp = add("build", cmd_build, "build an image from a Dockerfile (classic builder subset)")
+    sp.add_argument("context", nargs="?", default=".", metavar="CONTEXT")
+    sp.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
+    sp.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        required=True,
+        metavar="LAYOUT[:REF]",
+        help="where to build and which ref to set (repeat for more refs, same layout)",
+    )
+    sp.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
+    sp.add_argument("--build-arg", action="append", default=[], metavar="K[=V]")
+    sp.add_argument(
+        "--runtime",
+        choices=["auto", "runc", "chroot", "none"],
+        default="auto",
+        help="how RUN executes (auto: runc, else chroot as root; none: RUN is an error)",
+    )
+    sp.add_argument(
+        "--network", choices=["none", "host"], default="none", help="network of RUN steps"
+    )
+    sp.add_argument("--compress", default="gzip", metavar="gzip|zstd|none|auto")
+    add_quiet(sp, "print only the image digest")

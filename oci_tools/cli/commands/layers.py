@@ -1,268 +1,23 @@
-"""CLI wiring for the layers commands (argparse only; logic lives below L7).
+"""Layer commands: ``layers``, ``layer show``, ``layer extract``, ``efficiency``.
 
-``layers``, ``layer show``, ``layer extract`` and ``efficiency``: handlers
-parse arguments, call one function of ``oci_tools.views.layers`` and format its rows
-with ``render`` (docker's table, size and JSON conventions).  Names taken from
-layer tars are untrusted: every one is made printable before it reaches a
-terminal (control characters and undecodable bytes are shown escaped).
+Handlers call one function of :mod:`oci_tools.views.layers` and print its
+rows through :mod:`oci_tools.cli.tables` (names from layer tars are made
+printable there, and here in the notes of ``layer extract``).
 """
 
 from __future__ import annotations
 
 import argparse
-import stat
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from oci_tools.cli._common import Add, Console, add_format, add_image, add_platform, image_arg
 
 if TYPE_CHECKING:
-    from oci_tools.cli.app import Console
     from oci_tools.image import Image
-    from oci_tools.views.layers import Change, Efficiency, LayerReport, TreeNode
-
-_IFMT = {
-    "reg": stat.S_IFREG,
-    "hardlink": stat.S_IFREG,
-    "symlink": stat.S_IFLNK,
-    "char": stat.S_IFCHR,
-    "block": stat.S_IFBLK,
-    "dir": stat.S_IFDIR,
-    "fifo": stat.S_IFIFO,
-}
-_TYPE_WORD = {"reg": "file"}
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-# ------------------------------------------------------------------ formatting
-
-
-def safe_text(text: str) -> str:
-    """``text`` made safe for a terminal or a table cell: undecodable bytes
-    (kept as surrogates) become ``\\xNN``, control characters ``\\n``,
-    ``\\t``, ``\\x1b`` and so on."""
-    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if raw.isprintable():
-        return raw
-    return "".join(
-        c
-        if c.isprintable()
-        else _ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
-        for c in raw
-    )
-
-
-def json_text(text: str) -> str:
-    """``text`` for JSON output: exact, except that undecodable bytes (kept as
-    surrogates, which UTF-8 cannot encode) become ``\\xNN``.  JSON escapes
-    control characters itself."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _type(kind: str) -> str:
-    return _TYPE_WORD.get(kind, kind)
-
-
-def _mode(kind: str, mode: int) -> str:
-    return stat.filemode(_IFMT.get(kind, 0) | mode)
-
-
-def _change_json(ch: Change) -> dict[str, str]:
-    from oci_tools import render
-
-    return {
-        "Change": ch.change,
-        "Type": _type(ch.type),
-        "Mode": f"{ch.mode:04o}",
-        "Owner": f"{ch.uid}:{ch.gid}",
-        "Uid": str(ch.uid),
-        "Gid": str(ch.gid),
-        "Size": render.human_size(ch.size),
-        "SizeBytes": str(ch.size),
-        "Path": json_text(ch.path),
-        "Target": json_text(ch.target),
-    }
-
-
-def _change_row(ch: Change) -> list[str]:
-    from oci_tools import render
-
-    return [
-        ch.change,
-        _type(ch.type),
-        _mode(ch.type, ch.mode),
-        f"{ch.uid}:{ch.gid}",
-        render.human_size(ch.size),
-        safe_text(ch.path),
-        safe_text(ch.target),
-    ]
-
-
-def _tree_name(node: TreeNode) -> str:
-    ch = node.change
-    name = safe_text(node.name)
-    if ch is not None and ch.change != "D" and ch.target:
-        arrow = "=>" if ch.type == "hardlink" else "->"
-        name += f" {arrow} {safe_text(ch.target)}"
-    return name
-
-
-def tree_lines(root: TreeNode) -> list[list[str]]:
-    """Table rows of a change tree, drawn with box characters."""
-    from oci_tools import render
-
-    def row(node: TreeNode, drawn: str) -> list[str]:
-        ch = node.change
-        if ch is None:
-            return ["", "", "", render.human_size(node.size), drawn]
-        return [
-            ch.change,
-            _mode(ch.type, ch.mode),
-            f"{ch.uid}:{ch.gid}",
-            render.human_size(node.size),
-            drawn,
-        ]
-
-    rows = [row(root, "/")]
-    stack: list[tuple[TreeNode, str, bool]] = [
-        (c, "", i == len(root.children) - 1) for i, c in enumerate(root.children)
-    ][::-1]
-    while stack:
-        node, indent, last = stack.pop()
-        rows.append(row(node, indent + ("└── " if last else "├── ") + _tree_name(node)))
-        inner = indent + ("    " if last else "│   ")
-        kids = node.children
-        stack.extend((c, inner, i == len(kids) - 1) for i, c in reversed(list(enumerate(kids))))
-    return rows
-
-
-def tree_json(node: TreeNode) -> dict[str, Any]:
-    """The JSON form of a change tree (one nested object)."""
-    from oci_tools import render
-
-    ch = node.change
-    out: dict[str, Any] = (
-        _change_json(ch)
-        if ch is not None
-        else {
-            "Change": "",
-            "Type": "dir",
-            "Mode": "",
-            "Owner": "",
-            "Uid": "",
-            "Gid": "",
-            "Target": "",
-        }
-    )
-    out.update(
-        Name=json_text(node.name),
-        Path=json_text(node.path),
-        Size=render.human_size(node.size),
-        SizeBytes=str(node.size),
-        Children=[tree_json(c) for c in node.children],
-    )
-    return out
-
-
-def _layer_json(r: LayerReport, diff_id: str) -> dict[str, str]:
-    from oci_tools import render
-
-    return {
-        "Index": str(r.index),
-        "Digest": str(r.descriptor.digest),
-        "DiffID": diff_id,
-        "CreatedBy": r.created_by,
-        "Size": render.human_size(r.descriptor.size),
-        "SizeBytes": str(r.descriptor.size),
-        "UncompressedSize": render.human_size(r.uncompressed_size),
-        "UncompressedSizeBytes": str(r.uncompressed_size),
-        "Added": str(r.count("A")),
-        "Changed": str(r.count("C")),
-        "Removed": str(r.count("D")),
-        "MediaType": r.descriptor.media_type,
-    }
-
-
-def _layer_row(r: LayerReport, no_trunc: bool) -> list[str]:
-    from oci_tools import render
-
-    digest = str(r.descriptor.digest)
-    by = safe_text(r.created_by)
-    return [
-        str(r.index),
-        digest if no_trunc else render.short_id(digest),
-        by if no_trunc else render.truncate(by, 45),
-        render.human_size(r.descriptor.size),
-        render.human_size(r.uncompressed_size),
-        str(r.count("A")),
-        str(r.count("C")),
-        str(r.count("D")),
-        r.descriptor.media_type,
-    ]
-
-
-def efficiency_text(e: Efficiency, top: int) -> str:
-    """The human report of ``efficiency``: summary lines, then the table of
-    the largest wasted files (``top`` rows; 0 for all)."""
-    from oci_tools import render
-
-    files = e.files if top <= 0 else e.files[:top]
-    head = (
-        f"Efficiency:   {e.score * 100:.2f}%\n"
-        f"Wasted:       {render.human_size(e.wasted_bytes)} ({e.wasted_bytes} bytes)\n"
-        f"Total:        {render.human_size(e.total_bytes)} ({e.total_bytes} bytes of files "
-        f"in {e.layers} layer{'s' if e.layers != 1 else ''})\n"
-        f"User wasted:  {e.user_wasted * 100:.2f}% (of {render.human_size(e.user_bytes)} "
-        "added above the first layer)\n\n"
-    )
-    rows = [
-        [str(f.count), render.human_size(f.size), ",".join(map(str, f.layers)), safe_text(f.path)]
-        for f in files
-    ]
-    return head + render.table(["COUNT", "WASTED", "LAYERS", "PATH"], rows)
-
-
-def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
-    """The JSON form of ``efficiency`` (one object)."""
-    from oci_tools import render
-
-    files = e.files if top <= 0 else e.files[:top]
-    return {
-        "Efficiency": f"{e.score:.4f}",
-        "Wasted": render.human_size(e.wasted_bytes),
-        "WastedBytes": str(e.wasted_bytes),
-        "Total": render.human_size(e.total_bytes),
-        "TotalBytes": str(e.total_bytes),
-        "Layers": str(e.layers),
-        "UserWasted": f"{e.user_wasted:.4f}",
-        "UserBytes": str(e.user_bytes),
-        "Files": [
-            {
-                "Path": json_text(f.path),
-                "Count": str(f.count),
-                "Wasted": render.human_size(f.size),
-                "WastedBytes": str(f.size),
-                "Layers": ",".join(map(str, f.layers)),
-            }
-            for f in files
-        ],
-    }
-
-
-def _fraction(text: str) -> float:
-    """``0.9`` or ``90%`` -> 0.9 (argparse type)."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in 0..1 (or 0%..100%)")
-    return value
-
-
-# ---------------------------------------------------------------------- handlers
+    from oci_tools.views.layers import Efficiency
 
 
 def _load(a: argparse.Namespace) -> Image:
-    from oci_tools.cli.app import image_arg
     from oci_tools.image import Image
 
     lay, ref, plat = image_arg(a.image, a.platform)
@@ -271,67 +26,44 @@ def _load(a: argparse.Namespace) -> Image:
 
 def cmd_layers(a: argparse.Namespace, c: Console) -> int:
     """``layers``: one row per layer, bottom first."""
-    from oci_tools import render
+    from oci_tools.cli import tables
     from oci_tools.views.layers import analyze
 
     img = _load(a)
     reports = analyze(img).layers
-    if a.format == "json":
-        diff_ids = img.config.diff_ids
-        c.out.write(render.json_lines([_layer_json(r, str(diff_ids[r.index])) for r in reports]))
-        return 0
-    head = [
-        "INDEX",
-        "LAYER",
-        "CREATED BY",
-        "SIZE",
-        "UNCOMPRESSED",
-        "ADDED",
-        "CHANGED",
-        "REMOVED",
-        "MEDIA TYPE",
-    ]
-    c.out.write(render.table(head, [_layer_row(r, a.no_trunc) for r in reports]))
+    c.out.write(tables.layers_text(reports, img.config.diff_ids, a.format, no_trunc=a.no_trunc))
     return 0
 
 
 def cmd_layer_show(a: argparse.Namespace, c: Console) -> int:
     """``layer show``: the entries of one layer with A/C/D markers."""
-    from oci_tools import render
+    from oci_tools.cli import tables
     from oci_tools.views.layers import change_tree, layer_report, select_layer
 
     img = _load(a)
     report = layer_report(img, select_layer(img, a.layer))
     if a.tree:
-        root = change_tree(report.changes)
-        if a.format == "json":
-            c.out.write(render.json_lines([tree_json(root)]))
-        else:
-            c.out.write(render.table(["CHANGE", "MODE", "OWNER", "SIZE", "PATH"], tree_lines(root)))
-    elif a.format == "json":
-        c.out.write(render.json_lines([_change_json(ch) for ch in report.changes]))
+        c.out.write(tables.tree_text(change_tree(report.changes), a.format))
     else:
-        head = ["CHANGE", "TYPE", "MODE", "OWNER", "SIZE", "PATH", "TARGET"]
-        c.out.write(render.table(head, [_change_row(ch) for ch in report.changes]))
+        c.out.write(tables.layer_changes_text(report.changes, a.format))
     return 0
 
 
 def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
     """``layer extract``: one layer's own files into a directory."""
+    from oci_tools.cli import tables
     from oci_tools.views.layers import extract_layer, select_layer
 
+    safe = tables.safe_text
     img = _load(a)
     i = select_layer(img, a.layer)
     res = extract_layer(img, i, a.dir, rootless=True if a.rootless else None)
     for s in res.skipped:
-        c.note(f"warning: not applied: {safe_text(s)}")
+        c.note(f"warning: not applied: {safe(s)}")
     for cp in res.copies:
-        c.note(
-            f"copied /{safe_text(cp.path)}: a hardlink to /{safe_text(cp.target)} of layer "
-            f"{cp.layer}"
-        )
+        c.note(f"copied /{safe(cp.path)}: a hardlink to /{safe(cp.target)} of layer {cp.layer}")
     for w in res.whiteouts:
-        c.print(f"{w.kind} /{safe_text(w.path)}")
+        c.print(f"{w.kind} /{safe(w.path)}")
     n = len(res.whiteouts)
     c.note(
         f"extracted layer {i} ({res.entries} entries) into {a.dir}"
@@ -340,18 +72,8 @@ def cmd_layer_extract(a: argparse.Namespace, c: Console) -> int:
     return 0
 
 
-def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
-    """``efficiency``: wasted bytes and score; CI gates like dive's rules."""
-    from oci_tools import render
-    from oci_tools.views.layers import efficiency
-
-    e = efficiency(_load(a))
-    if a.format == "json":
-        c.out.write(render.json_lines([efficiency_json(e, a.top)]))
-    else:
-        c.out.write(efficiency_text(e, a.top))
-    # dive's CI rules: every given gate is checked and reported; any failure
-    # makes the exit status 1.
+def _gates(a: argparse.Namespace, e: Efficiency) -> list[tuple[bool, str]]:
+    """dive's CI rules: (passed, report line) for every gate the flags give."""
     gates: list[tuple[bool, str]] = []
     if a.lowest_efficiency is not None:
         gates.append(
@@ -376,9 +98,32 @@ def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
                 f"added above the first layer), --highest-user-wasted {a.highest_user_wasted:g}",
             )
         )
+    return gates
+
+
+def cmd_efficiency(a: argparse.Namespace, c: Console) -> int:
+    """``efficiency``: wasted bytes and score; every gate given is checked and
+    reported, and any failure makes the exit status 1."""
+    from oci_tools.cli import tables
+    from oci_tools.views.layers import efficiency
+
+    e = efficiency(_load(a))
+    c.out.write(tables.efficiency_report(e, a.format, top=a.top))
+    gates = _gates(a, e)
     for passed, text in gates:
         c.note(f"{'PASS' if passed else 'FAIL'}: {text}")
     return 0 if all(passed for passed, _ in gates) else 1
+
+
+def _fraction(text: str) -> float:
+    """``0.9`` or ``90%`` -> 0.9 (argparse type)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in 0..1 (or 0%..100%)")
+    return value
 
 
 def _size(text: str) -> int:
@@ -391,33 +136,24 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-# ---------------------------------------------------------------------- parser
-
-
-def _common(p: argparse.ArgumentParser, *, fmt: bool = True) -> None:
-    p.add_argument("image", metavar="LAYOUT:REF")
+def _image_args(p: argparse.ArgumentParser, *, fmt: bool = True) -> None:
+    add_image(p)
     if fmt:
-        p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT]",
-        help="pick this platform when the ref is a multi-platform index",
-    )
+        add_format(p)
+    add_platform(p)
 
 
 _LAYER_ARG = "layer number (0 = bottom, -1 = top) or layer digest (or a unique prefix)"
 
 
-def register(add: Callable[..., Any]) -> None:
-    """Add this group's subcommands; ``add(name, handler, help, aliases=())``
-    returns the subparser, and handlers are called as ``handler(ns, console)``
-    (see ``oci_tools.cli.Console``: ``print``, ``note``, ``out``, ``err``)."""
+def register(add: Add) -> None:
+    """Add this group's subcommands."""
     sp = add(
         "layers",
         cmd_layers,
         "list an image's layers, bottom first, with what each adds, changes and removes",
     )
-    _common(sp)
+    _image_args(sp)
     sp.add_argument("--no-trunc", action="store_true", help="full digests and CREATED BY")
 
     sp = add("layer", None, "show or extract one layer of an image")
@@ -434,7 +170,7 @@ def register(add: Callable[..., Any]) -> None:
         "'->' marks a symlink target, '=>' a hardlink's.",
     )
     p.set_defaults(handler=cmd_layer_show)
-    _common(p)
+    _image_args(p)
     p.add_argument("layer", metavar="N|DIGEST", help=_LAYER_ARG)
     p.add_argument("--tree", action="store_true", help="print the entries as a tree")
 
@@ -447,7 +183,7 @@ def register(add: Callable[..., Any]) -> None:
         "copy of that file. After an error nothing is left behind.",
     )
     p.set_defaults(handler=cmd_layer_extract)
-    _common(p, fmt=False)
+    _image_args(p, fmt=False)
     p.add_argument("layer", metavar="N|DIGEST", help=_LAYER_ARG)
     p.add_argument("dir", metavar="DIR")
     p.add_argument(
@@ -461,7 +197,7 @@ def register(add: Callable[..., Any]) -> None:
         cmd_efficiency,
         "bytes that later layers overwrite or delete, and an efficiency score",
     )
-    _common(sp)
+    _image_args(sp)
     sp.add_argument(
         "--lowest-efficiency",
         type=_fraction,

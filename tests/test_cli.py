@@ -1,7 +1,9 @@
-"""init/new/tag/rm/ls/inspect/gc/validate through the CLI, and bad input."""
+"""The command line: layout commands (init/new/tag/rm/ls/inspect/gc/validate),
+help for every command, and bad input as one-line errors with exit 1 or 2."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -252,3 +254,39 @@ def test_unwritable_layout_is_one_line_error(lay: Path, tmp_path: Path) -> None:
     assert r.code == 1
     _one_line_error(r.err)
     assert cli("ls", "-q", str(lay)).out.split() == ["base"]
+
+
+# -- the CLI's own structure ---------------------------------------------------------
+
+_PKG = Path(__file__).resolve().parent.parent / "oci_tools"
+_SHARED = {"oci_tools.cli._common", "oci_tools.cli.tables"}
+
+
+def _cli_imports(path: Path) -> set[str]:
+    """The ``oci_tools.cli...`` modules a file imports (at any depth)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "oci_tools.cli":
+            found.update(f"oci_tools.cli.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("oci_tools.cli."):
+            found.add(str(node.module))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("oci_tools.cli"))
+    return found
+
+
+def test_command_modules_import_only_the_shared_cli_modules() -> None:
+    commands = {p.stem: p for p in (_PKG / "cli" / "commands").glob("*.py")}
+    assert set(commands) >= {"layout", "bundle", "views", "archive", "build", "layers"}
+    for name, path in commands.items():
+        assert _cli_imports(path) <= _SHARED, name
+    for shared in ("_common", "tables"):
+        assert _cli_imports(_PKG / "cli" / f"{shared}.py") <= _SHARED, shared
+
+
+def test_nothing_outside_cli_imports_cli() -> None:
+    for path in _PKG.rglob("*.py"):
+        rel = path.relative_to(_PKG)
+        if rel.parts[0] in ("cli", "__main__.py"):
+            continue
+        assert not _cli_imports(path), rel

@@ -1,0 +1,64 @@
+"""Archive commands: export, import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from oci_tools.cli._common import (
+    Add,
+    Console,
+    add_image,
+    add_platform,
+    image_arg,
+    open_or_init_layout,
+)
+
+
+def cmd_export(a: argparse.Namespace, c: Console) -> int:
+    """``export``: one image as an oci-archive or docker-archive (``-``: stdout)."""
+    from oci_tools.archive import export_image
+
+    lay, ref, plat = image_arg(a.image, a.platform)
+    if a.file == "-":
+        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
+        return 0
+    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat, name=a.name)
+    c.print(str(desc.digest))
+    return 0
+
+
+def cmd_import(a: argparse.Namespace, c: Console) -> int:
+    """``import``: an archive's images into a layout (``-``: stdin)."""
+    from oci_tools.archive import import_archive
+    from oci_tools.layout import split_image_ref
+
+    path, ref = split_image_ref(a.image, default=None)
+    src = sys.stdin.buffer if a.file == "-" else a.file
+    for name, desc in import_archive(src, open_or_init_layout(path), ref):
+        c.print(f"{name} {desc.digest}")
+    return 0
+
+
+def register(add: Add) -> None:
+    """Add this group's subcommands."""
+    sp = add(
+        "export",
+        cmd_export,
+        "write an image as one archive file that docker, podman, containerd and skopeo load",
+    )
+    add_image(sp)
+    sp.add_argument("file", metavar="FILE.tar", help="'-' for stdout")
+    sp.add_argument("--format", choices=["oci-archive", "docker-archive"], default="oci-archive")
+    sp.add_argument(
+        "--name",
+        metavar="NAME[:TAG]",
+        help="image name for docker/podman/containerd (default localhost/<layout-dir>:<ref>)",
+    )
+    add_platform(sp)
+
+    sp = add(
+        "import", cmd_import, "read an oci-archive or docker/podman save archive into a layout"
+    )
+    sp.add_argument("file", metavar="FILE.tar", help="'-' for stdin")
+    add_image(sp, "LAYOUT[:REF]")
