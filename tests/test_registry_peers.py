@@ -189,3 +189,40 @@ def test_docker_pulls_what_we_push_and_we_pull_what_it_pushes(
     got = Layout.open(str(tmp_path / "ours")).lookup("from-docker")
     assert got.media_type == mt.DOCKER_MANIFEST
     assert_valid_layout(tmp_path / "ours")
+
+
+def test_we_pull_what_buildah_pushes(tmp_path: Path, registry: Registry) -> None:
+    import subprocess
+    import tempfile
+
+    need_tool("buildah")
+    if os.geteuid() != 0:
+        pytest.skip("buildah with a private vfs store is run as root here")
+    short = Path(tempfile.mkdtemp(prefix="ocbh-"))  # buildah wants a short runroot
+    base = ["buildah", "--root", f"{short}/r", "--runroot", f"{short}/rr"]
+    base += ["--storage-driver", "vfs"]
+    try:
+        c = run(*base, "from", "scratch").stdout.strip()
+        (tmp_path / "hello").write_text("hello from buildah\n")
+        run(*base, "copy", c, str(tmp_path / "hello"), "/hello")
+        run(*base, "commit", "-q", c, "localhost/ocbh:v1")
+        dest = f"docker://{registry.host}/peer/buildah:v1"
+        digestfile = tmp_path / "digest"
+        run(
+            *base,
+            "push",
+            "--tls-verify=false",
+            "--digestfile",
+            str(digestfile),
+            "localhost/ocbh:v1",
+            dest,
+        )
+        pushed = digestfile.read_text().strip()
+    finally:
+        subprocess.run([*base, "rm", "-a"], capture_output=True, check=False)
+        subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True, check=False)
+        shutil.rmtree(short, ignore_errors=True)
+    r = cli("pull", dest, f"{tmp_path}/ours")
+    assert r.code == 0, r.err
+    assert r.out.strip() == pushed
+    assert_valid_layout(tmp_path / "ours")
