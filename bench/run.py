@@ -386,10 +386,11 @@ def ensure_views_layout(debian_layout: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     import io
 
-    from oci_tools.image import UNCOMPRESSED_SIZE, Image, append_history, empty_config, write_image
+    from oci_tools.image import UNCOMPRESSED_SIZE, Image
     from oci_tools.layer.entry import EntryType, TarEntry
     from oci_tools.layer.writer import write_layer
     from oci_tools.layout import Layout
+    from oci_tools.mutate import append_history, empty_config, write_image
     from oci_tools.spec import mediatype as mt
     from oci_tools.spec.model import Descriptor, History
 

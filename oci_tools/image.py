@@ -19,11 +19,11 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, UsageError
 from oci_tools.layout import Layout, Resolved
+from oci_tools.render import format_rfc3339
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, ImageConfig, Manifest, Platform
 
@@ -46,12 +46,11 @@ def source_date_epoch() -> int | None:
 
 
 def format_time(ts: float | _dt.datetime) -> str:
-    """RFC 3339 UTC with ``Z`` (seconds precision unless fractional)."""
+    """RFC 3339 UTC with ``Z`` (seconds precision unless fractional, then all
+    six microsecond digits, as the configs we write carry them).  A Unix time
+    or a datetime (a naive one is local time, as ``astimezone`` takes it)."""
     dt = ts if isinstance(ts, _dt.datetime) else _dt.datetime.fromtimestamp(ts, _dt.UTC)
-    dt = dt.astimezone(_dt.UTC)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(dt.astimezone(_dt.UTC), trim=False)
 
 
 def created_now(explicit: str | None = None) -> str:
@@ -233,60 +232,11 @@ class Image:
         )
 
 
-# ---------------------------------------------------------------------------
-# Names that moved to oci_tools.mutate (changing an image is mutate's job).
-# They stay importable from here while callers (build/, cli/, tests, bench)
-# still import them from oci_tools.image; drop this once none does.
-
-if TYPE_CHECKING:
-    from oci_tools.mutate import (
-        ConfigEdit,
-        append_history,
-        apply_config_edit,
-        edit_image,
-        empty_config,
-        new_image,
-        nop_created_by,
-        write_image,
-    )
-
-_MOVED_TO_MUTATE = frozenset(
-    {
-        "ConfigEdit",
-        "append_history",
-        "apply_config_edit",
-        "edit_image",
-        "empty_config",
-        "new_image",
-        "nop_created_by",
-        "write_image",
-    }
-)
-
-
-def __getattr__(name: str) -> object:
-    # PEP 562: resolved on first use, so importing image never imports mutate
-    # (mutate imports image; a top-level import back would be a cycle).
-    if name in _MOVED_TO_MUTATE:
-        from oci_tools import mutate
-
-        return getattr(mutate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "UNCOMPRESSED_SIZE",
-    "ConfigEdit",
     "Image",
     "Layer",
-    "append_history",
-    "apply_config_edit",
     "created_now",
-    "edit_image",
-    "empty_config",
     "format_time",
-    "new_image",
-    "nop_created_by",
     "source_date_epoch",
-    "write_image",
 ]

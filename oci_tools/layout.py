@@ -310,7 +310,7 @@ class Layout:
                 have = ", ".join(str(d.platform) for d in candidates if d.platform) or "none"
                 raise NotFoundError(
                     f"no manifest for platform {want} in index {desc.digest}",
-                    hint=f"available platforms: {have}; choose one with --platform",
+                    hint=f"available platforms: {have}; choose one of them",
                 )
             desc = pick[0]
         if desc.media_type not in mt.MANIFEST_TYPES:

@@ -379,21 +379,14 @@ def _copy_blob(src: Layout, dst: Layout, d: Descriptor) -> None:
 
 
 # ---------------------------------------------------------------------------
-# document-level helpers and whole operations, kept for existing callers
-# (build/ still edits config documents through these; it moves to the image
-# functions above, and then the dict-level ones go)
+# document-level helpers and whole operations, kept for existing callers:
+# the CLI (new_image, edit_image), and tests and bench that assemble test
+# images from config documents (empty_config, append_history, write_image)
 
 
 def append_history(doc: dict[str, Any], row: History) -> None:
     """Append a history row to a config document being built."""
     _append_row(doc, row)
-
-
-def apply_config_edit(doc: dict[str, Any], edit: ConfigEdit) -> list[str]:
-    """Apply ``edit`` to a config document in place; returns
-    ``edit.describe()`` (the texts for the history row's ``created_by``)."""
-    _apply_edit(doc, edit)
-    return edit.describe()
 
 
 def write_image(
@@ -454,7 +447,6 @@ __all__ = [
     "add_history",
     "append_history",
     "append_layer",
-    "apply_config_edit",
     "edit_config",
     "edit_image",
     "empty_config",

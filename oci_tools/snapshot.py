@@ -610,7 +610,9 @@ class Snapshot:
 
         def bad(problem: str) -> InvalidDocumentError:
             return InvalidDocumentError(
-                f"snapshot {path}", [problem], hint="recreate it (e.g. commit --refresh)"
+                f"snapshot {path}",
+                [problem],
+                hint="recreate it (a commit with refresh rewrites it)",
             )
 
         if len(data) < _HEAD.size:

@@ -196,7 +196,7 @@ def test_export_without_annotation_counts_uncompressed_size(tmp_path: Path) -> N
     tar = build_tar([])
     blob = gzip.compress(tar, mtime=0)
     dg = put_bytes(lay.store, blob)
-    from oci_tools.image import write_image
+    from oci_tools.mutate import write_image
 
     plat = host_platform()
     write_image(

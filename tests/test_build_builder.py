@@ -1,5 +1,6 @@
-"""The builder (``oci_tools.build.builder``): its dispatch table, options
-and the checks it makes before any work (no image needed)."""
+"""The builder (``oci_tools.build.builder``): its dispatch table, options,
+the checks it makes before any work, and how its metadata steps map onto the
+mutate API (no image or root needed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ import pytest
 from oci_tools.build import SUPPORTED, BuildError, BuildOptions, build, parse_build_args
 from oci_tools.build.builder import STEP_KEYWORDS
 from oci_tools.errors import NotFoundError, UsageError
+from oci_tools.image import Image, created_now
+from oci_tools.layout import Layout
+from oci_tools.mutate import (
+    ConfigEdit,
+    add_history,
+    edit_config,
+    empty_image,
+    nop_created_by,
+    set_created,
+)
+from oci_tools.spec.model import History
 
 
 def test_every_parsed_keyword_has_a_step() -> None:
@@ -32,7 +44,7 @@ def test_parse_build_args() -> None:
     [
         (BuildOptions(runtime="docker"), "--runtime 'docker'"),
         (BuildOptions(network="bridge"), "--network 'bridge'"),
-        (BuildOptions(compress="lz4"), "--compress 'lz4'"),
+        (BuildOptions(compress="lz4"), "layer compression 'lz4'"),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, opts: BuildOptions, what: str) -> None:
@@ -69,3 +81,63 @@ def test_structure_is_checked_before_any_step(
         )
     assert ei.value.line == line and what in ei.value.reason
     assert log == []  # not one step ran
+
+
+# ---------------------------------------------------------------------------
+# every step is a mutate operation; tags only at the end
+
+META_DOCKERFILE = """\
+FROM scratch
+ENV A=1
+USER app
+CMD ["run"]
+"""
+
+
+def test_metadata_steps_are_the_mutate_operations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A metadata-only build gives, step for step, the images that mutate's
+    edit_config + add_history + set_created give (same digests)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    (tmp_path / "Dockerfile").write_text(META_DOCKERFILE)
+    lay_path = str(tmp_path / "lay")
+    log: list[str] = []
+    res = build(
+        lay_path,
+        BuildOptions(context=str(tmp_path), runtime="none", tags=("app",)),
+        log=log.append,
+    )
+    lay = Layout.open(lay_path)
+    when = created_now()
+    img = empty_image(lay)
+    states = [img]
+    for text, edit in [
+        ("ENV A=1", ConfigEdit(env=("A=1",))),
+        ("USER app", ConfigEdit(user="app")),
+        ('CMD ["run"]', ConfigEdit(cmd=["run"])),
+    ]:
+        img = edit_config(img, edit)
+        row = History(created=when, created_by=nop_created_by([text]), empty_layer=True)
+        img = set_created(add_history(img, row), when)
+        states.append(img)
+    ids = [line.removeprefix(" ---> ") for line in log if line.startswith(" ---> ")]
+    assert ids == [s.digest.short for s in states]
+    assert res.descriptor.digest == img.digest
+    assert Image.load(lay, "app").config.raw == img.config.raw
+
+
+def test_only_the_tags_are_refs_and_a_failed_build_keeps_them(tmp_path: Path) -> None:
+    """Intermediate states are untagged images (no private ref is ever
+    written); a build that fails part-way changes no ref."""
+    (tmp_path / "Dockerfile").write_text(META_DOCKERFILE)
+    lay_path = str(tmp_path / "lay")
+    first = build(lay_path, BuildOptions(context=str(tmp_path), runtime="none", tags=("app",)))
+    lay = Layout.open(lay_path)
+    assert [r for r, _ in lay.refs()] == ["app"]
+    (tmp_path / "Dockerfile").write_text(META_DOCKERFILE + "ENV B=2\nEXPOSE 99999\n")
+    with pytest.raises(BuildError, match="exposed port"):
+        build(lay_path, BuildOptions(context=str(tmp_path), runtime="none", tags=("app", "new")))
+    lay = Layout.open(lay_path)
+    assert [r for r, _ in lay.refs()] == ["app"]
+    assert lay.lookup("app").digest == first.descriptor.digest

@@ -12,8 +12,8 @@ from oci_tools.build import CACHE_KEY_ANNOTATION, CACHE_ROOT
 from oci_tools.build import cache as cache_mod
 from oci_tools.build.cache import Cache, cache_key
 from oci_tools.digest import Digest
-from oci_tools.image import write_image
 from oci_tools.layout import Layout
+from oci_tools.mutate import write_image
 from oci_tools.spec.model import Descriptor
 
 P1 = Digest.parse("sha256:" + "1" * 64)

@@ -9,8 +9,8 @@ from pathlib import Path
 from helpers import cli
 from verify import assert_valid_layout
 
-from oci_tools.image import empty_config, write_image
 from oci_tools.layout import Layout, host_platform
+from oci_tools.mutate import empty_config, write_image
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, Index, Platform
 from oci_tools.store import put_bytes

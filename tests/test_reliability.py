@@ -17,7 +17,7 @@ from oci_tools.layout import Layout
 WRITER = r"""
 import os, sys
 from oci_tools.layout import Layout
-from oci_tools.image import new_image
+from oci_tools.mutate import new_image
 from oci_tools.store import put_bytes
 lay = Layout.open(sys.argv[1])
 prefix = sys.argv[2]
@@ -61,7 +61,7 @@ def test_sigkill_never_corrupts_layout(tmp_path: Path) -> None:
 
 def test_two_processes_tagging_at_once_both_win(tmp_path: Path) -> None:
     p = str(tmp_path / "lay")
-    from oci_tools.image import new_image
+    from oci_tools.mutate import new_image
 
     new_image(Layout.init(p), "base")
     procs = [subprocess.Popen([sys.executable, "-c", TAGGER, p, who]) for who in ("a", "b")]

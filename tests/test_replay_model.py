@@ -21,7 +21,8 @@ from oci_tools.apply import ApplyOptions, apply_layer
 from oci_tools.digest import Digest
 from oci_tools.errors import UnsafeLayerError
 from oci_tools.layer.reader import iter_entries
-from oci_tools.views.layers import IndexEntry, LayerIndex, _Replay
+from oci_tools.views.layers import IndexEntry, LayerIndex
+from oci_tools.views.layers.replay import Replay
 
 NAMES = ["a", "b", "c", "a/b", "a/c", "b/a", "b/c", "c/a", "a/b/c", "b/a/c", "c/a/b"]
 TARGETS = ["a", "b", "c", "a/b", "../a", "/b", "../../c", ".", "/", "b/../a"]
@@ -59,7 +60,7 @@ def _disk(root: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _model(replay: _Replay, sizes: dict[str, int]) -> dict[str, tuple[str, int]]:
+def _model(replay: Replay, sizes: dict[str, int]) -> dict[str, tuple[str, int]]:
     out: dict[str, tuple[str, int]] = {}
     for p, node in replay.tree.nodes.items():
         if not p:
@@ -90,7 +91,7 @@ def test_replay_matches_apply(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     root = tmp_path / "rootfs"
     root.mkdir()
-    replay = _Replay()
+    replay = Replay()
     before: dict[str, tuple[str, int]] = {}
     li = 0
     for _ in range(12):  # layers tried; the ones apply refuses are dropped

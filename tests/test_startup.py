@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from oci_tools.cli.app import SkippedParser, build_parser, command_word, main
-from oci_tools.image import Image, new_image
+from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.mutate import new_image
 from oci_tools.spec.model import Platform
 from oci_tools.views import disk_usage, image_rows, tagged_images
 

@@ -8,9 +8,15 @@ image state into a new one, written to the layout as an image with no ref
 * metadata steps (ENV, ARG, EXPOSE, CMD, ...) change the config only and add
   an ``empty_layer`` row ``/bin/sh -c #(nop)  ENV K=V``;
 * file steps (COPY, ADD, RUN, WORKDIR) change one working bundle and commit it
-  exactly as ``oci-tools commit`` does (``bundle.commit``), then ``refresh`` it
-  so the next step diffs against the new state.  The bundle is unpacked once,
-  lazily, at the first file step that is not cached.
+  exactly as ``oci-tools commit`` does (``bundle.commit``, untagged), then
+  ``refresh`` it so the next step diffs against the new state.  The bundle is
+  unpacked once, lazily, at the first file step that is not cached.
+
+Every state is an ``Image`` value: a step derives the next one with
+``oci_tools.mutate`` (``edit_config``, ``add_history``, ``set_created``;
+``bundle.commit`` does ``append_layer``) and writes it with ``mutate.write``.
+Nothing is tagged until the whole build succeeded; then ``Layout.set_ref``
+points every ``-t`` tag at the last state.
 
 COPY and ADD never write into the rootfs themselves: they turn the context
 files into a tar stream and apply it with ``apply.apply_layer``, so every path
@@ -40,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, NoReturn, cast
+from typing import BinaryIO, NoReturn, cast
 
 from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
 from oci_tools.archive import import_archive
@@ -68,53 +74,25 @@ from oci_tools.compression import CODECS, Writable
 from oci_tools.digest import Digest
 from oci_tools.errors import BuildError, NotFoundError, OCIToolsError, RunFailedError, UsageError
 from oci_tools.fsutil import BUILD, private_path, remove_tree, write_json
-from oci_tools.image import (
-    ConfigEdit,
-    Image,
-    append_history,
-    apply_config_edit,
-    created_now,
-    nop_created_by,
-    write_image,
-)
+from oci_tools.image import Image, created_now
 from oci_tools.layer.entry import EntryType, TarEntry
 from oci_tools.layer.writer import write_layer
-from oci_tools.layout import Layout, check_ref, host_platform, split_image_ref
-from oci_tools.spec.model import Descriptor, History, ImageConfig
+from oci_tools.layout import Layout, check_ref, split_image_ref
+from oci_tools.mutate import (
+    ConfigEdit,
+    add_history,
+    edit_config,
+    empty_image,
+    nop_created_by,
+    set_created,
+    write,
+)
+from oci_tools.spec.model import Descriptor, History
 from oci_tools.spec.runtime import resolve_user
-from oci_tools.store import put_stream
 
 #: The shell of RUN/CMD/ENTRYPOINT's shell form until a SHELL instruction.
 DEFAULT_SHELL = ("/bin/sh", "-c")
-#: A ref that exists only inside one build (not valid ref grammar, so it can
-#: never collide with, or be written as, a real ref).
-_PRIVATE_REF = ".build"
 _NETWORKS = ("none", "host")
-
-
-# ---------------------------------------------------------------------------
-# a layout view with one in-process ref
-
-
-class _BuildLayout(Layout):
-    """The target layout, where the private ref ``.build`` names the state
-    being built without ever being written to index.json: ``bundle.unpack``
-    takes a ref to unpack, and ``bundle.commit`` tags its result; through this
-    view both work on untagged intermediate states."""
-
-    pinned: Descriptor | None = None
-
-    def lookup(self, ref: str) -> Descriptor:
-        if ref == _PRIVATE_REF:
-            assert self.pinned is not None
-            return self.pinned
-        return super().lookup(ref)
-
-    def set_ref(self, ref: str, desc: Descriptor) -> None:
-        if ref == _PRIVATE_REF:
-            self.pinned = desc
-            return
-        super().set_ref(ref, desc)
 
 
 # ---------------------------------------------------------------------------
@@ -186,7 +164,7 @@ class _WorkingBundle:
     unpacked once, at the first file step not found in the cache, then kept
     in step with the state being built."""
 
-    def __init__(self, layout: _BuildLayout, *, rootless: bool) -> None:
+    def __init__(self, layout: Layout, *, rootless: bool) -> None:
         self.lay = layout
         self.rootless = rootless
         self.tmp: str | None = None
@@ -208,8 +186,7 @@ class _WorkingBundle:
         it (unpacked or re-based as needed)."""
         path = os.path.join(self.workdir(), "bundle")
         if self.bundle_layers != img.config.diff_ids:
-            self.lay.pinned = img.descriptor
-            unpack(self.lay, _PRIVATE_REF, path, rootless=self.rootless, force=True)
+            unpack(self.lay, img, path, rootless=self.rootless, force=True)
             self.bundle_layers = img.config.diff_ids
         elif self.bundle_base != img.descriptor.digest:
             # Same files, newer config (metadata steps ran since): re-point the
@@ -264,7 +241,7 @@ class _Builder:
 
     def __init__(
         self,
-        layout: _BuildLayout,
+        layout: Layout,
         dockerfile: Dockerfile,
         opts: BuildOptions,
         log: Callable[[str], None],
@@ -364,27 +341,21 @@ class _Builder:
 
     # -- metadata steps -----------------------------------------------------------
 
-    def meta(self, text: str, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def meta(self, text: str, edit: ConfigEdit | None = None) -> None:
+        """A metadata step: ``edit`` (if any) applied to the config, plus an
+        ``empty_layer`` history row ``/bin/sh -c #(nop)  TEXT``."""
         created_by = nop_created_by([text])
         key = self.key("meta", created_by)
         if self.cached_step(key):
             return
-        doc = self.img.config.as_dict()
-        if edit is not None:
-            edit(doc)
+        img = self.img if edit is None else edit_config(self.img, edit)
         when = created_now()
-        append_history(doc, History(created=when, created_by=created_by, empty_layer=True))
-        doc["created"] = when
+        img = add_history(img, History(created=when, created_by=created_by, empty_layer=True))
+        img = set_created(img, when)
         with self.lay.lock():
-            desc = write_image(self.lay, doc, list(self.img.layers))
+            desc = write(self.lay, img)
             self.cache.put(key, desc)
         self.advance(desc)
-
-    def edit(self, ed: ConfigEdit) -> Callable[[dict[str, Any]], None]:
-        def run(doc: dict[str, Any]) -> None:
-            apply_config_edit(doc, ed)
-
-        return run
 
     def pairs(self, ins: Instruction) -> list[tuple[str, str]]:
         """``K=V ...`` (or the legacy ``K V``) of ENV and LABEL; every value
@@ -412,15 +383,15 @@ class _Builder:
     def do_env(self, ins: Instruction) -> None:
         pairs = self.pairs(ins)
         items = tuple(f"{k}={v}" for k, v in pairs)
-        self.meta("ENV " + " ".join(items), self.edit(ConfigEdit(env=items)))
+        self.meta("ENV " + " ".join(items), ConfigEdit(env=items))
 
     def do_label(self, ins: Instruction) -> None:
         pairs = self.pairs(ins)
         items = tuple(f"{k}={v}" for k, v in pairs)
-        self.meta("LABEL " + " ".join(items), self.edit(ConfigEdit(labels=items)))
+        self.meta("LABEL " + " ".join(items), ConfigEdit(labels=items))
 
     def do_maintainer(self, ins: Instruction) -> None:
-        self.meta(f"MAINTAINER {ins.args}", self.edit(ConfigEdit(author=ins.args)))
+        self.meta(f"MAINTAINER {ins.args}", ConfigEdit(author=ins.args))
 
     def do_arg(self, ins: Instruction) -> None:
         spans = self.lexer.spans(ins.args)
@@ -457,13 +428,13 @@ class _Builder:
         user = self.lexer.word(ins.args, self.env())
         if not user:
             self.fail(ins, "USER needs a user name or id")
-        self.meta(f"USER {user}", self.edit(ConfigEdit(user=user)))
+        self.meta(f"USER {user}", ConfigEdit(user=user))
 
     def do_expose(self, ins: Instruction) -> None:
         ports = self.lexer.words(ins.args, self.env())
         if not ports:
             self.fail(ins, "EXPOSE needs at least one port")
-        self.meta("EXPOSE " + " ".join(ports), self.edit(ConfigEdit(expose=tuple(ports))))
+        self.meta("EXPOSE " + " ".join(ports), ConfigEdit(expose=tuple(ports)))
 
     def do_volume(self, ins: Instruction) -> None:
         env = self.env()
@@ -473,13 +444,13 @@ class _Builder:
             vols = self.lexer.words(ins.args, env)
         if not vols or not all(vols):
             self.fail(ins, "VOLUME needs at least one non-empty path")
-        self.meta("VOLUME [" + " ".join(vols) + "]", self.edit(ConfigEdit(volumes=tuple(vols))))
+        self.meta("VOLUME [" + " ".join(vols) + "]", ConfigEdit(volumes=tuple(vols)))
 
     def do_stopsignal(self, ins: Instruction) -> None:
         sig = self.lexer.word(ins.args, self.env())
         if not sig:
             self.fail(ins, "STOPSIGNAL needs a signal")
-        self.meta(f"STOPSIGNAL {sig}", self.edit(ConfigEdit(stop_signal=sig)))
+        self.meta(f"STOPSIGNAL {sig}", ConfigEdit(stop_signal=sig))
 
     def command(self, ins: Instruction) -> list[str]:
         if ins.exec_form is not None:
@@ -491,13 +462,13 @@ class _Builder:
     def do_cmd(self, ins: Instruction) -> None:
         cmd = self.command(ins)
         self.cmd_set = True
-        self.meta("CMD " + _docker_list(cmd), self.edit(ConfigEdit(cmd=cmd)))
+        self.meta("CMD " + _docker_list(cmd), ConfigEdit(cmd=cmd))
 
     def do_entrypoint(self, ins: Instruction) -> None:
         ep = self.command(ins)
         # As Docker: a new ENTRYPOINT drops a CMD inherited from the base image.
         ed = ConfigEdit(entrypoint=ep, clear_cmd=not self.cmd_set)
-        self.meta("ENTRYPOINT " + _docker_list(ep), self.edit(ed))
+        self.meta("ENTRYPOINT " + _docker_list(ep), ed)
 
     def do_shell(self, ins: Instruction) -> None:
         assert ins.exec_form is not None
@@ -524,15 +495,11 @@ class _Builder:
     def base(self, src: str) -> Descriptor:
         """The manifest descriptor of the FROM image, in the target layout."""
         if src == "scratch":
-            p = host_platform()
-            doc: dict[str, Any] = {"architecture": p.architecture, "os": p.os}
-            if p.variant:
-                doc["variant"] = p.variant
-            # No "created": the same empty start state in every build, so the
-            # cache keys of the steps on top of it stay stable.
-            doc.update(config={}, rootfs={"type": "layers", "diff_ids": []}, history=[])
+            # No "created" (empty_image adds none): the same empty start state
+            # in every build, so the cache keys of the steps on top of it stay
+            # stable.
             with self.lay.lock():
-                desc = write_image(self.lay, doc, [])
+                desc = write(self.lay, empty_image(self.lay))
                 self.cache.put("from:" + str(desc.digest), desc)
             return desc
         if os.path.isfile(src):
@@ -551,18 +518,12 @@ class _Builder:
         already here are not copied again: same digest, stored once)."""
         img = Image.load(other, ref)
         img.check_consistent()
-        assert img.manifest.config is not None
         with self.lay.lock():
-            for d in [img.descriptor, img.manifest.config, *img.layers]:
-                if self.lay.store.has(d.digest):
-                    continue
-                r = other.store.open(d.digest, d.size)
-                try:
-                    put_stream(self.lay.store, cast(BinaryIO, r), d.digest, d.size)
-                finally:
-                    r.close()
-            self.cache.put("from:" + str(img.descriptor.digest), img.descriptor)
-        return img.descriptor
+            # The manifest and config as stored (same digests), and every
+            # layer blob not here yet, copied from ``other`` and verified.
+            desc = write(self.lay, img)
+            self.cache.put("from:" + str(desc.digest), desc)
+        return desc
 
     def from_archive(self, path: str) -> Descriptor:
         tmp = Layout.init(os.path.join(self.work.workdir(), "from-archive"))
@@ -580,7 +541,7 @@ class _Builder:
         key: str,
         created_by: str,
         change: Callable[[str], None],
-        edit: Callable[[dict[str, Any]], None] | None = None,
+        edit: ConfigEdit | None = None,
     ) -> None:
         """Run ``change(bundle)``, commit what it changed as one layer (an
         ``empty_layer`` row when nothing changed), then apply ``edit`` to the
@@ -589,12 +550,10 @@ class _Builder:
         change(bundle)
         opts = CommitOptions(compress=self.opts.compress, created_by=created_by, allow_empty=True)
         with self.lay.lock():
-            desc = commit(bundle, self.lay, _PRIVATE_REF, opts).descriptor
+            # Untagged: the new state is named by its descriptor alone.
+            desc = commit(bundle, self.lay, None, opts).descriptor
             if edit is not None:
-                img = Image.from_descriptor(self.lay, desc)
-                doc = img.config.as_dict()
-                edit(doc)
-                desc = write_image(self.lay, doc, list(img.layers))
+                desc = write(self.lay, edit_config(Image.from_descriptor(self.lay, desc), edit))
             self.cache.put(key, desc)
         refresh(bundle, self.lay, desc, None)
         self.advance(desc)
@@ -616,7 +575,7 @@ class _Builder:
             key,
             created_by,
             lambda b: self.work.mkdir(os.path.join(b, "rootfs"), new),
-            self.edit(ConfigEdit(workdir=new)),
+            ConfigEdit(workdir=new),
         )
 
     def do_run(self, ins: Instruction) -> None:
@@ -638,12 +597,14 @@ class _Builder:
         build args), WorkingDir and User; RunFailedError when it fails."""
         runtime = select_runtime(self.opts.runtime)
         rootfs = os.path.join(bundle, "rootfs")
-        doc = self.img.config.as_dict()
-        conf = doc.setdefault("config", {})
-        conf["Env"] = [*build_env, *(conf.get("Env") or [])]
         host_net = self.opts.network == "host"
         spec = run_spec(
-            ImageConfig.from_dict(doc), rootfs, argv, rootless=self.rootless, network_host=host_net
+            self.img.config,
+            rootfs,
+            argv,
+            rootless=self.rootless,
+            network_host=host_net,
+            build_env=build_env,
         )
         # As runc would, but visible to the diff.
         self.work.mkdir(rootfs, spec["process"]["cwd"])
@@ -802,7 +763,7 @@ def build(
     if opts.network not in _NETWORKS:
         raise UsageError(f"--network {opts.network!r}: choose one of {', '.join(_NETWORKS)}")
     if opts.compress not in (*CODECS, "auto"):
-        raise UsageError(f"--compress {opts.compress!r}: choose gzip, zstd, none or auto")
+        raise UsageError(f"layer compression {opts.compress!r}: choose gzip, zstd, none or auto")
     for t in opts.tags:
         check_ref(t)
     say = log or (lambda _s: None)
@@ -813,15 +774,13 @@ def build(
     except FileNotFoundError:
         raise NotFoundError(f"no Dockerfile at {df_path}", hint="use -f PATH") from None
     dockerfile = parse_dockerfile(text, df_path)
-    if os.path.exists(layout_path):
-        lay = _BuildLayout.open(layout_path)
-    else:
-        lay = _BuildLayout.init(layout_path)
-    assert isinstance(lay, _BuildLayout)
+    lay = Layout.open(layout_path) if os.path.exists(layout_path) else Layout.init(layout_path)
     builder = _Builder(lay, dockerfile, opts, say, output)
     builder.check()
     try:
         img = builder.run()
+        # Every state is already written; tagging is the last step, so a
+        # failed build leaves the layout's refs as they were.
         for t in opts.tags:
             lay.set_ref(t, img.descriptor)
     finally:

@@ -181,16 +181,19 @@ def run_spec(
     *,
     rootless: bool,
     network_host: bool,
+    build_env: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The runtime spec (``config.json``) that runs ``args`` in ``rootfs`` with
     ``config``'s Env, WorkingDir and User (looked up in the rootfs's passwd and
-    group files) and Docker's default capabilities."""
+    group files) and Docker's default capabilities.  ``build_env``
+    (``K=V`` items: the build args a RUN step sees) come before the Env."""
     spec = runtime_config(
         config,
         lambda p: read_file_in_root(rootfs, p),
         rootless=rootless,
         args=list(args),
         network_host=network_host,
+        extra_env=build_env,
     )
     proc = spec["process"]
     proc["capabilities"] = {k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")}

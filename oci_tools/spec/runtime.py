@@ -12,7 +12,7 @@ resolve paths inside the rootfs (never following a symlink out of it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,12 +214,14 @@ def runtime_config(
     rootless: bool = False,
     args: list[str] | None = None,
     network_host: bool = False,
+    extra_env: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The runtime-spec ``config.json`` for a bundle of image ``cfg``."""
+    """The runtime-spec ``config.json`` for a bundle of image ``cfg``;
+    ``extra_env`` items go before the image's Env (as if listed first in it)."""
     spec = _template(terminal)
     proc = spec["process"]
     c: Mapping[str, Any] = cfg.config or {}
-    env = [e for e in (c.get("Env") or []) if isinstance(e, str)]
+    env = [*extra_env, *(e for e in (c.get("Env") or []) if isinstance(e, str))]
     proc["env"] = _merge_env(proc["env"], env)
     entry = list(c.get("Entrypoint") or [])
     cmd = list(c.get("Cmd") or [])

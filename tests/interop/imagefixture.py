@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from oci_tools.image import UNCOMPRESSED_SIZE, write_image
+from oci_tools.image import UNCOMPRESSED_SIZE
 from oci_tools.layout import Layout, host_platform
+from oci_tools.mutate import write_image
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor
 from oci_tools.store import put_bytes

@@ -91,8 +91,9 @@ def _json_list(text: str | None, flag: str) -> list[str] | None:
 
 def cmd_config(a: argparse.Namespace, c: Console) -> int:
     """``config``: edit an image's config (a new image, tagged REF or --to)."""
-    from oci_tools.image import ConfigEdit, Image, edit_image
+    from oci_tools.image import Image
     from oci_tools.layout import check_ref
+    from oci_tools.mutate import ConfigEdit, edit_image
 
     lay, ref, plat = image_arg(a.image, a.platform)
     img = Image.load(lay, ref, plat)

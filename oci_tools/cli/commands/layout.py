@@ -34,8 +34,8 @@ def cmd_init(a: argparse.Namespace, c: Console) -> int:
 
 def cmd_new(a: argparse.Namespace, c: Console) -> int:
     """``new``: an empty image, tagged (the layout is created when missing)."""
-    from oci_tools.image import new_image
     from oci_tools.layout import split_image_ref
+    from oci_tools.mutate import new_image
 
     path, ref = split_image_ref(a.image)
     assert ref is not None  # split_image_ref defaults REF to "latest"
