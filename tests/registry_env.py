@@ -219,6 +219,7 @@ def run_token_server(tmp: Path, users: dict[str, str]) -> Iterator[TokenServer]:
     )
     kid = libtrust_key_id(spki)
     ts = TokenServer(free_port(), cert_path, users)
+    refresh_tokens: dict[str, str] = {f"refresh-{u}": u for u in users}
 
     def sign(claims: dict[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "ES256", "kid": kid}
@@ -233,6 +234,18 @@ def run_token_server(tmp: Path, users: dict[str, str]) -> Iterator[TokenServer]:
         def log_message(self, *args: Any) -> None:
             pass
 
+        def do_POST(self) -> None:
+            """OAuth2 refresh-token grant (an identity token from a login)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            user = refresh_tokens.get((form.get("refresh_token") or [""])[0])
+            if form.get("grant_type") != ["refresh_token"] or user is None:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._grant(form, user, "POST")
+
         def do_GET(self) -> None:
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             auth = self.headers.get("Authorization", "")
@@ -244,7 +257,14 @@ def run_token_server(tmp: Path, users: dict[str, str]) -> Iterator[TokenServer]:
                     self.end_headers()
                     return
                 user = u
-            ts.requests.append({"scope": q.get("scope", []), "user": user, "auth": bool(auth)})
+            self._grant(q, user, "GET", bool(auth))
+
+        def _grant(
+            self, q: dict[str, list[str]], user: str, method: str, auth: bool = True
+        ) -> None:
+            ts.requests.append(
+                {"scope": q.get("scope", []), "user": user, "auth": auth, "method": method}
+            )
             access = []
             for scope in q.get("scope", []):
                 for part in scope.split(" "):

@@ -200,3 +200,26 @@ def test_skopeo_reads_with_our_auth_file(tmp_path: Path, basic_registry: Registr
         f"docker://{host}/t/sk:v1",
     )
     assert p.stdout.encode().rstrip(b"\n") == src.read_blob(src.lookup("v1"))
+
+
+def test_identity_token_uses_the_oauth2_refresh_grant(
+    tmp_path: Path, token_setup: tuple[Registry, TokenServer]
+) -> None:
+    """An auth file entry with an identity token (what a Docker login to an
+    OAuth2 registry stores) is exchanged with a POSTed refresh-token grant."""
+    import base64
+
+    reg, ts = token_setup
+    authfile = tmp_path / "config.json"
+    entry = {"auth": base64.b64encode(b"alice:").decode(), "identitytoken": f"refresh-{USER}"}
+    authfile.write_text(json.dumps({"auths": {reg.host: entry}}))
+    _image(tmp_path)
+    ts.requests.clear()
+    r = cli("push", "--authfile", str(authfile), f"{tmp_path}/src:v1", f"{reg.host}/t/oauth:v1")
+    assert r.code == 0, r.err
+    assert ts.requests and all(q["method"] == "POST" for q in ts.requests)
+    assert all(q["user"] == USER for q in ts.requests)
+    entry["identitytoken"] = "refresh-unknown"
+    authfile.write_text(json.dumps({"auths": {reg.host: entry}}))
+    r = cli("pull", "--authfile", str(authfile), f"{reg.host}/t/oauth:v1", f"{tmp_path}/d")
+    assert r.code == 1 and "refresh-unknown" not in r.err
