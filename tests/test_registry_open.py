@@ -192,6 +192,7 @@ def test_copy_transports(tmp_path: Path, registry: Registry) -> None:
         assert r.out.strip() == want, (a, b)
     assert Layout.open(str(tmp_path / "back")).lookup("z").digest == src.lookup("v1").digest
     assert_valid_layout(tmp_path / "back")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".oci-tools-copy-")]
 
 
 def test_errors_are_one_line(tmp_path: Path, registry: Registry) -> None:

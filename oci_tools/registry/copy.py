@@ -4,8 +4,10 @@
 * ``oci:LAYOUT[:REF]`` — an image layout (REF defaults to ``latest``);
 * ``oci-archive:FILE`` — an archive written/read by :mod:`oci_tools.archive`.
 
-An archive goes through a private temporary layout (removed afterwards);
-registry → registry never touches the disk.
+An archive goes through a private temporary layout, removed afterwards: beside
+the destination when it is a local file or layout (nothing is written outside
+the target's directory), in ``$TMPDIR`` when the destination is a registry.
+Registry → registry never touches the disk.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ def copy(
             progress=progress,
         )
         return str(dg)
-    work = tempfile.mkdtemp(prefix="oci-tools-copy-")
+    near = None
+    if dst.kind != "docker":
+        near = os.path.dirname(os.path.abspath(dst.path)) or "."
+        os.makedirs(near, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".oci-tools-copy-", dir=near)
     try:
         # Bring the source into a layout (the user's own, or a private one).
         if src.kind == "oci":
