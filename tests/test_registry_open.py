@@ -424,3 +424,33 @@ def test_docker_manifest_list_round_trip(tmp_path: Path, proxy: FaultProxy) -> N
     one = Layout.open(str(tmp_path / "one")).lookup("1")
     assert one.digest == b.digest and one.media_type == mt.DOCKER_MANIFEST
     assert_valid_layout(tmp_path / "all")
+
+
+def test_copy_index_between_repositories(tmp_path: Path, registry: Registry) -> None:
+    """``copy --all-platforms`` moves an index with every manifest (digest
+    unchanged); without it, only this platform's manifest."""
+    src = Layout.init(str(tmp_path / "src"))
+    amd = make_image(src, None, [b"amd64 copy"], arch="amd64")
+    arm = make_image(src, None, [b"arm64 copy"], arch="arm64")
+    idx = make_index(src, "multi", [amd, arm])
+    assert cli("push", f"{tmp_path}/src:multi", f"{registry.host}/t/cidx:1").code == 0
+    r = cli(
+        "copy",
+        "--all-platforms",
+        f"docker://{registry.host}/t/cidx:1",
+        f"docker://{registry.host}/t/cidx-all:1",
+    )
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(idx.digest)
+    r = cli(
+        "copy",
+        "--platform",
+        "linux/arm64",
+        f"docker://{registry.host}/t/cidx:1",
+        f"docker://{registry.host}/t/cidx-arm:1",
+    )
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(arm.digest)
+    r = cli("pull", "--all-platforms", f"{registry.host}/t/cidx-all:1", f"{tmp_path}/back")
+    assert r.code == 0, r.err
+    assert_valid_layout(tmp_path / "back")
