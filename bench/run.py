@@ -27,7 +27,7 @@ Environment:
   BENCH_QUICK=1     smoke run: small inputs (10k files, 256 MiB file), one
                     round; results go to bench/cache/results-quick.json
   BENCH_ONLY=a,b    only these groups of cases: debian, small, big, views,
-                    containers
+                    containers, registry
 
 Children run without PYTHONDONTWRITEBYTECODE, as an installed tool would:
 the warm-up round leaves .pyc files behind like ``pip install`` does.
@@ -1035,12 +1035,269 @@ def case_containers() -> None:
     _unmount_under(w)
 
 
+# ------------------------------------------------------------------ registry
+
+
+@dataclass
+class LocalRegistry:
+    """docker-registry on a loopback port, storage under the work dir."""
+
+    host: str
+    proc: subprocess.Popen[bytes]
+
+
+def start_registry(root: Path) -> LocalRegistry:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "storage")}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "bench"},
+    }
+    (root / "config.yml").write_text(json.dumps(cfg))
+    log_f = open(root / "registry.log", "wb")  # noqa: SIM115 - lives as long as the registry
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(root / "config.yml")], stdout=log_f, stderr=log_f
+    )
+    import socket as _s
+
+    for _ in range(200):
+        try:
+            with _s.create_connection(("127.0.0.1", port), 0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    return LocalRegistry(f"127.0.0.1:{port}", proc)
+
+
+def ensure_five_layer_image() -> Path:
+    """Five gzip layers of ~20 MB of mixed data each (made once)."""
+    layout = CACHE / "five.oci"
+    if (layout / ".bench-ready").exists():
+        return layout
+    rm(layout)
+    oci("new", f"{layout}:empty")
+    b = WORK / "prep-five"
+    rm(b)
+    oci("unpack", f"{layout}:empty", b)
+    rng = random.Random(5)
+    ref = "empty"
+    for i in range(5):
+        d = b / "rootfs" / f"part{i}"
+        d.mkdir(parents=True)
+        for j in range(20):
+            data = rng.randbytes(512 << 10) + (b"text line %d\n" % j) * 20000
+            (d / f"f{j}.bin").write_bytes(data)
+        oci("commit", "--refresh", b, f"{layout}:five{i}")
+        ref = f"five{i}"
+    oci("tag", f"{layout}:{ref}", "five")
+    rm(b)
+    (layout / ".bench-ready").write_text("ok\n")
+    return layout
+
+
+def _blob_bytes(layout: Path, ref: str) -> int:
+    return sum(size for _, size in layers_of(layout, ref))
+
+
+def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> None:
+    """The pull, push and copy groups for one image."""
+    sk = ["skopeo", "--insecure-policy", "copy", "-q"]
+    no_tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+    src = f"docker://{host}/bench/{name}:src"
+    oci("push", "-q", f"{layout}:{ref}", src)
+    size = _blob_bytes(layout, ref)
+    top = max(layers_of(layout, ref), key=lambda t: t[1])[0].name
+    out = w / "out"
+
+    def fresh(rnd: int, key: str = "") -> None:
+        rm(out)
+        out.mkdir(parents=True)  # skopeo wants the parent of oci:DIR to exist
+
+    g = run_group(
+        Group(
+            f"registry-pull-{name}",
+            f"pull {name} ({size / 1e6:.0f} MB of blobs) from a loopback registry",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools pull",
+                    lambda r: [OCI, "pull", "-q", src, f"{out}/ours{r}:x"],
+                    fresh,
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy docker:// oci:",
+                    lambda r: [*sk, *no_tls, src, f"oci:{out}/sk{r}:x"],
+                    fresh,
+                ),
+                Variant(
+                    "curl",
+                    "curl of the biggest blob (loopback limit)",
+                    [
+                        "curl",
+                        "-sf",
+                        "-o",
+                        "/dev/null",
+                        f"http://{host}/v2/bench/{name}/blobs/sha256:{top}",
+                    ],
+                ),
+            ],
+        )
+    )
+    g.notes["blob_bytes"] = size
+    # Uploads for real: a fresh registry for every run, so neither tool can
+    # mount what it pushed before (skopeo's blob-info cache, our layout's
+    # record of blob sources).
+    fresh_reg: dict[str, LocalRegistry] = {}
+
+    def new_registry(rnd: int) -> None:
+        old = fresh_reg.pop("r", None)
+        if old is not None:
+            old.proc.terminate()
+            old.proc.wait()
+        rm(w / "fresh")
+        fresh_reg["r"] = start_registry(w / "fresh")
+
+    try:
+        run_group(
+            Group(
+                f"registry-upload-{name}",
+                f"push {name} to an empty loopback registry (every blob uploaded)",
+                "ours",
+                [
+                    Variant(
+                        "ours",
+                        "oci-tools push",
+                        lambda r: [
+                            OCI,
+                            "push",
+                            "-q",
+                            f"{layout}:{ref}",
+                            f"docker://{fresh_reg['r'].host}/bench/{name}:x",
+                        ],
+                        new_registry,
+                    ),
+                    Variant(
+                        "skopeo",
+                        "skopeo copy oci: docker://",
+                        lambda r: [
+                            *sk,
+                            *no_tls,
+                            f"oci:{layout}:{ref}",
+                            f"docker://{fresh_reg['r'].host}/bench/{name}:x",
+                        ],
+                        new_registry,
+                    ),
+                ],
+            )
+        )
+    finally:
+        new_registry(0)
+        fresh_reg["r"].proc.terminate()
+        fresh_reg["r"].proc.wait()
+        rm(w / "fresh")
+    run_group(
+        Group(
+            f"registry-push-{name}",
+            f"push {name} to a loopback registry (new repository each run)",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools push",
+                    lambda r: [
+                        OCI,
+                        "push",
+                        "-q",
+                        f"{layout}:{ref}",
+                        f"docker://{host}/bench/push-ours-{name}-{r}:x",
+                    ],
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy oci: docker://",
+                    lambda r: [
+                        *sk,
+                        *no_tls,
+                        f"oci:{layout}:{ref}",
+                        f"docker://{host}/bench/push-sk-{name}-{r}:x",
+                    ],
+                ),
+            ],
+        )
+    )
+    run_group(
+        Group(
+            f"registry-copy-{name}",
+            f"copy {name} registry -> registry (same registry, new repository)",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools copy",
+                    lambda r: [
+                        OCI,
+                        "copy",
+                        "-q",
+                        src,
+                        f"docker://{host}/bench/copy-ours-{name}-{r}:x",
+                    ],
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy docker:// docker://",
+                    lambda r: [
+                        *sk,
+                        *no_tls,
+                        src,
+                        f"docker://{host}/bench/copy-sk-{name}-{r}:x",
+                    ],
+                ),
+            ],
+        )
+    )
+    rm(out)
+
+
+def case_registry() -> None:
+    """Pull, push and registry->registry copy on a loopback docker-registry,
+    against ``skopeo copy`` doing the same, with curl of the biggest blob as
+    the loopback limit."""
+    if not have("docker-registry") or not have("skopeo"):
+        log("registry: docker-registry or skopeo missing, skipped")
+        return
+    debian = CACHE / "debian.oci"
+    layout_from_tree(
+        debian, ensure_debian_rootfs(), {"debian": "gzip", "debian-zstd": "zstd"}, link=False
+    )
+    five = ensure_five_layer_image()
+    w = WORK / "registry"
+    reg = start_registry(w / "server")
+    host = reg.host
+    try:
+        for name, layout, ref in (("debian", debian, "debian"), ("five", five, "five")):
+            _registry_image(host, w, name, layout, ref)
+    finally:
+        reg.proc.terminate()
+        reg.proc.wait()
+        trash(w)
+        settle()
+
+
 CASES: dict[str, Callable[[], None]] = {
     "debian": case_debian,
     "small": case_small,
     "big": case_big,
     "views": case_views,
     "containers": case_containers,
+    "registry": case_registry,
 }
 
 # (description, group, oci-tools key, peer key, max ratio)
@@ -1073,6 +1330,19 @@ RATIO_TARGETS = [
         2.0,
     ),
 ]
+for _name in ("debian", "five"):
+    RATIO_TARGETS += [
+        (f"pull {_name} <= 0.8 x skopeo", f"registry-pull-{_name}", "ours", "skopeo", 0.8),
+        (f"push {_name} <= 0.8 x skopeo", f"registry-upload-{_name}", "ours", "skopeo", 0.8),
+        (
+            f"push {_name} (mounts) <= 0.8 x skopeo",
+            f"registry-push-{_name}",
+            "ours",
+            "skopeo",
+            0.8,
+        ),
+        (f"copy {_name} <= 0.8 x skopeo", f"registry-copy-{_name}", "ours", "skopeo", 0.8),
+    ]
 # (description, group, key, field, max)
 ABS_TARGETS = [
     ("peak RSS <= 150 MB: commit of the big file", "big-commit-full", "ours", "peak_rss_mb", 150),

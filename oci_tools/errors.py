@@ -178,7 +178,32 @@ class RunFailedError(BuildError):
         self.output = output
 
 
+class RegistryError(OCIToolsError):
+    """A registry refused or failed a request, or could not be reached.
+
+    The message names the operation and the registry's error code; it never
+    carries credentials, tokens or Authorization headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    """The registry wants credentials we do not have, or refused the ones given."""
+
+
 __all__ = [
+    "AuthError",
     "BlobNotFoundError",
     "BuildError",
     "ClobberError",
@@ -191,6 +216,7 @@ __all__ = [
     "OCIToolsError",
     "PathEscapeError",
     "RefNotFoundError",
+    "RegistryError",
     "RunFailedError",
     "SpecialFileError",
     "UnsafeLayerError",

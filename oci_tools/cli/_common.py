@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from oci_tools.cli.tables import Listing
     from oci_tools.layout import Layout
+    from oci_tools.registry.transfer import Client
     from oci_tools.spec.model import Descriptor, Platform
 
 
@@ -218,6 +219,90 @@ def add_no_trunc(p: argparse.ArgumentParser, help_: str | None = None) -> None:
     p.add_argument("--no-trunc", action="store_true", help=help_)
 
 
+def _bool(text: str) -> bool:
+    value = text.lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("-j takes 1 to 64")
+    return n
+
+
+def add_network(p: argparse.ArgumentParser, *, jobs: bool = True, quiet: bool = True) -> None:
+    """The flags of every command that talks to a registry."""
+    p.add_argument(
+        "--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry"
+    )
+    p.add_argument(
+        "--tls-verify",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="verify TLS certificates (false also allows a fall back to HTTP); without flags, "
+        "plain HTTP is used only for loopback registries and, after HTTPS fails, for those "
+        "named in $OCI_TOOLS_INSECURE_REGISTRIES",
+    )
+    p.add_argument("--creds", metavar="USER:PASS", help="credentials (default: the auth files)")
+    p.add_argument(
+        "--authfile",
+        metavar="FILE",
+        help="auth file to read (default $REGISTRY_AUTH_FILE, else containers' auth.json "
+        "and Docker's config.json)",
+    )
+    p.add_argument(
+        "--retry-times",
+        type=int,
+        default=5,
+        metavar="N",
+        help="attempts per request on network errors and 429/5xx (default 5)",
+    )
+    if jobs:
+        p.add_argument(
+            "-j", "--jobs", type=_jobs, default=4, metavar="N", help="blobs in parallel (4)"
+        )
+    if quiet:
+        add_quiet(p, "no progress output")
+
+
+def registry_client(a: argparse.Namespace) -> Client:
+    """A registry client configured by :func:`add_network`'s flags."""
+    from oci_tools.registry import Options, RetryPolicy, parse_creds
+    from oci_tools.registry.transfer import Client
+
+    opts = Options(
+        plain_http=a.plain_http,
+        tls_verify=a.tls_verify,
+        creds=parse_creds(a.creds) if a.creds else None,
+        authfile=a.authfile,
+        retry=RetryPolicy(attempts=max(1, a.retry_times)),
+        jobs=getattr(a, "jobs", 4),
+    )
+    return Client(opts)
+
+
+def progress(a: argparse.Namespace, c: Console) -> Callable[[str], None]:
+    """Progress lines on stderr, only on a terminal and never with ``-q``."""
+    show = not getattr(a, "quiet", False) and c.err.isatty()
+
+    def note(text: str) -> None:
+        if show:
+            c.note(text)
+
+    return note
+
+
 # ------------------------------------------------------------------- output
 
 
@@ -238,6 +323,7 @@ __all__ = [
     "add_format",
     "add_image",
     "add_layout",
+    "add_network",
     "add_no_trunc",
     "add_platform",
     "add_quiet",
@@ -251,4 +337,6 @@ __all__ = [
     "open_layout",
     "open_or_init_layout",
     "parse_platform",
+    "progress",
+    "registry_client",
 ]

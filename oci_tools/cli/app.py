@@ -21,11 +21,20 @@ from typing import Any, NoReturn, TextIO, cast
 
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
-from oci_tools.cli.commands import archive, build, bundle, containers, layers, layout, views
+from oci_tools.cli.commands import (
+    archive,
+    build,
+    bundle,
+    containers,
+    layers,
+    layout,
+    registry,
+    views,
+)
 from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build, containers)
+GROUPS = (layout, bundle, views, archive, layers, build, containers, registry)
 
 
 class SkippedParser:

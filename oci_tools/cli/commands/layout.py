@@ -1,4 +1,5 @@
-"""Layout commands: init, new, tag, rm, ls, inspect, gc, validate."""
+"""Layout commands: init, new, tag, rm, ls, inspect (also ``inspect docker://…``), gc,
+validate."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from oci_tools.cli._common import (
     add_format,
     add_image,
     add_layout,
+    add_network,
     add_platform,
     add_quiet,
     image_arg,
@@ -19,6 +21,7 @@ from oci_tools.cli._common import (
     open_layout,
     open_or_init_layout,
     parse_platform,
+    registry_client,
 )
 from oci_tools.errors import ClobberError, UsageError
 
@@ -101,6 +104,8 @@ def cmd_inspect(a: argparse.Namespace, c: Console) -> int:
     """``inspect``: a manifest, config or index.json entry, as stored."""
     from oci_tools.image import Image
 
+    if a.image.startswith("docker://"):
+        return _inspect_remote(a, c)
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.index:
         raw = lay.read_blob(lay.lookup(ref))
@@ -108,6 +113,30 @@ def cmd_inspect(a: argparse.Namespace, c: Console) -> int:
         img = Image.load(lay, ref, plat)
         raw = img.config.raw if a.config else img.manifest.raw
     c.print(raw.decode("utf-8"))
+    return 0
+
+
+def _inspect_remote(a: argparse.Namespace, c: Console) -> int:
+    """``inspect docker://…``: a summary like skopeo's; ``--raw`` (or
+    ``--index``) the top document as the registry stores it; ``--manifest``
+    and ``--config`` the platform's manifest and its config."""
+    import json
+
+    from oci_tools.registry import parse_reference
+    from oci_tools.registry.transfer import inspect
+
+    ref = parse_reference(a.image)
+    top_only = a.raw or a.index
+    with registry_client(a) as client:
+        img = inspect(client, ref, platform=parse_platform(a.platform), raw=top_only)
+    if top_only:
+        c.print(img.top.raw.decode("utf-8"))
+    elif a.config:
+        c.print((img.config or b"{}").decode("utf-8"))
+    elif a.manifest:
+        c.print(img.manifest.raw.decode("utf-8"))
+    else:
+        c.print(json.dumps(img.summary(ref.name), indent=4))
     return 0
 
 
@@ -189,14 +218,18 @@ def register(add: Add) -> None:
     add_format(sp)
 
     sp = add("inspect", cmd_inspect, "print an image's manifest (or config) JSON as stored")
-    add_image(sp)
+    add_image(sp, "LAYOUT:REF|docker://HOST/REPO[:TAG]")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--manifest", action="store_true", help="the manifest (default)")
     g.add_argument("--config", action="store_true", help="the image config")
     g.add_argument(
         "--index", action="store_true", help="the document index.json points at (may be an index)"
     )
+    g.add_argument(
+        "--raw", action="store_true", help="docker://: the manifest or index exactly as stored"
+    )
     add_platform(sp)
+    add_network(sp, jobs=False, quiet=False)
 
     sp = add("gc", cmd_gc, "delete blobs no ref or bundle needs")
     add_layout(sp)
