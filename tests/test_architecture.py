@@ -54,6 +54,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": _IMAGES | {"archive", "mutate"},
     "sign": _IMAGES | {"registry", "mutate"},
     "snapshots": _IMAGES | {"apply", "diff"},
+    "surgery": _IMAGES | {"apply", "diff", "mutate"},
     # L7: what users see and build
     "containers": _IMAGES | {"apply", "diff", "mutate", "bundle", "snapshots"},
     "views": _IMAGES | {"apply", "bundle", "render", "snapshots", "containers"},

@@ -1,0 +1,198 @@
+"""Image surgery: squash, append, rebase, flat export, rootfs-only unpack.
+
+Each result must be a valid image whose tree (applied with our unpack) is
+what the operation promises, and the same input must give the same digest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from builders import (
+    directory,
+    file,
+    hardlink,
+    make_layer,
+    opaque,
+    symlink,
+    whiteout,
+)
+from helpers import cli
+from treecmp import assert_same_tree
+from verify import assert_valid_layout
+
+from oci_tools.bundle import unpack
+from oci_tools.digest import Digest
+from oci_tools.errors import UsageError
+from oci_tools.image import Image, Layer
+from oci_tools.layout import Layout
+from oci_tools.mutate import append_layer, empty_image, write
+from oci_tools.spec import mediatype as mt
+from oci_tools.spec.model import History, Platform
+from oci_tools.store import put_bytes
+from oci_tools.surgery import (
+    squash,
+)
+
+T0 = "2024-01-01T00:00:00Z"
+PLAT = Platform("linux", "amd64")
+
+
+def _layer(lay: Layout, *members: object, codec: str = "gzip") -> Layer:
+    built = make_layer(list(members), codec)  # type: ignore[arg-type]
+    put_bytes(lay.store, built.blob)
+    return Layer.create(
+        mt.OCI_LAYER_FOR_CODEC[codec],
+        Digest.parse(built.digest),
+        len(built.blob),
+        Digest.parse(built.diff_id),
+        len(built.tar),
+    )
+
+
+def _image(lay: Layout, *layers: list[object], ref: str | None = None) -> Image:
+    img = empty_image(lay, platform=PLAT, created=T0)
+    for i, members in enumerate(layers):
+        img = append_layer(
+            img, _layer(lay, *members), history=History(created=T0, created_by=f"step {i}")
+        )
+    if ref is not None:
+        lay.set_ref(ref, write(lay, img))
+    else:
+        write(lay, img)
+    return img
+
+
+BASE_LAYERS: list[list[object]] = [
+    [
+        directory("etc"),
+        file("etc/hostname", b"base\n"),
+        file("etc/motd", b"hello\n"),
+        directory("usr"),
+        directory("usr/lib"),
+        file("usr/lib/libc.so", b"libc" * 100),
+        directory("var"),
+        directory("var/cache"),
+        file("var/cache/a", b"a"),
+        file("var/cache/b", b"b"),
+    ],
+]
+APP_LAYERS: list[list[object]] = [
+    [
+        file("etc/hostname", b"app\n"),
+        whiteout("etc/motd"),
+        directory("app"),
+        file("app/big", b"x" * 5000),
+        symlink("lib", "usr/lib"),
+    ],
+    [
+        opaque("var/cache"),
+        file("var/cache/c", b"c"),
+        whiteout("app/big"),
+        file("app/run", b"#!/bin/sh\n", mode=0o755),
+        hardlink("app/run2", "app/run"),
+    ],
+]
+
+
+@pytest.fixture
+def lay(tmp_path: Path) -> Layout:
+    return Layout.init(str(tmp_path / "lay"))
+
+
+def _tree(lay: Layout, img: Image, dest: Path) -> str:
+    write(lay, img)
+    unpack(lay, img, str(dest))
+    return str(dest / "rootfs")
+
+
+# ------------------------------------------------------------------ squash
+
+
+@pytest.mark.parametrize("start", [0, 1, 2])
+def test_squash_keeps_the_tree(lay: Layout, tmp_path: Path, start: int) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS)
+    res = squash(img, start=start)
+    new = res.image
+    assert len(new.layers) == start + 1
+    assert new.layers[:start] == img.layers[:start]
+    assert res.merged == 3 - start
+    assert_same_tree(_tree(lay, img, tmp_path / "a"), _tree(lay, new, tmp_path / "b"))
+    assert sum(d.size for d in new.layers) <= sum(d.size for d in img.layers)
+    rows = new.config.doc["history"]
+    assert len(rows) == 4
+    assert [r.get("empty_layer", False) for r in rows[:3]] == [i >= start for i in range(3)]
+    assert "squashed layers" in rows[-1]["comment"] and not rows[-1].get("empty_layer")
+    assert new.config.doc["created"] == T0
+    assert_valid_layout(lay.path)
+
+
+def test_squash_is_deterministic(lay: Layout) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS)
+    assert squash(img).image.digest == squash(img).image.digest
+    assert squash(img, start=1).image.digest == squash(img, start=1).image.digest
+
+
+def test_squash_keeps_whiteouts_of_lower_layers(lay: Layout, tmp_path: Path) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS)
+    new = squash(img, start=1).image
+    raw = lay.read_blob(new.layers[-1])
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(raw))) as t:
+        names = t.getnames()
+    assert any(n.endswith(".wh.motd") for n in names)
+    assert "app/big" not in names
+
+
+def test_squash_of_an_image_without_layers_is_refused(lay: Layout) -> None:
+    img = empty_image(lay, platform=PLAT, created=T0)
+    with pytest.raises(UsageError, match="no layers"):
+        squash(img)
+
+
+def test_squash_start_out_of_range(lay: Layout) -> None:
+    img = _image(lay, *BASE_LAYERS)
+    with pytest.raises(UsageError, match=r"layers 0\.\.0"):
+        squash(img, start=1)
+    with pytest.raises(UsageError):
+        squash(img, start=-1)
+
+
+def test_squash_without_history_still_pairs(lay: Layout, tmp_path: Path) -> None:
+    from oci_tools.mutate import assemble
+
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS)
+    doc = img.config.as_dict()
+    doc["history"] = []
+    bare = assemble(lay, doc, img.layers)
+    new = squash(bare, start=1).image
+    rows = new.config.doc["history"]
+    assert sum(not r.get("empty_layer", False) for r in rows) == len(new.layers)
+
+
+def test_cli_squash_tags_and_prints_the_digest(lay: Layout, tmp_path: Path) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS, ref="app")
+    r = cli("squash", f"{lay.path}:app", "--to", "flat", "-m", "all in one")
+    assert r.code == 0, r.err
+    new = Image.load(lay, "flat")
+    assert r.out.strip() == str(new.digest)
+    assert Image.load(lay, "app").digest == img.digest  # --to leaves REF alone
+    assert new.config.doc["history"][-1]["comment"] == "all in one"
+    assert len(new.layers) == 1
+    r = cli("squash", f"{lay.path}:app", "--from", "1")
+    assert r.code == 0, r.err
+    assert len(Image.load(lay, "app").layers) == 2
+
+
+def test_cli_squash_bad_input_is_one_line(lay: Layout) -> None:
+    lay.set_ref("empty", write(lay, empty_image(lay, platform=PLAT, created=T0)))
+    r = cli("squash", f"{lay.path}:empty")
+    assert r.code == 2 and "no layers" in r.err and "Traceback" not in r.err
+    _image(lay, *BASE_LAYERS, ref="one")
+    r = cli("squash", f"{lay.path}:one", "--from", "5")
+    assert r.code == 2 and "layers 0..0" in r.err
+    r = cli("squash", f"{lay.path}:nope")
+    assert r.code == 1 and "nope" in r.err
