@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 from builders import (
+    build_tar,
+    compress,
     directory,
     file,
     hardlink,
@@ -27,7 +30,7 @@ from verify import assert_valid_layout
 
 from oci_tools.bundle import unpack
 from oci_tools.digest import Digest
-from oci_tools.errors import UsageError
+from oci_tools.errors import NotFoundError, UnsafeLayerError, UsageError
 from oci_tools.image import Image, Layer
 from oci_tools.layout import Layout
 from oci_tools.mutate import append_layer, empty_image, write
@@ -35,6 +38,7 @@ from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import History, Platform
 from oci_tools.store import put_bytes
 from oci_tools.surgery import (
+    append,
     squash,
 )
 
@@ -196,3 +200,75 @@ def test_cli_squash_bad_input_is_one_line(lay: Layout) -> None:
     assert r.code == 2 and "layers 0..0" in r.err
     r = cli("squash", f"{lay.path}:nope")
     assert r.code == 1 and "nope" in r.err
+
+
+# ------------------------------------------------------------------ append
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
+def test_append_tarballs(lay: Layout, tmp_path: Path, codec: str) -> None:
+    img = _image(lay, *BASE_LAYERS)
+    tar = build_tar([directory("opt"), file("opt/tool", b"tool\n", mode=0o755)])
+    path = tmp_path / f"layer.{codec}"
+    path.write_bytes(compress(tar, codec))
+    new = append(img, [str(path)], comment="added", created=T0)
+    assert len(new.layers) == 2
+    assert new.config.diff_ids[-1] == Digest.of_bytes(tar)
+    top = new.layers[-1]
+    if codec == "none":
+        assert top.media_type == mt.OCI_LAYER_GZIP  # plain tars are compressed
+    else:
+        assert top.media_type == mt.OCI_LAYER_FOR_CODEC[codec]
+        assert lay.read_blob(top) == path.read_bytes()  # kept as given
+    rows = new.config.doc["history"]
+    assert rows[-1]["comment"] == "added" and "layer." in rows[-1]["created_by"]
+    rootfs = _tree(lay, new, tmp_path / "b")
+    assert (Path(rootfs) / "opt/tool").read_bytes() == b"tool\n"
+    assert_valid_layout(lay.path)
+    # same input, same image
+    assert append(img, [str(path)], comment="added", created=T0).digest == new.digest
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [file("../../etc/evil", b"x")],
+        [hardlink("x", "../../etc/passwd")],
+    ],
+)
+def test_append_refuses_hostile_tars(lay: Layout, tmp_path: Path, members: list[object]) -> None:
+    img = _image(lay, *BASE_LAYERS)
+    before = sorted(os.listdir(os.path.join(lay.path, "blobs", "sha256")))
+    path = tmp_path / "evil.tar.gz"
+    path.write_bytes(compress(build_tar(members), "gzip"))  # type: ignore[arg-type]
+    with pytest.raises(UnsafeLayerError, match=r"evil\.tar\.gz"):
+        append(img, [str(path)])
+    assert sorted(os.listdir(os.path.join(lay.path, "blobs", "sha256"))) == before
+
+
+def test_append_refuses_garbage_and_missing_files(lay: Layout, tmp_path: Path) -> None:
+    img = _image(lay, *BASE_LAYERS)
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"not a tar at all" * 100)
+    with pytest.raises(UnsafeLayerError):
+        append(img, [str(junk)])
+    with pytest.raises(NotFoundError):
+        append(img, [str(tmp_path / "missing.tar")])
+    with pytest.raises(UsageError):
+        append(img, [])
+
+
+def test_cli_append(lay: Layout, tmp_path: Path) -> None:
+    _image(lay, *BASE_LAYERS, ref="base")
+    a = tmp_path / "a.tar"
+    a.write_bytes(build_tar([file("a", b"a")]))
+    b = tmp_path / "b.tar.zst"
+    b.write_bytes(compress(build_tar([file("b", b"b")]), "zstd"))
+    r = cli("append", f"{lay.path}:base", str(a), str(b), "--to", "more", "-m", "two files")
+    assert r.code == 0, r.err
+    new = Image.load(lay, "more")
+    assert r.out.strip() == str(new.digest) and len(new.layers) == 3
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(build_tar([file("../x", b"x")]))
+    r = cli("append", f"{lay.path}:base", str(evil))
+    assert r.code == 1 and "escapes" in r.err and "Traceback" not in r.err
