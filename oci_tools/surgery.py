@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, cast
@@ -109,6 +111,34 @@ def _default_rootless(rootless: bool | None) -> bool:
     return os.geteuid() != 0 if rootless is None else rootless
 
 
+def _fixed_time(image: Image) -> int:
+    """A deterministic time (ns) for directories no layer gives a time: the
+    image's ``created`` time, else the Unix epoch."""
+    import datetime as _dt
+
+    created = image.config.doc.get("created")
+    if isinstance(created, str):
+        try:
+            when = _dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+            return max(0, int(when.timestamp())) * 1_000_000_000
+        except ValueError:
+            pass
+    return 0
+
+
+def _settle_dir_times(rootfs: str, since_ns: int, when_ns: int) -> None:
+    """Give every directory touched after ``since_ns`` (made implicitly for a
+    member whose parent no layer lists, or changed by a whiteout without a
+    directory entry) the time ``when_ns``.  Unpack leaves "now" there; a layer
+    written from the tree must not depend on when it was written."""
+    for dirpath, dirnames, _files in os.walk(rootfs):
+        for name in dirnames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISDIR(st.st_mode) and st.st_mtime_ns >= since_ns:
+                os.utime(p, ns=(when_ns, when_ns), follow_symlinks=False)
+
+
 def unpack_rootfs(
     image: Image, dest: str, *, rootless: bool | None = None, force: bool = False
 ) -> list[str]:
@@ -157,7 +187,9 @@ def write_flat(image: Image, out: Writable, *, rootless: bool | None = None) -> 
     with work_dir(image.layout, "export-") as tmp:
         rootfs = os.path.join(tmp, "rootfs")
         os.mkdir(rootfs, 0o755)
+        since = time.time_ns()
         _apply_layers(image, range(len(image.layers)), rootfs, snapshot=None, rootless=rl)
+        _settle_dir_times(rootfs, since, _fixed_time(image))
         return write_diff(rootfs, Snapshot(), out, "none", None, rootless=rl)
 
 
@@ -192,13 +224,18 @@ def _squashed_layer(image: Image, start: int, codec: str, rootless: bool) -> Lay
     with work_dir(layout, "squash-") as tmp:
         rootfs = os.path.join(tmp, "rootfs")
         os.mkdir(rootfs, 0o755)
-        base = Snapshot()
-        _apply_layers(image, range(start), rootfs, snapshot=base, rootless=rootless)
-        # ``base`` stays the state of the lower layers: the merged layers are
-        # applied without a snapshot, and the diff re-hashes every file the
-        # base recorded, so a same-size same-mtime replacement is still seen.
+        when = _fixed_time(image)
+        since = time.time_ns()
+        _apply_layers(image, range(start), rootfs, snapshot=None, rootless=rootless)
+        _settle_dir_times(rootfs, since, when)
+        # The base is the lower layers' tree as it now stands (with settled
+        # directory times), content hashed, so the diff below re-checks
+        # every file a merged layer may have replaced with same-size bytes.
+        base = Snapshot.walk(rootfs, hash_content=True, xattrs=True)
         n = len(image.layers)
+        since = time.time_ns()
         _apply_layers(image, range(start, n), rootfs, snapshot=None, rootless=rootless)
+        _settle_dir_times(rootfs, since, when)
         w = layout.store.writer()
         try:
             info = write_diff(rootfs, base, w, codec, None, verify_content=True, rootless=rootless)

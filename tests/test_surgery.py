@@ -38,7 +38,11 @@ from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import History, Platform
 from oci_tools.store import put_bytes
 from oci_tools.surgery import (
+    BASE_DIGEST,
+    BASE_NAME,
     append,
+    base_of,
+    rebase,
     squash,
 )
 
@@ -136,7 +140,8 @@ def test_squash_keeps_the_tree(lay: Layout, tmp_path: Path, start: int) -> None:
 
 
 def test_squash_is_deterministic(lay: Layout) -> None:
-    img = _image(lay, *BASE_LAYERS, *APP_LAYERS)
+    # the last layer makes a directory implicitly (no entry for its parent)
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS, [file("new/dir/f", b"f")])
     assert squash(img).image.digest == squash(img).image.digest
     assert squash(img, start=1).image.digest == squash(img, start=1).image.digest
 
@@ -272,3 +277,108 @@ def test_cli_append(lay: Layout, tmp_path: Path) -> None:
     evil.write_bytes(build_tar([file("../x", b"x")]))
     r = cli("append", f"{lay.path}:base", str(evil))
     assert r.code == 1 and "escapes" in r.err and "Traceback" not in r.err
+
+
+# ------------------------------------------------------------------ rebase
+
+NEW_BASE_LAYERS: list[list[object]] = [
+    [directory("etc"), file("etc/hostname", b"newbase\n"), file("etc/os-release", b"v2\n")],
+    [directory("usr"), directory("usr/lib"), file("usr/lib/libc.so", b"libc2" * 100)],
+]
+
+
+def _on(lay: Layout, base: Image, *layers: list[object], ref: str | None = None) -> Image:
+    img = base
+    for i, members in enumerate(layers):
+        img = append_layer(
+            img, _layer(lay, *members), history=History(created=T0, created_by=f"app {i}")
+        )
+    from oci_tools.mutate import ConfigEdit, edit_config
+
+    img = edit_config(img, ConfigEdit(cmd=["/app/run"]))
+    desc = write(lay, img)
+    if ref:
+        lay.set_ref(ref, desc)
+    return img
+
+
+def test_rebase_moves_the_own_layers(lay: Layout, tmp_path: Path) -> None:
+    old = _image(lay, *BASE_LAYERS, ref="old")
+    new_base = _image(lay, *NEW_BASE_LAYERS, ref="new")
+    app = _on(lay, old, *APP_LAYERS, ref="app")
+    out = rebase(app, old, new_base, new_base_name="new")
+    assert out.layers == (*new_base.layers, *app.layers[1:])
+    assert out.config.diff_ids == (*new_base.config.diff_ids, *app.config.diff_ids[1:])
+    assert out.config.doc["config"]["Cmd"] == ["/app/run"]
+    rows = out.config.doc["history"]
+    assert [r["created_by"] for r in rows] == ["step 0", "step 1", "app 0", "app 1"]
+    assert base_of(out) == (new_base.digest, "new")
+    assert out.manifest.annotations[BASE_DIGEST] == str(new_base.digest)
+    assert out.manifest.annotations[BASE_NAME] == "new"
+    # The tree is the new base's with the app layers applied: the same as
+    # building the app on the new base from the start.
+    direct = _on(lay, new_base, *APP_LAYERS)
+    assert out.config.diff_ids == direct.config.diff_ids
+    # (directories made implicitly by apply get the unpack time: no mtimes)
+    a, b = _tree(lay, out, tmp_path / "a"), _tree(lay, direct, tmp_path / "b")
+    assert_same_tree(a, b, mtimes=False)
+    assert_valid_layout(lay.path)
+    assert rebase(app, old, new_base, new_base_name="new").digest == out.digest
+
+
+def test_rebase_refuses_an_image_not_based_on_old(lay: Layout) -> None:
+    old = _image(lay, *BASE_LAYERS)
+    other = _image(lay, *NEW_BASE_LAYERS)
+    app = _on(lay, old, *APP_LAYERS)
+    with pytest.raises(UsageError, match="not based on"):
+        rebase(app, other, old)
+    bigger = _on(lay, app, [file("more", b"1")], [file("more2", b"2")], [file("m3", b"3")])
+    with pytest.raises(UsageError, match="not based on"):
+        rebase(old, bigger, other)
+
+
+def test_rebase_with_missing_history(lay: Layout) -> None:
+    from oci_tools.mutate import assemble
+
+    old = _image(lay, *BASE_LAYERS)
+    new_base = _image(lay, *NEW_BASE_LAYERS)
+    app = _on(lay, old, *APP_LAYERS)
+    doc = app.config.as_dict()
+    doc["history"] = []
+    bare = assemble(lay, doc, app.layers)
+    out = rebase(bare, old, new_base)
+    rows = out.config.doc["history"]
+    assert sum(not r.get("empty_layer", False) for r in rows) == len(out.layers) == 4
+    assert BASE_NAME not in out.manifest.annotations
+
+
+def test_rebase_across_layouts(lay: Layout, tmp_path: Path) -> None:
+    other = Layout.init(str(tmp_path / "other"))
+    old = _image(lay, *BASE_LAYERS)
+    new_base = _image(other, *NEW_BASE_LAYERS)
+    app = _on(lay, old, *APP_LAYERS)
+    out = rebase(app, old, new_base)
+    write(lay, out)
+    assert_valid_layout(lay.path)
+
+
+def test_cli_rebase_uses_recorded_base(lay: Layout, tmp_path: Path) -> None:
+    old = _image(lay, *BASE_LAYERS, ref="base")
+    _on(lay, old, *APP_LAYERS, ref="app")
+    r = cli("rebase", f"{lay.path}:app")
+    assert r.code == 2 and "--old-base" in r.err
+    _image(lay, *NEW_BASE_LAYERS, ref="base2")
+    r = cli("rebase", f"{lay.path}:app", "--old-base", "base", "--new-base", "base2")
+    assert r.code == 0, r.err
+    app = Image.load(lay, "app")
+    assert base_of(app) == (Image.load(lay, "base2").digest, "base2")
+    # The base ref moves on (a patched base): rebase again with no flags.
+    _image(lay, [file("etc/hostname", b"patched\n")], ref="base2")
+    r = cli("rebase", f"{lay.path}:app", "--to", "app2")
+    assert r.code == 0, r.err
+    app2 = Image.load(lay, "app2")
+    assert app2.layers[0] == Image.load(lay, "base2").layers[0]
+    assert app2.layers[1:] == app.layers[2:]
+    # An image that is not based on the named old base: refused, one line.
+    r = cli("rebase", f"{lay.path}:app2", "--old-base", "base", "--new-base", "base2")
+    assert r.code == 2 and "not based on" in r.err and "Traceback" not in r.err
