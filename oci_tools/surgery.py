@@ -193,6 +193,17 @@ def write_flat(image: Image, out: Writable, *, rootless: bool | None = None) -> 
         return write_diff(rootfs, Snapshot(), out, "none", None, rootless=rl)
 
 
+def export_flat(image: Image, dest: str | BinaryIO, *, rootless: bool | None = None) -> LayerInfo:
+    """``write_flat`` into a file path (replaced atomically, only once the
+    whole tar is written) or an open binary stream (``-``: stdout)."""
+    from oci_tools.fsutil import atomic_writer
+
+    if isinstance(dest, str):
+        with atomic_writer(dest) as f:
+            return write_flat(image, f, rootless=rootless)
+    return write_flat(image, cast(Writable, dest), rootless=rootless)
+
+
 # ---------------------------------------------------------------------------
 # squash
 
@@ -790,6 +801,7 @@ __all__ = [
     "base_of",
     "check_base_annotation",
     "create_index",
+    "export_flat",
     "image_by_digest",
     "index_add",
     "index_annotate",

@@ -44,6 +44,7 @@ from oci_tools.surgery import (
     base_of,
     rebase,
     squash,
+    unpack_rootfs,
 )
 
 T0 = "2024-01-01T00:00:00Z"
@@ -382,3 +383,43 @@ def test_cli_rebase_uses_recorded_base(lay: Layout, tmp_path: Path) -> None:
     # An image that is not based on the named old base: refused, one line.
     r = cli("rebase", f"{lay.path}:app2", "--old-base", "base", "--new-base", "base2")
     assert r.code == 2 and "not based on" in r.err and "Traceback" not in r.err
+
+
+# ------------------------------------------------------- flat export, rootfs only
+
+
+def test_export_flat_is_the_final_tree(lay: Layout, tmp_path: Path) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS, ref="app")
+    out = tmp_path / "flat.tar"
+    r = cli("export", f"{lay.path}:app", str(out), "--flat")
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(Digest.of_bytes(out.read_bytes()))
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+        assert not any(".wh." in n for n in names)
+        assert "etc/motd" not in names and "app/big" not in names
+        assert "var/cache/c" in names and "var/cache/a" not in names
+        t.extractall(tmp_path / "x", filter="tar")
+    # the flat tar, applied as a single layer, is the image's tree
+    flat = _image(lay, [out.read_bytes()])
+    assert_same_tree(
+        _tree(lay, img, tmp_path / "a"), _tree(lay, flat, tmp_path / "b"), mtimes=False
+    )
+    again = tmp_path / "again.tar"
+    assert cli("export", f"{lay.path}:app", str(again), "--flat").code == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_unpack_rootfs_only(lay: Layout, tmp_path: Path) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS, ref="app")
+    dest = tmp_path / "tree"
+    r = cli("unpack", f"{lay.path}:app", str(dest), "--rootfs-only")
+    assert r.code == 0, r.err
+    assert r.out.strip() == str(img.digest)
+    assert not (dest / "config.json").exists() and not (dest / "rootfs").exists()
+    assert_same_tree(str(dest), _tree(lay, img, tmp_path / "b"))
+    r = cli("unpack", f"{lay.path}:app", str(dest), "--rootfs-only")
+    assert r.code == 1 and "not empty" in (r.err + r.out)
+    assert cli("unpack", f"{lay.path}:app", str(dest), "--rootfs-only", "--force").code == 0
+    unpack_rootfs(img, str(tmp_path / "lib"))
+    assert_same_tree(str(dest), str(tmp_path / "lib"))
