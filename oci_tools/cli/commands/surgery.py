@@ -122,13 +122,16 @@ def cmd_annotate(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.image import Image
     from oci_tools.mutate import set_annotations
 
+    if a.index_pairs and (a.pairs or a.manifest_pairs):
+        raise UsageError("annotate changes the manifest or the index, not both at once")
     lay, ref, plat = image_arg(a.image, a.platform)
-    changes: dict[str, str | None] = dict(_kv(a.pairs, "annotation"))
+    items = a.index_pairs or [*a.pairs, *a.manifest_pairs]
+    changes: dict[str, str | None] = dict(_kv(items, "annotation"))
     for k in a.remove:
         changes[k] = None
     if not changes:
         raise UsageError("annotate needs KEY=VALUE items or --rm KEY")
-    if a.index:
+    if a.index_pairs or a.on_index:
         from oci_tools.layout import check_ref
         from oci_tools.surgery import annotate_index
 
@@ -202,9 +205,25 @@ def register(add: Add) -> None:
     add_image(sp)
     sp.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
     sp.add_argument("--rm", dest="remove", action="append", default=[], metavar="KEY")
-    g = sp.add_mutually_exclusive_group()
-    g.add_argument("--manifest", action="store_true", help="the image manifest (default)")
-    g.add_argument("--index", action="store_true", help="the index REF names")
+    sp.add_argument(
+        "--manifest",
+        dest="manifest_pairs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="annotations of the image manifest (the default for bare KEY=VALUE items)",
+    )
+    sp.add_argument(
+        "--index",
+        dest="index_pairs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="annotations of the index REF names",
+    )
+    sp.add_argument("--on-index", action="store_true", help="--rm acts on the index REF names")
     _add_to(sp)
     add_platform(sp)
 
