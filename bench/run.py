@@ -26,7 +26,8 @@ Environment:
   BENCH_WARMUP=N    discarded rounds first (default 1; 0 with BENCH_QUICK)
   BENCH_QUICK=1     smoke run: small inputs (10k files, 256 MiB file), one
                     round; results go to bench/cache/results-quick.json
-  BENCH_ONLY=a,b    only these groups of cases: debian, small, big, views
+  BENCH_ONLY=a,b    only these groups of cases: debian, small, big, views,
+                    containers
 
 Children run without PYTHONDONTWRITEBYTECODE, as an installed tool would:
 the warm-up round leaves .pyc files behind like ``pip install`` does.
@@ -891,11 +892,107 @@ def case_views() -> None:
     )
 
 
+def _unmount_under(top: Path) -> None:
+    """Unmount every overlay mount below ``top`` (overlay bundles of a case)."""
+    prefix = str(top) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [ln.split()[4] for ln in f if ln.split()[4].startswith(prefix)]
+    for p in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", p], check=False)
+
+
+def case_containers() -> None:
+    """``unpack --overlay`` and ``run -d`` of the Debian image with its layers
+    stored, against a copy unpack and ``umoci unpack`` (root and overlayfs)."""
+    if os.geteuid() != 0 or not have("runc"):
+        log("  skipped: needs root and runc")
+        return
+    tree = ensure_debian_rootfs()
+    layout = CACHE / "debian.oci"
+    layout_from_tree(layout, tree, {"debian": "gzip", "debian-zstd": "zstd"}, link=False)
+    w = WORK / "containers"
+    root = w / "unpack"
+    root.mkdir(parents=True, exist_ok=True)
+    # Store the layers once (untimed): the case measures what every later
+    # bundle or container costs.
+    oci("unpack", "--overlay", f"{layout}:debian", w / "prime")
+    _unmount_under(w)
+
+    def target(key: str, rnd: int) -> Path:
+        return root / f"{key}-{rnd}"
+
+    def setup(key: str) -> Callable[[int], None]:
+        def run(rnd: int) -> None:
+            _unmount_under(root)
+            trash(target(key, rnd))
+
+        return run
+
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools unpack --overlay",
+            lambda r: [OCI, "unpack", "--overlay", f"{layout}:debian", str(target("ov", r))],
+            setup("ov"),
+        ),
+        Variant(
+            "copy",
+            "oci-tools unpack (copy)",
+            lambda r: [OCI, "unpack", f"{layout}:debian", str(target("copy", r))],
+            setup("copy"),
+        ),
+    ]
+    if have("umoci"):
+        vs.append(
+            Variant(
+                "umoci",
+                "umoci unpack",
+                lambda r: [
+                    "umoci",
+                    "unpack",
+                    "--image",
+                    f"{layout}:debian",
+                    str(target("umoci", r)),
+                ],
+                setup("umoci"),
+            )
+        )
+    run_group(Group("containers-unpack", "Debian: unpack --overlay (layers stored)", "ours", vs))
+    _unmount_under(w)
+    trash(root)
+    state = w / "state"
+    ENV["OCI_TOOLS_STATE"] = str(state)
+
+    def clean(rnd: int) -> None:
+        for cid in oci("ps", "-a", "-q", "--no-trunc").split():
+            oci("container", "rm", "-f", cid)
+
+    run_group(
+        Group(
+            "containers-run",
+            "Debian: run -d to running",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools run -d",
+                    [OCI, "run", "-d", f"{layout}:debian", "sleep", "600"],
+                    clean,
+                )
+            ],
+        )
+    )
+    clean(0)
+    ENV.pop("OCI_TOOLS_STATE", None)
+    _unmount_under(w)
+
+
 CASES: dict[str, Callable[[], None]] = {
     "debian": case_debian,
     "small": case_small,
     "big": case_big,
     "views": case_views,
+    "containers": case_containers,
 }
 
 # (description, group, oci-tools key, peer key, max ratio)
@@ -905,6 +1002,13 @@ RATIO_TARGETS = [
     ("full commit (Debian) <= 0.5 x umoci repack", "debian-commit-full", "ours", "umoci", 0.5),
     ("full commit (100k files) <= 0.5 x umoci repack", "small-commit-full", "ours", "umoci", 0.5),
     ("full commit (2 GiB file) <= 0.5 x umoci repack", "big-commit-full", "ours", "umoci", 0.5),
+    (
+        "unpack --overlay (Debian) <= 0.05 x umoci unpack",
+        "containers-unpack",
+        "ours",
+        "umoci",
+        0.05,
+    ),
     ("one-file commit (Debian) <= 0.3 x umoci repack", "debian-commit-one", "ours", "umoci", 0.3),
     (
         "one-file commit (100k files) <= 0.3 x umoci repack",
@@ -929,6 +1033,7 @@ ABS_TARGETS = [
     ("images <= 0.3 s", "views", "images", "wall_s", 0.3),
     ("df <= 0.3 s", "views", "df", "wall_s", 0.3),
     ("df -v <= 0.3 s", "views", "df-v", "wall_s", 0.3),
+    ("run -d to running <= 0.3 s", "containers-run", "ours", "wall_s", 0.3),
 ]
 
 

@@ -112,7 +112,8 @@ def unpack(
     """Unpack image ``ref`` into runtime bundle ``bundle``.
 
     ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
-    ``layout`` (``mutate.write``), so an untagged image can be unpacked too."""
+    ``layout`` (``mutate.write``), so an untagged image can be unpacked too.
+    (``oci_tools.snapshots.overlay.unpack_overlay`` mounts the image instead.)"""
     if isinstance(ref, Image):
         img = ref
         if not layout.store.has(img.digest):
@@ -235,6 +236,9 @@ def commit(
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFoundError(f"{bundle} has no rootfs directory")
+    # An overlay bundle (``unpack --overlay``): its changes are its upper dir.
+    ov_upper = _overlay_upper(bundle)
+    from_upper = opts.from_upper or ov_upper
     base_layout = layout if os.path.abspath(layout.path) == rec.layout else _open(rec.layout)
     if not base_layout.store.has(rec.manifest.digest):
         raise NotFoundError(
@@ -253,10 +257,10 @@ def commit(
         layer: Layer | None = None
         w = layout.store.writer()
         try:
-            if opts.from_upper:
+            if from_upper:
                 from oci_tools.diff import write_upper
 
-                info = write_upper(opts.from_upper, w, codec, sde)
+                info = write_upper(from_upper, w, codec, sde)
             else:
                 snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
                 info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
@@ -289,7 +293,7 @@ def commit(
         desc = write(layout, img)
         if ref is not None:
             layout.set_ref(ref, desc)
-    if opts.refresh:
+    if opts.refresh and ov_upper is None:
         refresh(bundle, layout, desc, ref)
     return CommitResult(desc, None if layer is None else layer.descriptor, layer is None)
 
@@ -325,11 +329,29 @@ def _choose_codec(name: str, base: Image) -> str:
     return "gzip"
 
 
+def _overlay_upper(bundle: str) -> str | None:
+    """The upper dir of an overlay bundle (its record's ``overlay`` object,
+    written by ``oci_tools.snapshots.overlay``), None for a copy bundle."""
+    try:
+        with open(os.path.join(bundle, RECORD), "rb") as f:
+            ov = json.loads(f.read(1 << 20)).get("overlay")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(ov, dict):
+        return None
+    return os.path.join(bundle, str(ov.get("upper", "upper")))
+
+
 def changes_of(bundle: str) -> list[Any]:
     """``docker diff`` of a bundle: what changed since unpack."""
     from oci_tools.diff import changes
 
     BaseRecord.load(bundle)
+    if _overlay_upper(bundle) is not None:
+        raise OCIToolsError(
+            f"{bundle} is an overlay bundle",
+            hint="its changes are listed by oci_tools.snapshots.overlay.bundle_changes",
+        )
     snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
     return list(changes(os.path.join(bundle, "rootfs"), snap))
 

@@ -62,6 +62,10 @@ if [ -f "$(dirname "$0")/demo-build.sh" ]; then
     # shellcheck source=/dev/null
     . "$(dirname "$0")/demo-build.sh"
 fi
+if [ -f "$(dirname "$0")/demo-containers.sh" ]; then
+    # shellcheck source=/dev/null
+    . "$(dirname "$0")/demo-containers.sh"
+fi
 if [ -f "$(dirname "$0")/demo-interop.sh" ]; then
     # shellcheck source=/dev/null
     . "$(dirname "$0")/demo-interop.sh"

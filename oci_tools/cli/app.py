@@ -21,11 +21,21 @@ from typing import Any, NoReturn, TextIO, cast
 
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
-from oci_tools.cli.commands import archive, build, bundle, index, layers, layout, surgery, views
+from oci_tools.cli.commands import (
+    archive,
+    build,
+    bundle,
+    containers,
+    index,
+    layers,
+    layout,
+    surgery,
+    views,
+)
 from oci_tools.errors import OCIToolsError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build, surgery, index)
+GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index)
 
 
 class SkippedParser:

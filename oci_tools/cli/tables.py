@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from oci_tools import render
 
 if TYPE_CHECKING:
+    from oci_tools.containers.usage import StoreUsage
     from oci_tools.diff import Change as BundleChange
     from oci_tools.spec.model import Descriptor
     from oci_tools.views import BundleStatus, DiskUsage, HistoryRow, ImageRow
@@ -560,3 +561,86 @@ __all__ = [
     "tree_lines",
     "tree_text",
 ]
+
+
+# ------------------------------------------------------------ df: containers, stored layers
+
+
+def df_containers(
+    sections: list[tuple[str, Listing]],
+    usage: StoreUsage,
+    now: datetime.datetime,
+    *,
+    verbose: bool = False,
+) -> list[tuple[str, Listing]]:
+    """``sections`` (``df_listings``) with the Containers and Stored layers
+    rows added to the summary, and (``verbose``) a section for each."""
+    hs = render.human_size
+
+    def pct(part: int, whole: int) -> str:
+        return f"{100 * part // whole if whole else 0}%"
+
+    rw, idle = usage.rw_bytes, usage.idle_rw_bytes
+    total, unused = usage.layer_bytes, usage.unused_layer_bytes
+    extra = [
+        {
+            "Type": "Containers",
+            "TotalCount": str(len(usage.containers)),
+            "Active": str(usage.running),
+            "Size": hs(rw, 4),
+            "Reclaimable": f"{hs(idle, 4)} ({pct(idle, rw)})",
+        },
+        {
+            "Type": "Stored layers",
+            "TotalCount": str(len(usage.layers)),
+            "Active": str(sum(1 for _, live in usage.layers if live)),
+            "Size": hs(total, 4),
+            "Reclaimable": f"{hs(unused, 4)} ({pct(unused, total)})",
+        },
+    ]
+    head, summary = sections[0]
+    out = [(head, Listing(summary.columns, [*summary.rows, *extra])), *sections[1:]]
+    if not verbose:
+        return out
+    containers = Listing(
+        [
+            ("CONTAINER ID", "ID"),
+            ("IMAGE", "Image"),
+            ("COMMAND", "Command"),
+            ("SIZE", "Size"),
+            ("CREATED", "RunningFor"),
+            ("STATUS", "Status"),
+            ("NAMES", "Names"),
+        ],
+        [
+            {
+                "ID": c.id[:12],
+                "Image": c.image,
+                "Command": '"' + render.truncate(c.command, 20) + '"',
+                "Size": hs(c.rw),
+                "SizeRw": str(c.rw),
+                "RunningFor": render.time_ago(_when(c.created), now),
+                "Status": c.status,
+                "Names": c.name,
+            }
+            for c in usage.containers
+        ],
+    )
+    layers = Listing(
+        [("CHAIN ID", "ChainID"), ("DIFF ID", "DiffID"), ("SIZE", "Size")],
+        [
+            {
+                "ChainID": render.short_id(r.chain_id),
+                "DiffID": render.short_id(r.diff_id),
+                "Size": hs(r.size),
+                "Path": r.diff,
+                "InUse": "true" if live else "false",
+            }
+            for r, live in usage.layers
+        ],
+    )
+    out += [
+        ("Containers space usage:", containers),
+        (f"Stored layers ({usage.store_dir}):", layers),
+    ]
+    return out

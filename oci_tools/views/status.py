@@ -34,7 +34,13 @@ def bundle_status(bundle: str) -> BundleStatus:
     rec = BaseRecord.load(bundle)
     rootfs = os.path.join(bundle, "rootfs")
     rw = 0
-    for ch in changes_of(bundle):
+    from oci_tools.snapshots import content_size
+    from oci_tools.snapshots.overlay import overlay_info
+
+    ov = overlay_info(bundle)
+    if ov is not None:  # an overlay bundle: its upper dir is its writable layer
+        rw = content_size(os.path.join(bundle, str(ov.get("upper", "upper"))))
+    for ch in changes_of(bundle) if ov is None else ():
         if ch.kind == "D":
             continue
         path = os.path.join(rootfs, ch.path.lstrip("/"))

@@ -1,9 +1,10 @@
-"""Bundle commands: unpack, commit, diff, status (ps), and config edits."""
+"""Bundle commands: unpack, commit, diff, status, and config edits."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from oci_tools.cli import _common
 from oci_tools.cli._common import (
@@ -24,6 +25,8 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
 
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.rootfs_only:
+        if a.overlay:
+            raise UsageError("--rootfs-only and --overlay exclude each other")
         from oci_tools.image import Image
         from oci_tools.surgery import unpack_rootfs
 
@@ -33,6 +36,18 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
             c.note(f"warning: not created (rootless): {s}")
         c.print(str(img.digest))
         return 0
+    if a.overlay and not a.rootless:
+        from oci_tools.image import Image
+        from oci_tools.snapshots import overlay_supported
+        from oci_tools.snapshots.overlay import unpack_overlay
+
+        img = Image.load(lay, ref, plat)
+        if overlay_supported() and img.layers:
+            unpack_overlay(lay, img, ref, a.bundle, force=a.force)
+            c.print(str(img.digest))
+            return 0
+    if a.overlay:
+        c.note("note: overlay not available (needs root, overlayfs, layers): copied the layers")
     res = unpack(
         lay, ref, a.bundle, platform=plat, rootless=True if a.rootless else None, force=a.force
     )
@@ -50,6 +65,19 @@ def cmd_commit(a: argparse.Namespace, c: Console) -> int:
     if a.compress not in (*CODECS, "auto"):
         raise UsageError(f"--compress {a.compress!r}: choose gzip, zstd, none or auto")
     lay, ref, _ = image_arg(a.image)
+    if not os.path.lexists(a.bundle):  # docker's `commit CONTAINER`
+        from oci_tools.containers import Runtime, lookup
+        from oci_tools.containers import commit as commit_container
+
+        ct = lookup(a.bundle)
+        if ct is not None:
+            d = commit_container(
+                Runtime(), ct, lay, ref, message=a.message, author=a.author, changes=a.change
+            )
+            c.print(str(d.digest))
+            return 0
+    if a.change:
+        raise UsageError("-c/--change applies to committing a container, not a bundle")
     opts = CommitOptions(
         compress=a.compress,
         created=a.created,
@@ -72,6 +100,18 @@ def cmd_diff(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import changes_of
     from oci_tools.cli import tables
 
+    if not os.path.lexists(a.bundle):  # docker's `diff CONTAINER`
+        from oci_tools.containers import Runtime, lookup
+
+        ct = lookup(a.bundle)
+        if ct is not None:
+            c.out.write(tables.changes_text(Runtime().changes(ct), a.format))
+            return 0
+    from oci_tools.snapshots.overlay import bundle_changes, overlay_info
+
+    if overlay_info(a.bundle) is not None:
+        c.out.write(tables.changes_text(bundle_changes(a.bundle), a.format))
+        return 0
     c.out.write(tables.changes_text(changes_of(a.bundle), a.format))
     return 0
 
@@ -146,6 +186,12 @@ def register(add: Add) -> None:
         action="store_true",
         help="BUNDLE is just the tree (no rootfs/ level, config.json or commit record)",
     )
+    sp.add_argument(
+        "--overlay",
+        action="store_true",
+        help="mount the image's stored layers (overlayfs) instead of copying them; "
+        "'umount BUNDLE/rootfs' before deleting the bundle",
+    )
     add_platform(sp)
 
     sp = add(
@@ -171,14 +217,21 @@ def register(add: Add) -> None:
     sp.add_argument(
         "--from-upper", metavar="DIR", help="take the changes from an overlayfs upper directory"
     )
+    sp.add_argument(
+        "-c",
+        "--change",
+        action="append",
+        default=[],
+        metavar="INSTRUCTION",
+        help="committing a container (BUNDLE is its name or id): CMD, ENTRYPOINT, ENV, "
+        "WORKDIR, USER, EXPOSE or LABEL for the new config",
+    )
 
     sp = add("diff", cmd_diff, "list what changed in a bundle since unpack (A/C/D lines)")
     sp.add_argument("bundle", metavar="BUNDLE")
     add_format(sp)
 
-    sp = add(
-        "status", cmd_status, "bundles with their base image and rw (virtual) size", aliases=["ps"]
-    )
+    sp = add("status", cmd_status, "bundles with their base image and rw (virtual) size")
     sp.add_argument("bundles", nargs="+", metavar="BUNDLE")
     add_format(sp)
     add_no_trunc(sp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from oci_tools.cli._common import (
     Add,
@@ -54,7 +55,19 @@ def cmd_tag(a: argparse.Namespace, c: Console) -> int:
 
 
 def cmd_rm(a: argparse.Namespace, c: Console) -> int:
-    """``rm``: remove a ref."""
+    """``rm``: remove a ref (or, docker's ``rm [-f] CONTAINER``, a container)."""
+    from oci_tools.layout import split_image_ref
+
+    if not os.path.lexists(split_image_ref(a.image)[0]):
+        from oci_tools.containers import Runtime, lookup
+
+        ct = lookup(a.image)
+        if ct is not None:
+            Runtime().remove(ct, force=a.force)
+            c.print(a.image)
+            return 0
+    if a.force:
+        raise UsageError("-f/--force applies to removing a container, not a ref")
     lay, ref, _ = image_arg(a.image)
     desc = lay.remove_ref(ref)
     c.print(f"Untagged: {ref}@{desc.digest}")
@@ -93,9 +106,14 @@ def cmd_gc(a: argparse.Namespace, c: Console) -> int:
     """``gc``: delete unreferenced blobs."""
     from oci_tools import render
 
-    freed = open_layout(a.layout).gc()
+    lay = open_layout(a.layout)
+    freed = lay.gc()
     for dg, _size in freed:
         c.print(f"deleted {dg}")
+    from oci_tools.snapshots import LayerStore
+
+    for rec in LayerStore(lay).gc():  # extracted layer dirs no image needs any more
+        c.print(f"deleted layer {rec.chain_id}")
     total = sum(s for _, s in freed)
     c.note(f"Total reclaimed space: {render.human_size(total, 4)} ({len(freed)} blobs)")
     return 0
@@ -134,8 +152,9 @@ def register(add: Add) -> None:
     add_image(sp)
     sp.add_argument("new_ref", metavar="NEWREF")
 
-    sp = add("rm", cmd_rm, "remove a ref (blobs stay until gc)", aliases=["untag"])
+    sp = add("rm", cmd_rm, "remove a ref (blobs stay until gc), or a container", aliases=["untag"])
     add_image(sp)
+    sp.add_argument("-f", "--force", action="store_true", help="a running container: kill it first")
 
     sp = add("ls", cmd_ls, "list the refs of a layout with their digests", aliases=["list"])
     add_layout(sp)
