@@ -468,3 +468,28 @@ def test_umoci_sees_the_same_tree_before_and_after_squash_and_rebase(
             == Image.load(lay, ref).digest
         )
     assert app.digest == Image.load(lay, "app").digest
+
+
+def test_surgery_on_an_index_ref_needs_to(lay: Layout) -> None:
+    img = _image(lay, *BASE_LAYERS, *APP_LAYERS, ref="app")
+    assert cli("index", "create", f"{lay.path}:multi", "app").code == 0
+    r = cli("squash", f"{lay.path}:multi", "--platform", "linux/amd64")
+    assert r.code == 2 and "names an index" in r.err
+    r = cli("squash", f"{lay.path}:multi", "--platform", "linux/amd64", "--to", "flat")
+    assert r.code == 0, r.err
+    assert lay.lookup("multi").media_type == mt.OCI_INDEX
+    assert len(Image.load(lay, "flat").layers) == 1 and img.digest != Image.load(lay, "flat").digest
+
+
+def test_squash_edge_layers(lay: Layout, tmp_path: Path) -> None:
+    # an empty layer (a tar with no members) among the merged ones
+    img = _image(lay, *BASE_LAYERS, [], *APP_LAYERS)
+    new = squash(img, start=1).image
+    assert_same_tree(_tree(lay, img, tmp_path / "a"), _tree(lay, new, tmp_path / "b"))
+    # a layer whose blob is missing (a foreign layer never fetched): clear error
+    missing = _image(lay, *BASE_LAYERS, [file("gone", b"gone")], ref="missing")
+    os.unlink(lay.store.path_of(missing.layers[-1].digest))
+    r = cli("squash", f"{lay.path}:missing", "--to", "x")
+    assert r.code == 1 and "Traceback" not in r.err and len(r.err.splitlines()) <= 2
+    with pytest.raises(NotFoundError):
+        squash(missing)

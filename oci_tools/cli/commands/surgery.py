@@ -22,7 +22,14 @@ def _save(lay: Layout, img: Image, ref: str, to: str | None) -> str:
     """Write ``img`` into ``lay`` and tag it ``to`` (else ``ref``)."""
     from oci_tools.layout import check_ref
     from oci_tools.mutate import write
+    from oci_tools.spec import mediatype as mt
 
+    if not to and lay.lookup(ref).media_type in mt.INDEX_TYPES:
+        # Moving REF would replace a whole multi-platform index by one image.
+        raise UsageError(
+            f"{ref} names an index: the result is one image",
+            hint="tag it elsewhere with --to NEWREF (or edit the index with 'index add')",
+        )
     target = check_ref(to) if to else ref
     with lay.lock():
         desc = write(lay, img)
