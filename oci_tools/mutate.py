@@ -126,6 +126,19 @@ def empty_image(
     return _assemble(layout, doc, [])
 
 
+def assemble(
+    layout: Layout,
+    config_doc: Mapping[str, Any],
+    layers: Sequence[Descriptor],
+    annotations: Mapping[str, str] | None = None,
+) -> Image:
+    """The image made of ``config_doc`` (serialized once, here), ``layers``
+    and manifest ``annotations``, with a new OCI manifest over them; nothing
+    is written.  For operations that rebuild an image's layer list (squash,
+    rebase); InvalidDocumentError when layers and diff_ids do not pair up."""
+    return _assemble(layout, config_doc, layers, annotations)
+
+
 # ---------------------------------------------------------------------------
 # the changes
 
@@ -331,6 +344,51 @@ def edit_config(image: Image, edit: ConfigEdit) -> Image:
     return _change(image, lambda doc: _apply_edit(doc, edit))
 
 
+def set_annotations(image: Image, changes: Mapping[str, str | None]) -> Image:
+    """``image`` with its manifest annotations changed (a value of None
+    removes the key).  The config keeps its exact bytes; only the manifest
+    (and so the image digest) is new."""
+    ann = dict(image.manifest.annotations)
+    for k, v in changes.items():
+        if not k:
+            raise UsageError("an annotation needs a non-empty key")
+        if v is None:
+            ann.pop(k, None)
+        else:
+            ann[k] = v
+    assert image.manifest.config is not None
+    manifest = Manifest.build(image.manifest.config, list(image.layers), ann)
+    desc = Descriptor(mt.OCI_MANIFEST, manifest.digest, manifest.size, platform=image.platform)
+    return Image(image.layout, desc, manifest, image.config, None)
+
+
+def set_labels(image: Image, labels: Mapping[str, str], *, remove: Sequence[str] = ()) -> Image:
+    """``image`` with config labels set (``labels``) and removed (``remove``);
+    the manifest annotations are kept.  No history row is added (``label``
+    is metadata, as ``crane mutate --label`` does)."""
+
+    def change(doc: dict[str, Any]) -> None:
+        conf = doc.get("config")
+        if not isinstance(conf, dict):
+            conf = {}
+            doc["config"] = conf
+        cur = dict(conf.get("Labels") or {})
+        for k in remove:
+            cur.pop(k, None)
+        for k, v in labels.items():
+            if not k:
+                raise UsageError("a label needs a non-empty key")
+            cur[k] = v
+        if cur:
+            conf["Labels"] = cur
+        else:
+            conf.pop("Labels", None)
+
+    doc = image.config.as_dict()
+    change(doc)
+    return _assemble(image.layout, doc, image.layers, image.manifest.annotations)
+
+
 def nop_created_by(steps: Sequence[str]) -> str:
     """Docker classic builder's ``created_by`` for metadata-only steps."""
     return "/bin/sh -c #(nop)  " + "; ".join(steps)
@@ -458,13 +516,16 @@ __all__ = [
     "add_history",
     "append_history",
     "append_layer",
+    "assemble",
     "edit_config",
     "edit_image",
     "empty_config",
     "empty_image",
     "new_image",
     "nop_created_by",
+    "set_annotations",
     "set_created",
+    "set_labels",
     "write",
     "write_image",
 ]

@@ -55,6 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": _IMAGES | {"archive", "mutate"},
     "sign": _IMAGES | {"registry", "mutate"},
     "snapshots": _IMAGES | {"apply", "diff", "bundle"},  # overlay bundles use bundle's record
+    "surgery": _IMAGES | {"apply", "diff", "mutate"},
     # L7: what users see and build
     "containers": _IMAGES | {"apply", "diff", "mutate", "bundle", "snapshots"},
     "views": _IMAGES | {"apply", "bundle", "render", "snapshots", "containers"},

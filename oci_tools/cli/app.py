@@ -26,15 +26,17 @@ from oci_tools.cli.commands import (
     build,
     bundle,
     containers,
+    index,
     layers,
     layout,
     registry,
+    surgery,
     views,
 )
 from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build, containers, registry)
+GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index, registry)
 
 
 class SkippedParser:

@@ -536,6 +536,37 @@ def efficiency_report(e: Efficiency, fmt: str, *, top: int) -> str:
     return efficiency_text(e, top)
 
 
+def index_listing(manifests: Iterable[Descriptor]) -> Listing:
+    """``index inspect``: DIGEST PLATFORM OS VERSION SIZE MEDIA TYPE, one row
+    per entry of an index (JSON adds os.features and annotations)."""
+    import json
+
+    rows = []
+    for d in manifests:
+        p = d.platform
+        rows.append(
+            {
+                "Digest": str(d.digest),
+                "Platform": str(p) if p else "-",
+                "OSVersion": (p.os_version if p else "") or "-",
+                "OSFeatures": ",".join(p.os_features) if p else "",
+                "Size": str(d.size),
+                "MediaType": d.media_type,
+                "Annotations": json.dumps(dict(d.annotations), sort_keys=True),
+            }
+        )
+    return Listing(
+        [
+            ("DIGEST", "Digest"),
+            ("PLATFORM", "Platform"),
+            ("OS VERSION", "OSVersion"),
+            ("SIZE", "Size"),
+            ("MEDIA TYPE", "MediaType"),
+        ],
+        rows,
+    )
+
+
 __all__ = [
     "Listing",
     "changes_text",
@@ -546,6 +577,7 @@ __all__ = [
     "efficiency_text",
     "history_listing",
     "images_listing",
+    "index_listing",
     "json_text",
     "layer_changes_text",
     "layers_text",

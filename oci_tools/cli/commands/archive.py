@@ -29,6 +29,16 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
             hint="redirect stdout (> FILE.tar or | COMMAND), or give FILE.tar",
         )
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.flat:
+        from oci_tools.image import Image
+        from oci_tools.surgery import export_flat
+
+        info = export_flat(
+            Image.load(lay, ref, plat), sys.stdout.buffer if a.file == "-" else a.file
+        )
+        if a.file != "-":
+            c.print(str(info.diff_id))
+        return 0
     if a.file == "-":
         export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
         return 0
@@ -68,6 +78,11 @@ def register(add: Add) -> None:
         "--name",
         metavar="NAME[:TAG]",
         help="image name for docker/podman/containerd (default localhost/<layout-dir>:<ref>)",
+    )
+    sp.add_argument(
+        "--flat",
+        action="store_true",
+        help="one plain tar of the image's final filesystem (whiteouts applied), not an archive",
     )
     add_platform(sp)
     add_quiet(sp, "no progress bars")

@@ -27,6 +27,18 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import unpack
 
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.rootfs_only:
+        if a.overlay:
+            raise UsageError("--rootfs-only and --overlay exclude each other")
+        from oci_tools.image import Image
+        from oci_tools.surgery import unpack_rootfs
+
+        img = Image.load(lay, ref, plat)
+        notes = unpack_rootfs(img, a.bundle, rootless=True if a.rootless else None, force=a.force)
+        for s in notes:
+            c.note(f"warning: not created (rootless): {s}")
+        c.print(str(img.digest))
+        return 0
     if a.overlay and not a.rootless:
         from oci_tools.image import Image
         from oci_tools.snapshots import overlay_supported
@@ -206,6 +218,11 @@ def register(add: Add) -> None:
         help="record owners and devices instead of applying them (default when not root)",
     )
     sp.add_argument("--force", action="store_true", help="replace a non-empty BUNDLE")
+    sp.add_argument(
+        "--rootfs-only",
+        action="store_true",
+        help="BUNDLE is just the tree (no rootfs/ level, config.json or commit record)",
+    )
     sp.add_argument(
         "--overlay",
         action="store_true",
