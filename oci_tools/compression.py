@@ -17,6 +17,7 @@ the work runs, never the bytes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 if TYPE_CHECKING:
     import queue
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 from oci_tools.errors import UnsupportedMediaTypeError, UsageError
 from oci_tools.spec.mediatype import LAYER_CODECS
@@ -43,6 +45,9 @@ GZIP_BLOCK = 1 << 18
 #: multi-threaded mode cuts jobs by size, not by thread); 0, the single-threaded
 #: mode, would give other bytes, so it is never used.
 ZSTD_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: gzip compression threads.  Any value gives the same bytes (blocks are
+#: compressed independently, see ``_GzipWriter``).
+GZIP_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class Writable(Protocol):
@@ -203,32 +208,103 @@ class _ZstdWriter(io.RawIOBase):
         super().close()
 
 
-class _GzipWriter(io.RawIOBase):
-    """Deterministic gzip writer (no name, mtime 0) that leaves ``out`` open.
+#: The header of every gzip stream we write (RFC 1952): deflate, no flags,
+#: mtime 0, no extra flags, OS "unknown" -- nothing about the writing machine.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+#: Bytes of the previous block a block may refer back to (deflate's window).
+_GZIP_WINDOW = 1 << 15
 
-    Input reaches the compressor in blocks of exactly ``GZIP_BLOCK`` bytes,
-    whatever the sizes of the writes: the same stream gives the same bytes.
+
+def _deflate_block(
+    block: bytes | bytearray | memoryview, history: bytes, level: int, last: bool
+) -> bytes:
+    """Raw deflate of one block, primed with ``history`` (the previous block's
+    last 32 KiB).  A function of its arguments only: which
+    thread runs it, or how many others run beside it, cannot change the bytes.
+    A block that is not the last ends with a sync flush (an empty stored block
+    that byte-aligns it), so the blocks concatenate into one deflate stream
+    (as pigz writes); the last one ends the stream."""
+    try:
+        from isal import isal_zlib as z
+    except ImportError:  # pragma: no cover - isal is a declared dependency
+        import zlib as z  # type: ignore[no-redef]
+
+    if history:
+        cobj = z.compressobj(level, z.DEFLATED, -15, z.DEF_MEM_LEVEL, z.Z_DEFAULT_STRATEGY, history)
+    else:
+        cobj = z.compressobj(level, z.DEFLATED, -15)
+    # Both calls release the GIL (ISA-L and zlib alike): blocks compress in parallel.
+    out = cobj.compress(block) + cobj.flush(z.Z_FINISH if last else z.Z_SYNC_FLUSH)
+    return out
+
+
+def _crc32(data: bytes | bytearray | memoryview, crc: int) -> int:
+    try:
+        from isal.isal_zlib import crc32
+    except ImportError:  # pragma: no cover - isal is a declared dependency
+        from zlib import crc32
+    return crc32(data, crc)
+
+
+class _GzipWriter(io.RawIOBase):
+    """Deterministic gzip writer (no name, mtime 0) that leaves ``out`` open,
+    compressing on up to ``threads`` cores.
+
+    The input is cut into blocks of exactly ``GZIP_BLOCK`` bytes, whatever the
+    sizes of the writes; each block is deflated on its own, primed with the
+    last 32 KiB of the block before (pigz's scheme), and the blocks are
+    written in order as one gzip member.  So the bytes depend on the input
+    and the level only: never on the write sizes, the thread count or the
+    number of cores (``threads=1`` runs the very same per-block function
+    inline).  At most ``2 * threads`` blocks are in flight: memory stays
+    bounded.
     """
 
-    def __init__(self, out: Writable, level: int) -> None:
+    def __init__(self, out: Writable, level: int, threads: int = 0) -> None:
         self._out = out
+        self._level = level
+        self._threads = max(1, threads or GZIP_THREADS)
         self._pending = bytearray()
-        try:
-            from isal import isal_zlib
-
-            self._cobj = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-        except ImportError:  # pragma: no cover - isal is a declared dependency
-            import zlib
-
-            self._cobj = zlib.compressobj(level, zlib.DEFLATED, 31)  # type: ignore[assignment]
+        self._history = b""
+        self._crc = 0
+        self._size = 0
+        self._inflight: collections.deque[Future[bytes]] = collections.deque()
+        self._pool: ThreadPoolExecutor | None = None
+        out.write(_GZIP_HEADER)
 
     def writable(self) -> bool:
         return True
 
+    def _drain(self, keep: int) -> None:
+        inflight = self._inflight
+        while len(inflight) > keep:
+            data = inflight[0].result()
+            inflight.popleft()
+            self._out.write(data)
+
     def _block(self, block: bytes | bytearray | memoryview) -> None:
-        chunk = self._cobj.compress(block)
-        if chunk:
-            self._out.write(chunk)
+        """Compress one full block (never the last: that one is left for close)."""
+        history = self._history
+        # The next block's history: a copy, since ``block`` may be reused.
+        self._history = bytes(block[-_GZIP_WINDOW:])
+        # CRC-32 here, in order (it runs at many GB/s; no combining needed).
+        self._crc = _crc32(block, self._crc)
+        self._size += GZIP_BLOCK
+        if self._threads == 1:
+            self._out.write(_deflate_block(block, history, self._level, False))
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="oci-tools-gzip")
+        # The worker reads the block later: it must not change in between (a
+        # view into the caller's bytes is immutable; anything else is copied).
+        immutable = type(block) is bytes or (
+            isinstance(block, memoryview) and type(block.obj) is bytes
+        )
+        piece = block if immutable else bytes(block)
+        self._inflight.append(self._pool.submit(_deflate_block, piece, history, self._level, False))
+        self._drain(2 * self._threads)
 
     def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
         n = len(data)
@@ -245,7 +321,7 @@ class _GzipWriter(io.RawIOBase):
             start = need
         view = memoryview(data)
         while n - start >= GZIP_BLOCK:
-            # Whole blocks straight from the caller's buffer, without a copy.
+            # Whole blocks straight from the caller's buffer.
             self._block(view[start : start + GZIP_BLOCK])
             start += GZIP_BLOCK
         if start < n:
@@ -254,10 +330,21 @@ class _GzipWriter(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            if self._pending:
-                self._block(self._pending)
-                self._pending.clear()
-            self._out.write(self._cobj.flush())
+            try:
+                self._drain(0)
+                # The last block (maybe empty) ends the deflate stream.
+                last = self._pending
+                self._crc = _crc32(last, self._crc)
+                self._size += len(last)
+                self._out.write(_deflate_block(last, self._history, self._level, True))
+                last.clear()
+                self._out.write(
+                    self._crc.to_bytes(4, "little")
+                    + (self._size & 0xFFFFFFFF).to_bytes(4, "little")
+                )
+            finally:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True, cancel_futures=True)
         super().close()
 
 

@@ -8,6 +8,7 @@ import gzip
 import io
 import random
 import threading
+import zlib
 
 import pytest
 from builders import mixed_data
@@ -61,6 +62,57 @@ def test_zstd_output_does_not_depend_on_thread_count() -> None:
     outs = {_compress("zstd", data, [1 << 20], threads=t) for t in (1, 2, 3, 8)}
     assert len(outs) == 1
     assert decompressor("zstd", io.BytesIO(outs.pop())).read() == data
+
+
+def _gzip(data: bytes, threads: int, sizes: list[int]) -> bytes:
+    out = io.BytesIO()
+    w = compression._GzipWriter(out, 1, threads=threads)
+    pos = 0
+    i = 0
+    while pos < len(data):
+        n = sizes[i % len(sizes)]
+        w.write(data[pos : pos + n] if i % 2 else bytearray(data[pos : pos + n]))
+        pos += n
+        i += 1
+    w.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("n", [0, 1000, GZIP_BLOCK, 5 * GZIP_BLOCK + 4321])
+def test_gzip_output_does_not_depend_on_thread_count(n: int) -> None:
+    # Blocks are compressed independently (primed with the block before), so
+    # the layer digest is the same on any machine, with any number of cores.
+    data = mixed_data(n) if n else b""
+    outs = {_gzip(data, t, s) for t in (1, 2, 4) for s in ([1 << 20], [GZIP_BLOCK + 1, 77])}
+    assert len(outs) == 1
+    blob = outs.pop()
+    # One standard gzip member: our header (mtime 0, no name), the data, the
+    # CRC-32 and size trailer; the stdlib and gzip(1)'s rules read it.
+    assert blob[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    assert gzip.decompress(blob) == data
+    assert zlib.decompressobj(31).decompress(blob) == data  # a single member
+    assert decompressor("gzip", io.BytesIO(blob)).read() == data
+
+
+def test_gzip_default_writer_is_the_threaded_format() -> None:
+    # compressor() with the default thread count writes the same bytes as one
+    # thread: digests do not depend on os.cpu_count().
+    data = mixed_data(3 * GZIP_BLOCK + 5)
+    assert _compress("gzip", data, [4096]) == _gzip(data, 1, [4096])
+
+
+def test_gzip_worker_error_reaches_the_writer() -> None:
+    class Boom:
+        def write(self, data: bytes | memoryview, /) -> int:
+            if len(data) > 10:
+                raise OSError("disk full")
+            return len(data)
+
+    w = compression._GzipWriter(Boom(), 1, threads=2)
+    with pytest.raises(OSError, match="disk full"):
+        for _ in range(16):
+            w.write(mixed_data(GZIP_BLOCK))
+        w.close()
 
 
 def test_gzip_empty_and_exact_block() -> None:
