@@ -235,6 +235,10 @@ class NodeWriter(Remover):
         self.dir_meta[path] = (entry.mode, entry.mtime_ns)
         self.implied.discard(path)
         self.mark_written(path)
+        if not root and name not in (".", "..") and entry.name.rpartition("/")[2] == name:
+            # entry.name is its lexical parent (resolved to ``pcanon``) plus
+            # ``name``, a real directory now: it resolves to ``path``.
+            self.remember_dir(entry.name, path)
 
     def symlink(self, entry: TarEntry, pfd: int, name: str, path: str) -> None:
         target = entry.linkname  # stored verbatim; resolved in-root when used
