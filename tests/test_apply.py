@@ -661,3 +661,28 @@ def test_read_file_in_root_follows_links_inside_only(root: Path, tmp_path: Path)
         read_file_in_root(str(root), "/etc/loop")
     with pytest.raises(UnsafeLayerError, match="larger"):
         read_file_in_root(str(root), "/etc/passwd", max_bytes=5)
+
+
+@pytest.mark.parametrize("with_snapshot", [False, True])
+def test_deep_directories_get_their_modes_and_times_without_leaking_fds(
+    root: Path, with_snapshot: bool
+) -> None:
+    # Deeper than the levels whose fds the final walk keeps (64): the upper
+    # levels go back up by their kept fds, the lower ones through a checked
+    # ``..``; every directory ends with its own mode and mtime either way.
+    names = ["/".join(f"d{j}" for j in range(i + 1)) for i in range(150)]
+    members = [
+        directory(p, mode=0o750 if i % 2 else 0o711, mtime=1_000_000 + i)
+        for i, p in enumerate(names)
+    ]
+    members.append(file(names[-1] + "/leaf", b"bottom", mtime=5))
+    before = len(os.listdir("/proc/self/fd"))
+    snap = Snapshot() if with_snapshot else None
+    apply(root, members, snapshot=snap)
+    assert len(os.listdir("/proc/self/fd")) == before
+    for i, p in enumerate(names):
+        st = os.lstat(root / p)
+        assert stat.S_IMODE(st.st_mode) == (0o750 if i % 2 else 0o711), p
+        assert st.st_mtime_ns == (1_000_000 + i) * 10**9, p
+    if snap is not None:
+        assert_snapshot_matches(snap, root)

@@ -3,7 +3,8 @@
 Directory modes and times are deferred to the end so that creating children
 does not disturb them and (rootless) a restrictive mode does not lock us out
 of a directory we still have to write into.  Directories are finished in
-post-order with one fd, checking every ``..`` on the way up.
+post-order, keeping the fds of the first levels and checking every ``..``
+on the way up from deeper ones.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from oci_tools.apply.fs import O_DIR_PATH, RootDirs, proc_path
 from oci_tools.apply.nodes import clamp_ns
 from oci_tools.errors import UnsafeLayerError
 from oci_tools.snapshot import FileState
+
+#: Directory levels whose fds the post-order walk keeps open (see _finish_dirs).
+_KEEP_FDS = 64
 
 
 class Finisher(RootDirs):
@@ -99,6 +103,11 @@ class Finisher(RootDirs):
         frames: list[tuple[str, int, int, list[str]]] = [
             ("", rst.st_dev, rst.st_ino, kids.get("", []))
         ]
+        # The fd of each frame while it stays open: the first _KEEP_FDS levels
+        # keep theirs, so going back up reuses it (no open of ``..``, no stat);
+        # deeper levels close theirs (fds stay bounded) and go up through
+        # ``..``, checked against the dev/ino noted when they were entered.
+        fds = [self.rootfd]
         fd = self.rootfd
         try:
             while frames:
@@ -111,30 +120,35 @@ class Finisher(RootDirs):
                         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                             continue  # removed or replaced later in this layer
                         raise
-                    cst = os.fstat(cfd)
-                    if not stat.S_ISDIR(cst.st_mode):
-                        os.close(cfd)
-                        continue
-                    if fd != self.rootfd:
+                    # O_DIRECTORY: cfd is a directory.  Its dev/ino are only
+                    # needed where its fd will be dropped (deep levels).
+                    dev = ino = 0
+                    if len(frames) >= _KEEP_FDS:
+                        cst = os.fstat(cfd)
+                        dev, ino = cst.st_dev, cst.st_ino
+                    if len(frames) > _KEEP_FDS:
                         os.close(fd)
+                        fds[-1] = -1
                     fd = cfd
-                    frames.append((child, cst.st_dev, cst.st_ino, kids.get(child, [])))
+                    frames.append((child, dev, ino, kids.get(child, [])))
+                    fds.append(cfd)
                     continue
                 if path in targets:
                     self._finish_dir(fd, path)
                 frames.pop()
+                fds.pop()
                 if not frames:
                     break
-                if len(frames) == 1:
-                    up = self.rootfd
-                else:
+                up = fds[-1]
+                if up < 0:
                     up = os.open("..", O_DIR_PATH, dir_fd=fd)
                     ust = os.fstat(up)
                     if (ust.st_dev, ust.st_ino) != (frames[-1][1], frames[-1][2]):
                         os.close(up)
                         raise UnsafeLayerError(path, "directory moved while applying")
+                    fds[-1] = up
                 os.close(fd)
                 fd = up
         finally:
-            if fd != self.rootfd:
-                os.close(fd)
+            for open_fd in {fd, *fds} - {self.rootfd, -1}:
+                os.close(open_fd)
