@@ -20,6 +20,7 @@ only accepted for a directory (CVE-2021-29136).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,6 +68,14 @@ _HEADER_ONLY = frozenset(
     }
 )
 _OCTAL_DIGITS = b"01234567"
+#: The numeric fields of a header (bytes 100-156: mode, uid, gid, size,
+#: mtime, checksum) as nearly every writer fills them: all octal digits, one
+#: NUL or space after each (the checksum: six digits, NUL, space).  One match
+#: replaces six ``_number`` calls; for these fields ``_number`` gives exactly
+#: ``int(digits, 8)``.  Anything else takes the field-by-field path.
+_COMMON_NUMBERS = re.compile(
+    rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]([0-7]{6})\0 "
+)
 _DECIMAL_DIGITS = b"0123456789"
 _XATTR_PREFIX = "SCHILY.xattr."
 
@@ -426,10 +435,14 @@ def iter_entries(
             - sum(hdr[148:156])
             + 256
         )
-        try:
-            stored = _number(hdr[148:156], "checksum", "")
-        except UnsafeLayerError:
-            stored = -1
+        common = _COMMON_NUMBERS.fullmatch(hdr, 100, 156)
+        if common is not None:
+            stored = int(common[6], 8)
+        else:
+            try:
+                stored = _number(hdr[148:156], "checksum", "")
+            except UnsafeLayerError:
+                stored = -1
         if stored != unsigned:
             signed = unsigned - 256 * sum(1 for b in hdr if b & 0x80)
             signed += 256 * sum(1 for b in hdr[148:156] if b & 0x80)
@@ -442,7 +455,7 @@ def iter_entries(
         if ustar and hdr[345] != 0:
             raw_name = _cstr(hdr[345:500]) + b"/" + raw_name
         shown = (long_name or raw_name)[:200].decode("utf-8", "replace")
-        size = _number(hdr[124:136], "size", shown)
+        size = int(common[4], 8) if common is not None else _number(hdr[124:136], "size", shown)
         if size < 0:
             raise _err(shown, f"negative size {size}")
         if flag in (0x78, 0x67, 0x4C, 0x4B):  # x g L K: extension headers
@@ -483,10 +496,14 @@ def iter_entries(
         if long_name is not None:
             raw_name = long_name
         raw_link = _cstr(hdr[157:257]) if long_link is None else long_link
-        uid = _number(hdr[108:116], "uid", shown)
-        gid = _number(hdr[116:124], "gid", shown)
-        mtime_ns = _number(hdr[136:148], "mtime", shown) * _NS
-        mode = _number(hdr[100:108], "mode", shown)
+        if common is not None:
+            mode, uid, gid = int(common[1], 8), int(common[2], 8), int(common[3], 8)
+            mtime_ns = int(common[5], 8) * _NS
+        else:
+            uid = _number(hdr[108:116], "uid", shown)
+            gid = _number(hdr[116:124], "gid", shown)
+            mtime_ns = _number(hdr[136:148], "mtime", shown) * _NS
+            mode = _number(hdr[100:108], "mode", shown)
         devmajor = devminor = 0
         xattrs: dict[str, bytes] = {}
         if pax:
