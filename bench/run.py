@@ -774,6 +774,49 @@ def tag_base(layout: Path, ref: str) -> None:
 # ------------------------------------------------------------------ cases
 
 
+def squash_group(layout: Path, w: Path) -> Group:
+    """``squash`` of the two-layer Debian + 160 MB image into one layer, next
+    to doing it by hand: extract both layer tars into one tree, then
+    ``tar -c | pigz``.  Each round writes a new ref; the previous round's
+    squashed layer blob is deleted first (not the image's own blobs)."""
+    keep = {p for p, _ in layers_of(layout, "two")}
+    by_hand = w / "squash-tar"
+
+    def drop(rnd: int) -> None:
+        if rnd:
+            for path, _ in layers_of(layout, f"squashed-{rnd - 1}"):
+                if path not in keep:
+                    rm(path)
+
+    def fresh(rnd: int) -> None:
+        trash(by_hand)
+        by_hand.mkdir(parents=True)
+
+    blobs = [p for p, _ in layers_of(layout, "two")]
+    extract = " && ".join(f"tar -xzf '{b}' -C '{by_hand}'" for b in blobs)
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools squash",
+            lambda r: [OCI, "squash", "--to", f"squashed-{r}", f"{layout}:two"],
+            drop,
+        ),
+        Variant(
+            "tar",
+            "tar -xzf x2, tar -c | pigz",
+            [
+                "bash",
+                "-c",
+                f"{extract} && tar -C '{by_hand}' -cf - . | pigz -1 > '{w}/squash.tar.gz'",
+            ],
+            fresh,
+        ),
+    ]
+    g = run_group(Group("debian-squash", "Debian + ~160 MB: squash 2 layers into 1", "ours", vs))
+    trash(by_hand, w / "squash.tar.gz")
+    return g
+
+
 def case_debian() -> None:
     tree = ensure_debian_rootfs()
     layout = CACHE / "debian.oci"
@@ -829,6 +872,7 @@ def case_debian() -> None:
         sh("du", "-scb", tree / "usr", tree / "var" / "lib").splitlines()[-1].split()[0]
     )
     unpack_group("debian-unpack-2layers", "Debian + ~160 MB: unpack (2 layers)", layout, "two", w)
+    squash_group(layout, w)
     trash(w)
     settle()
 
