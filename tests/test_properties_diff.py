@@ -95,6 +95,15 @@ def _parent(rel: str) -> str:
     return rel.rpartition("/")[0]
 
 
+def _ancestors(rel: str) -> list[str]:
+    out = []
+    while rel:
+        rel = _parent(rel)
+        if rel:
+            out.append(rel)
+    return out
+
+
 def _is_dir(s: tuple[Any, ...] | None) -> bool:
     return s is not None and s[0] == stat.S_IFDIR
 
@@ -301,10 +310,14 @@ def test_changes_on_a_base(work: tuple[Layout, Path], nodes: list[Node], data: A
         ]
         assert len(whiteouts) == len(set(whiteouts)), log
         for p in deleted:
-            # One whiteout, or the parent's opaque marker; nothing below it.
-            assert (p in whiteouts) != (_parent(p) in opaque), (p, log)
+            # One whiteout, or an opaque marker above it (its parent's, when
+            # all recorded children went; a recreated ancestor's); nothing below.
+            hidden = any(a in opaque for a in _ancestors(p))
+            assert (p in whiteouts) != hidden, (p, log)
             assert not any(n.startswith(p + "/") for n in names), (p, log)
-        assert recreated <= opaque, log
+        for r in recreated:
+            # Its own marker, or (recreated inside a recreated one) the outer one's.
+            assert r in opaque or any(a in opaque for a in _ancestors(r)), (r, log)
         assert set(whiteouts) <= deleted, log
 
         again = os.path.join(d, "again")
