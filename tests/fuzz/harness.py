@@ -18,7 +18,7 @@ calls :func:`main`.  The rules every fuzzer enforces:
 
 With atheris installed the inputs are coverage-guided (libFuzzer); without
 it, a plain mutation loop over the seeds stands in (random byte flips,
-insertions, deletions and splices), and the summary line says so.
+insertions, deletions and splices), and the first line on stderr says so.
 
 When the time is up the fuzzer prints ``fuzz NAME: N runs, K crashes`` and
 exits 1 when K > 0.  ``--replay FILE...`` runs saved inputs once each (the
@@ -34,6 +34,7 @@ import hashlib
 import os
 import random
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -45,6 +46,8 @@ from types import FrameType
 from oci_tools.errors import OCIToolsError
 
 try:
+    if os.environ.get("FUZZ_NO_ATHERIS") == "1":  # force the fallback loop
+        raise ImportError("FUZZ_NO_ATHERIS=1")
     import atheris
 
     HAVE_ATHERIS = True
@@ -89,6 +92,7 @@ class _Run:
         self.crashes: set[str] = set()
         self.input_timeout = float(os.environ.get("FUZZ_INPUT_TIMEOUT", "10"))
         self.mode = "atheris" if HAVE_ATHERIS else "mutation loop, atheris missing"
+        self.work = ""
 
     def one(self, data: bytes) -> None:
         if time.monotonic() > self.deadline:
@@ -126,10 +130,8 @@ class _Run:
         print(f"fuzz {self.name}: crash {where} -> {base}", file=sys.stderr, flush=True)
 
     def finish(self) -> None:
-        print(
-            f"fuzz {self.name}: {self.runs} runs, {len(self.crashes)} crashes ({self.mode})",
-            flush=True,
-        )
+        print(f"fuzz {self.name}: {self.runs} runs, {len(self.crashes)} crashes", flush=True)
+        shutil.rmtree(self.work, ignore_errors=True)
         os._exit(1 if self.crashes else 0)  # libFuzzer would not return
 
 
@@ -176,11 +178,13 @@ def main(
     if not HAVE_ATHERIS:
         signal.signal(signal.SIGALRM, _on_alarm)
     run = _Run(name, target, allowed, artifacts, args.seconds)
+    run.work = work
     if args.replay is not None:
         for path in args.replay:
             with open(path, "rb") as f:
                 run.one(f.read())
         run.finish()
+    print(f"fuzz {name}: {args.seconds:g}s, {run.mode}, work dir {work}", file=sys.stderr)
     for s in seeds:
         run.one(s)
     if HAVE_ATHERIS:
