@@ -1,7 +1,9 @@
-"""Fuzz the strict tar reader and the applier: any bytes as an uncompressed
-layer.  ``iter_entries`` must read it (every member's content to the end) or
-raise an error of ours; ``apply_layer`` must apply it inside a fresh rootfs or
-raise one, and never touch the canary directory beside the rootfs."""
+"""Fuzz the layer stream, the strict tar reader and the applier: any bytes as
+a layer blob (gzip or zstd when it starts with their magic, else an
+uncompressed tar).  The stream (decompression, bomb limits) and
+``iter_entries`` must read it (every member's content to the end) or raise an
+error of ours; ``apply_layer`` must apply it inside a fresh rootfs or raise
+one, and never touch the canary directory beside the rootfs."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from harness import instrumented, main  # noqa: E402
 with instrumented():
     from oci_tools.apply import ApplyOptions, apply_layer
     from oci_tools.layer.reader import iter_entries
+    from oci_tools.layer.stream import open_layer_stream
 
 import builders as b  # noqa: E402
 
 CANARY = "canary"
+ZSTD = b"\x28\xb5\x2f\xfd"
 
 
 def _canary_state() -> list[tuple[str, int, int]]:
@@ -43,9 +47,13 @@ def one_input(data: bytes) -> None:
         with open(os.path.join(CANARY, "etc", "passwd"), "w") as f:
             f.write("root:x:0:0::/root:/bin/sh\n")
         _before = _canary_state()
-    for _entry, content in iter_entries(io.BytesIO(data)):
+    codec = "gzip" if data[:2] == b"\x1f\x8b" else "zstd" if data[:4] == ZSTD else "none"
+    stream = open_layer_stream(io.BytesIO(data), codec)
+    for _entry, content in iter_entries(stream):
         while content.read(1 << 16):
             pass
+    while stream.read(1 << 16):  # what follows the end-of-archive marker
+        pass
     root = "rootfs"
     shutil.rmtree(root, ignore_errors=True)
     os.mkdir(root)
@@ -53,7 +61,7 @@ def one_input(data: bytes) -> None:
         apply_layer(
             io.BytesIO(data),
             root,
-            codec="none",
+            codec=codec,
             diff_id=None,
             options=ApplyOptions(rootless=os.geteuid() != 0),
         )
@@ -79,6 +87,8 @@ def seeds() -> list[bytes]:
     ]
     out = [b.build_tar(m) for m in members]
     out.append(b.corrupt_checksum(out[0], 1))
+    out += [b.compress(out[0], "gzip"), b.compress(out[1], "zstd")]
+    out.append(b.compress(bytes(1 << 20), "zstd"))  # a small bomb
     return out
 
 
