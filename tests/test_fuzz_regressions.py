@@ -51,3 +51,22 @@ def test_a_lone_line_continuation_at_the_end_is_nothing() -> None:
         df = parse_dockerfile(text)
         assert [i.keyword for i in df.instructions] == ["FROM"], text
     assert os.path.exists(REGRESSIONS / "dockerfile" / "lone-continuation-at-eof")
+
+
+@pytest.mark.parametrize("value", [[None], {"a": 1}, 2, True])
+def test_a_media_type_that_is_not_a_string_is_an_invalid_document(value: object) -> None:
+    # Found by tests/test_properties_documents.py: a list or an object as a
+    # manifest's or an index's mediaType was a TypeError (unhashable).
+    import json
+
+    from oci_tools.errors import InvalidDocumentError
+    from oci_tools.spec.model import Index, Manifest
+
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2}
+    config["digest"] = "sha256:" + "4" * 64
+    man = {"schemaVersion": 2, "mediaType": value, "config": config, "layers": []}
+    with pytest.raises(InvalidDocumentError, match="is not a manifest"):
+        Manifest.parse(json.dumps(man).encode())
+    idx = {"schemaVersion": 2, "mediaType": value, "manifests": []}
+    with pytest.raises(InvalidDocumentError, match="is not an index"):
+        Index.parse(json.dumps(idx).encode())
