@@ -26,7 +26,8 @@ Environment:
   BENCH_WARMUP=N    discarded rounds first (default 1; 0 with BENCH_QUICK)
   BENCH_QUICK=1     smoke run: small inputs (10k files, 256 MiB file), one
                     round; results go to bench/cache/results-quick.json
-  BENCH_ONLY=a,b    only these groups of cases: debian, small, big, views
+  BENCH_ONLY=a,b    only these groups of cases: debian, small, big, views,
+                    containers, registry
 
 Children run without PYTHONDONTWRITEBYTECODE, as an installed tool would:
 the warm-up round leaves .pyc files behind like ``pip install`` does.
@@ -68,7 +69,8 @@ ONLY = {g for g in os.environ.get("BENCH_ONLY", "").split(",") if g}
 SMALL_FILES = 10_000 if QUICK else 100_000
 BIG_MIB = 256 if QUICK else 2048
 VIEW_IMAGES = 50
-MIRROR = "http://deb.debian.org/debian"
+#: Where apt's configuration lives (the Debian mirror for debootstrap is read from it).
+APT_SOURCES = Path("/etc/apt")
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["PATH"] = f"{BIN}:{ENV.get('PATH', '/usr/bin:/bin')}"
@@ -255,6 +257,53 @@ def run_group(group: Group) -> Group:
 # ------------------------------------------------------------------ inputs
 
 
+def _apt_entries(apt: Path) -> list[tuple[str, list[str]]]:
+    """(URI, suites) of every ``deb`` source in apt's configuration under
+    ``apt``: one-line ``sources.list`` files and deb822 ``.sources`` files."""
+    out: list[tuple[str, list[str]]] = []
+    files = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*"))]
+    for f in files:
+        if not f.is_file() or f.suffix not in (".list", ".sources"):
+            continue
+        text = f.read_text(errors="replace")
+        if f.suffix == ".list":
+            for line in text.splitlines():
+                words = line.split("#", 1)[0].split()
+                if words[:1] != ["deb"]:
+                    continue
+                words = words[1:]
+                if words and words[0].startswith("["):  # [arch=... signed-by=...]
+                    while words and not words[0].endswith("]"):
+                        words = words[1:]
+                    words = words[1:]
+                if len(words) >= 2:
+                    out.append((words[0], [words[1]]))
+            continue
+        for stanza in text.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line:
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                suites = fields.get("suites", "").split()
+                out += [(uri, suites) for uri in fields.get("uris", "").split()]
+    return out
+
+
+def debian_mirror(suite: str = "bookworm", apt: Path = APT_SOURCES) -> str:
+    """The Debian mirror this machine's apt uses for ``suite`` (the repository
+    names no mirror host of its own)."""
+    for uri, suites in _apt_entries(apt):
+        if suite in suites:
+            return uri
+    raise SystemExit(
+        f"bench: no apt source for Debian {suite} in {apt}/sources.list(.d); "
+        "debootstrap needs a mirror: add one there"
+    )
+
+
 def ensure_debian_rootfs() -> Path:
     """The Debian minbase rootfs: made with debootstrap when missing."""
     d = CACHE / "debian-rootfs"
@@ -267,7 +316,7 @@ def ensure_debian_rootfs() -> Path:
     log(f"creating {d} with debootstrap (a few minutes)")
     with open(CACHE / "debootstrap.log", "w") as out:
         res = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
+            ["debootstrap", "--variant=minbase", "bookworm", str(tmp), debian_mirror()],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=ENV,
@@ -891,11 +940,364 @@ def case_views() -> None:
     )
 
 
+def _unmount_under(top: Path) -> None:
+    """Unmount every overlay mount below ``top`` (overlay bundles of a case)."""
+    prefix = str(top) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [ln.split()[4] for ln in f if ln.split()[4].startswith(prefix)]
+    for p in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", p], check=False)
+
+
+def case_containers() -> None:
+    """``unpack --overlay`` and ``run -d`` of the Debian image with its layers
+    stored, against a copy unpack and ``umoci unpack`` (root and overlayfs)."""
+    if os.geteuid() != 0 or not have("runc"):
+        log("  skipped: needs root and runc")
+        return
+    tree = ensure_debian_rootfs()
+    layout = CACHE / "debian.oci"
+    layout_from_tree(layout, tree, {"debian": "gzip", "debian-zstd": "zstd"}, link=False)
+    w = WORK / "containers"
+    root = w / "unpack"
+    root.mkdir(parents=True, exist_ok=True)
+    # Store the layers once (untimed): the case measures what every later
+    # bundle or container costs.
+    oci("unpack", "--overlay", f"{layout}:debian", w / "prime")
+    _unmount_under(w)
+
+    def target(key: str, rnd: int) -> Path:
+        return root / f"{key}-{rnd}"
+
+    def setup(key: str) -> Callable[[int], None]:
+        def run(rnd: int) -> None:
+            _unmount_under(root)
+            trash(target(key, rnd))
+
+        return run
+
+    vs = [
+        Variant(
+            "ours",
+            "oci-tools unpack --overlay",
+            lambda r: [OCI, "unpack", "--overlay", f"{layout}:debian", str(target("ov", r))],
+            setup("ov"),
+        ),
+        Variant(
+            "copy",
+            "oci-tools unpack (copy)",
+            lambda r: [OCI, "unpack", f"{layout}:debian", str(target("copy", r))],
+            setup("copy"),
+        ),
+    ]
+    if have("umoci"):
+        vs.append(
+            Variant(
+                "umoci",
+                "umoci unpack",
+                lambda r: [
+                    "umoci",
+                    "unpack",
+                    "--image",
+                    f"{layout}:debian",
+                    str(target("umoci", r)),
+                ],
+                setup("umoci"),
+            )
+        )
+    run_group(Group("containers-unpack", "Debian: unpack --overlay (layers stored)", "ours", vs))
+    _unmount_under(w)
+    trash(root)
+    state = w / "state"
+    ENV["OCI_TOOLS_STATE"] = str(state)
+
+    def clean(rnd: int) -> None:
+        for cid in oci("ps", "-a", "-q", "--no-trunc").split():
+            oci("container", "rm", "-f", cid)
+
+    run_group(
+        Group(
+            "containers-run",
+            "Debian: run -d to running",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools run -d",
+                    [OCI, "run", "-d", f"{layout}:debian", "sleep", "600"],
+                    clean,
+                )
+            ],
+        )
+    )
+    clean(0)
+    ENV.pop("OCI_TOOLS_STATE", None)
+    _unmount_under(w)
+
+
+# ------------------------------------------------------------------ registry
+
+
+@dataclass
+class LocalRegistry:
+    """docker-registry on a loopback port, storage under the work dir."""
+
+    host: str
+    proc: subprocess.Popen[bytes]
+
+
+def start_registry(root: Path) -> LocalRegistry:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "storage")}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "bench"},
+    }
+    (root / "config.yml").write_text(json.dumps(cfg))
+    log_f = open(root / "registry.log", "wb")  # noqa: SIM115 - lives as long as the registry
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(root / "config.yml")], stdout=log_f, stderr=log_f
+    )
+    import socket as _s
+
+    for _ in range(200):
+        try:
+            with _s.create_connection(("127.0.0.1", port), 0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    return LocalRegistry(f"127.0.0.1:{port}", proc)
+
+
+def ensure_five_layer_image() -> Path:
+    """Five gzip layers of ~20 MB of mixed data each (made once)."""
+    layout = CACHE / "five.oci"
+    if (layout / ".bench-ready").exists():
+        return layout
+    rm(layout)
+    oci("new", f"{layout}:empty")
+    b = WORK / "prep-five"
+    rm(b)
+    oci("unpack", f"{layout}:empty", b)
+    rng = random.Random(5)
+    ref = "empty"
+    for i in range(5):
+        d = b / "rootfs" / f"part{i}"
+        d.mkdir(parents=True)
+        for j in range(20):
+            data = rng.randbytes(512 << 10) + (b"text line %d\n" % j) * 20000
+            (d / f"f{j}.bin").write_bytes(data)
+        oci("commit", "--refresh", b, f"{layout}:five{i}")
+        ref = f"five{i}"
+    oci("tag", f"{layout}:{ref}", "five")
+    rm(b)
+    (layout / ".bench-ready").write_text("ok\n")
+    return layout
+
+
+def _blob_bytes(layout: Path, ref: str) -> int:
+    return sum(size for _, size in layers_of(layout, ref))
+
+
+def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> None:
+    """The pull, push and copy groups for one image."""
+    sk = ["skopeo", "--insecure-policy", "copy", "-q"]
+    no_tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+    src = f"docker://{host}/bench/{name}:src"
+    oci("push", "-q", f"{layout}:{ref}", src)
+    size = _blob_bytes(layout, ref)
+    top = max(layers_of(layout, ref), key=lambda t: t[1])[0].name
+    out = w / "out"
+
+    def fresh(rnd: int, key: str = "") -> None:
+        rm(out)
+        out.mkdir(parents=True)  # skopeo wants the parent of oci:DIR to exist
+
+    g = run_group(
+        Group(
+            f"registry-pull-{name}",
+            f"pull {name} ({size / 1e6:.0f} MB of blobs) from a loopback registry",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools pull",
+                    lambda r: [OCI, "pull", "-q", src, f"{out}/ours{r}:x"],
+                    fresh,
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy docker:// oci:",
+                    lambda r: [*sk, *no_tls, src, f"oci:{out}/sk{r}:x"],
+                    fresh,
+                ),
+                Variant(
+                    "curl",
+                    "curl of the biggest blob (loopback limit)",
+                    [
+                        "curl",
+                        "-sf",
+                        "-o",
+                        "/dev/null",
+                        f"http://{host}/v2/bench/{name}/blobs/sha256:{top}",
+                    ],
+                ),
+            ],
+        )
+    )
+    g.notes["blob_bytes"] = size
+    # Uploads for real: a fresh registry for every run, so neither tool can
+    # mount what it pushed before (skopeo's blob-info cache, our layout's
+    # record of blob sources).
+    fresh_reg: dict[str, LocalRegistry] = {}
+
+    def new_registry(rnd: int) -> None:
+        old = fresh_reg.pop("r", None)
+        if old is not None:
+            old.proc.terminate()
+            old.proc.wait()
+        rm(w / "fresh")
+        fresh_reg["r"] = start_registry(w / "fresh")
+
+    try:
+        run_group(
+            Group(
+                f"registry-upload-{name}",
+                f"push {name} to an empty loopback registry (every blob uploaded)",
+                "ours",
+                [
+                    Variant(
+                        "ours",
+                        "oci-tools push",
+                        lambda r: [
+                            OCI,
+                            "push",
+                            "-q",
+                            f"{layout}:{ref}",
+                            f"docker://{fresh_reg['r'].host}/bench/{name}:x",
+                        ],
+                        new_registry,
+                    ),
+                    Variant(
+                        "skopeo",
+                        "skopeo copy oci: docker://",
+                        lambda r: [
+                            *sk,
+                            *no_tls,
+                            f"oci:{layout}:{ref}",
+                            f"docker://{fresh_reg['r'].host}/bench/{name}:x",
+                        ],
+                        new_registry,
+                    ),
+                ],
+            )
+        )
+    finally:
+        new_registry(0)
+        fresh_reg["r"].proc.terminate()
+        fresh_reg["r"].proc.wait()
+        rm(w / "fresh")
+    run_group(
+        Group(
+            f"registry-push-{name}",
+            f"push {name} to a loopback registry (new repository each run)",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools push",
+                    lambda r: [
+                        OCI,
+                        "push",
+                        "-q",
+                        f"{layout}:{ref}",
+                        f"docker://{host}/bench/push-ours-{name}-{r}:x",
+                    ],
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy oci: docker://",
+                    lambda r: [
+                        *sk,
+                        *no_tls,
+                        f"oci:{layout}:{ref}",
+                        f"docker://{host}/bench/push-sk-{name}-{r}:x",
+                    ],
+                ),
+            ],
+        )
+    )
+    run_group(
+        Group(
+            f"registry-copy-{name}",
+            f"copy {name} registry -> registry (same registry, new repository)",
+            "ours",
+            [
+                Variant(
+                    "ours",
+                    "oci-tools copy",
+                    lambda r: [
+                        OCI,
+                        "copy",
+                        "-q",
+                        src,
+                        f"docker://{host}/bench/copy-ours-{name}-{r}:x",
+                    ],
+                ),
+                Variant(
+                    "skopeo",
+                    "skopeo copy docker:// docker://",
+                    lambda r: [
+                        *sk,
+                        *no_tls,
+                        src,
+                        f"docker://{host}/bench/copy-sk-{name}-{r}:x",
+                    ],
+                ),
+            ],
+        )
+    )
+    rm(out)
+
+
+def case_registry() -> None:
+    """Pull, push and registry->registry copy on a loopback docker-registry,
+    against ``skopeo copy`` doing the same, with curl of the biggest blob as
+    the loopback limit."""
+    if not have("docker-registry") or not have("skopeo"):
+        log("registry: docker-registry or skopeo missing, skipped")
+        return
+    debian = CACHE / "debian.oci"
+    layout_from_tree(
+        debian, ensure_debian_rootfs(), {"debian": "gzip", "debian-zstd": "zstd"}, link=False
+    )
+    five = ensure_five_layer_image()
+    w = WORK / "registry"
+    reg = start_registry(w / "server")
+    host = reg.host
+    try:
+        for name, layout, ref in (("debian", debian, "debian"), ("five", five, "five")):
+            _registry_image(host, w, name, layout, ref)
+    finally:
+        reg.proc.terminate()
+        reg.proc.wait()
+        trash(w)
+        settle()
+
+
 CASES: dict[str, Callable[[], None]] = {
     "debian": case_debian,
     "small": case_small,
     "big": case_big,
     "views": case_views,
+    "containers": case_containers,
+    "registry": case_registry,
 }
 
 # (description, group, oci-tools key, peer key, max ratio)
@@ -905,6 +1307,13 @@ RATIO_TARGETS = [
     ("full commit (Debian) <= 0.5 x umoci repack", "debian-commit-full", "ours", "umoci", 0.5),
     ("full commit (100k files) <= 0.5 x umoci repack", "small-commit-full", "ours", "umoci", 0.5),
     ("full commit (2 GiB file) <= 0.5 x umoci repack", "big-commit-full", "ours", "umoci", 0.5),
+    (
+        "unpack --overlay (Debian) <= 0.05 x umoci unpack",
+        "containers-unpack",
+        "ours",
+        "umoci",
+        0.05,
+    ),
     ("one-file commit (Debian) <= 0.3 x umoci repack", "debian-commit-one", "ours", "umoci", 0.3),
     (
         "one-file commit (100k files) <= 0.3 x umoci repack",
@@ -921,6 +1330,19 @@ RATIO_TARGETS = [
         2.0,
     ),
 ]
+for _name in ("debian", "five"):
+    RATIO_TARGETS += [
+        (f"pull {_name} <= 0.8 x skopeo", f"registry-pull-{_name}", "ours", "skopeo", 0.8),
+        (f"push {_name} <= 0.8 x skopeo", f"registry-upload-{_name}", "ours", "skopeo", 0.8),
+        (
+            f"push {_name} (mounts) <= 0.8 x skopeo",
+            f"registry-push-{_name}",
+            "ours",
+            "skopeo",
+            0.8,
+        ),
+        (f"copy {_name} <= 0.8 x skopeo", f"registry-copy-{_name}", "ours", "skopeo", 0.8),
+    ]
 # (description, group, key, field, max)
 ABS_TARGETS = [
     ("peak RSS <= 150 MB: commit of the big file", "big-commit-full", "ours", "peak_rss_mb", 150),
@@ -929,6 +1351,7 @@ ABS_TARGETS = [
     ("images <= 0.3 s", "views", "images", "wall_s", 0.3),
     ("df <= 0.3 s", "views", "df", "wall_s", 0.3),
     ("df -v <= 0.3 s", "views", "df-v", "wall_s", 0.3),
+    ("run -d to running <= 0.3 s", "containers-run", "ours", "wall_s", 0.3),
 ]
 
 

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -28,6 +29,7 @@ from oci_tools.compression import check_codec
 from oci_tools.diff import write_diff
 from oci_tools.errors import (
     ClobberError,
+    CorruptBlobError,
     InvalidDocumentError,
     NotFoundError,
     OCIToolsError,
@@ -43,26 +45,38 @@ from oci_tools.spec.runtime import runtime_config
 
 RECORD = "oci-tools.json"
 SNAPSHOT = "oci-tools.snapshot"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
 class BaseRecord:
-    """What ``unpack`` remembers for ``commit``."""
+    """What ``unpack`` remembers for ``commit``.
+
+    ``id`` names the bundle wherever it is moved: the layout's gc root for
+    the base image is keyed by it (version-1 records, made before ids, use
+    a key derived from the bundle's path)."""
 
     layout: str  # absolute path of the layout the base image lives in
     manifest: Descriptor  # the base image's manifest descriptor
     ref: str | None
     rootless: bool
+    id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": RECORD_VERSION,
+            "id": self.id,
             "layout": self.layout,
             "manifest": self.manifest.to_dict(),
             "ref": self.ref,
             "rootless": self.rootless,
         }
+
+    def root_key(self, bundle: str) -> str:
+        """The name of this bundle's gc root in its base layout."""
+        if self.id:
+            return "bundle-" + self.id
+        return "bundle-" + hashlib.sha256(os.path.abspath(bundle).encode()).hexdigest()[:32]
 
     @classmethod
     def load(cls, bundle: str) -> BaseRecord:
@@ -71,10 +85,14 @@ class BaseRecord:
         try:
             with open(path, "rb") as f:
                 d = json.loads(f.read(1 << 20))
-            if d.get("version") != RECORD_VERSION:
+            if d.get("version") not in (1, RECORD_VERSION):
                 raise ValueError(f"unknown record version {d.get('version')!r}")
             return cls(
-                d["layout"], Descriptor.from_dict(d["manifest"]), d.get("ref"), bool(d["rootless"])
+                d["layout"],
+                Descriptor.from_dict(d["manifest"]),
+                d.get("ref"),
+                bool(d["rootless"]),
+                str(d.get("id") or ""),
             )
         except FileNotFoundError:
             raise NotFoundError(
@@ -85,8 +103,15 @@ class BaseRecord:
             raise InvalidDocumentError(f"bundle record {path}", [str(e)]) from None
 
 
-def _root_key(bundle: str) -> str:
-    return "bundle-" + hashlib.sha256(os.path.abspath(bundle).encode()).hexdigest()[:32]
+def register_root(layout: Layout, bundle: str, rec: BaseRecord) -> None:
+    """Record (or move, after the bundle was moved) the gc root that keeps
+    ``rec``'s base image alive in ``layout`` for ``bundle``."""
+    layout.add_root(
+        rec.root_key(bundle),
+        rec.manifest,
+        owner=os.path.abspath(os.path.join(bundle, RECORD)),
+        owner_id=rec.id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +137,8 @@ def unpack(
     """Unpack image ``ref`` into runtime bundle ``bundle``.
 
     ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
-    ``layout`` (``mutate.write``), so an untagged image can be unpacked too."""
+    ``layout`` (``mutate.write``), so an untagged image can be unpacked too.
+    (``oci_tools.snapshots.overlay.unpack_overlay`` mounts the image instead.)"""
     if isinstance(ref, Image):
         img = ref
         if not layout.store.has(img.digest):
@@ -125,6 +151,7 @@ def unpack(
     img.check_consistent()
     if rootless is None:
         rootless = os.geteuid() != 0
+    replacing = False
     if os.path.lexists(bundle):
         if not os.path.isdir(bundle) or os.path.islink(bundle):
             raise ClobberError(bundle, hint="the bundle path exists and is not a directory")
@@ -133,16 +160,28 @@ def unpack(
                 raise ClobberError(
                     bundle, hint="the directory is not empty; unpack with force replaces it"
                 )
-            _remove_bundle_contents(bundle)
+            replacing = True
         created_dir = False
     else:
         os.makedirs(bundle)
+        created_dir = True
+    final = bundle
+    if replacing:
+        # Unpack beside the old bundle and swap only once the new one is
+        # finished: a failure (a corrupt blob, a full disk) leaves the old
+        # bundle, with its uncommitted work, untouched.
+        import tempfile
+
+        parent = os.path.dirname(os.path.abspath(bundle))
+        name = os.path.basename(os.path.abspath(bundle))
+        bundle = tempfile.mkdtemp(prefix=f".{name}.unpack-", dir=parent)
         created_dir = True
     os.chmod(bundle, 0o700)
     rootfs = os.path.join(bundle, "rootfs")
     opts = options or ApplyOptions(rootless=rootless)
     snap = Snapshot()
     skipped: list[str] = []
+    registered = ""
     try:
         os.mkdir(rootfs, 0o755)
         for i, (ld, diff_id) in enumerate(zip(img.layers, img.config.diff_ids, strict=True)):
@@ -158,8 +197,12 @@ def unpack(
                     options=opts,
                 )
             except OCIToolsError as e:
-                e.message = f"layer {i} ({ld.digest.short}): {e.message}"
+                e.message = (
+                    f"layer {i} ({ld.digest.algorithm}:{ld.digest.encoded[:12]}…): {e.message}"
+                )
                 e.args = (e.message,)
+                if isinstance(e, CorruptBlobError):
+                    e.layout = layout.path
                 raise
             finally:
                 blob.close()
@@ -167,14 +210,21 @@ def unpack(
         spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p), rootless=rootless)
         write_json(os.path.join(bundle, "config.json"), spec)
         snap.dump(os.path.join(bundle, SNAPSHOT))
-        base_ref = ref if isinstance(ref, str) else None
-        rec = BaseRecord(os.path.abspath(layout.path), img.descriptor, base_ref, rootless)
-        layout.add_root(
-            _root_key(bundle), img.descriptor, owner=os.path.abspath(os.path.join(bundle, RECORD))
+        base_ref = ref if isinstance(ref, str) and not ref.startswith("@") else None
+        rec = BaseRecord(
+            os.path.abspath(layout.path), img.descriptor, base_ref, rootless, uuid.uuid4().hex
         )
+        register_root(layout, final, rec)
+        registered = rec.root_key(final)
         write_json(os.path.join(bundle, RECORD), rec.to_dict())
+        if replacing:
+            _swap(bundle, final)
+            bundle = final
     except BaseException:
-        # Leave nothing that looks like a finished bundle.
+        # Leave nothing that looks like a finished bundle (nor a root for it).
+        if registered:
+            with contextlib.suppress(OSError):
+                layout.remove_root(registered)
         with contextlib.suppress(OSError):
             if created_dir:
                 remove_tree(bundle)
@@ -188,6 +238,27 @@ def _layer_codec(desc: Descriptor) -> str:
     from oci_tools.compression import codec_for_media_type
 
     return codec_for_media_type(desc.media_type)
+
+
+def _swap(new: str, old: str) -> None:
+    """Put the finished bundle ``new`` where ``old`` is, then delete ``old``
+    and release the gc root it held."""
+    try:
+        old_rec: BaseRecord | None = BaseRecord.load(old)
+    except OCIToolsError:
+        old_rec = None
+    trash = new + ".old"
+    os.rename(old, trash)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(trash, old)
+        raise
+    with contextlib.suppress(OSError):
+        remove_tree(trash)
+    if old_rec is not None:
+        with contextlib.suppress(OSError, OCIToolsError):
+            Layout.open(old_rec.layout).remove_root(old_rec.root_key(old))
 
 
 def _remove_bundle_contents(bundle: str) -> None:
@@ -235,12 +306,17 @@ def commit(
     rootfs = os.path.join(bundle, "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFoundError(f"{bundle} has no rootfs directory")
+    # An overlay bundle (``unpack --overlay``): its changes are its upper dir.
+    ov_upper = _overlay_upper(bundle)
+    from_upper = opts.from_upper or ov_upper
     base_layout = layout if os.path.abspath(layout.path) == rec.layout else _open(rec.layout)
     if not base_layout.store.has(rec.manifest.digest):
         raise NotFoundError(
             f"the base image {rec.manifest.digest} of {bundle} is gone from {rec.layout}",
             hint="it was removed (gc?) after unpack; unpack again",
         )
+    # The bundle may have moved since unpack: its root follows it.
+    register_root(base_layout, bundle, rec)
     base = Image.from_descriptor(base_layout, rec.manifest)
     base.check_consistent()
     if base_layout is not layout:
@@ -253,10 +329,10 @@ def commit(
         layer: Layer | None = None
         w = layout.store.writer()
         try:
-            if opts.from_upper:
+            if from_upper:
                 from oci_tools.diff import write_upper
 
-                info = write_upper(opts.from_upper, w, codec, sde)
+                info = write_upper(from_upper, w, codec, sde)
             else:
                 snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
                 info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
@@ -289,7 +365,7 @@ def commit(
         desc = write(layout, img)
         if ref is not None:
             layout.set_ref(ref, desc)
-    if opts.refresh:
+    if opts.refresh and ov_upper is None:
         refresh(bundle, layout, desc, ref)
     return CommitResult(desc, None if layer is None else layer.descriptor, layer is None)
 
@@ -300,9 +376,53 @@ def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> N
     rec = BaseRecord.load(bundle)
     snap = Snapshot.walk(os.path.join(bundle, "rootfs"), hash_content=True)
     snap.dump(os.path.join(bundle, SNAPSHOT))
-    layout.add_root(_root_key(bundle), desc, owner=os.path.abspath(os.path.join(bundle, RECORD)))
-    new = BaseRecord(os.path.abspath(layout.path), desc, ref, rec.rootless)
+    new = BaseRecord(os.path.abspath(layout.path), desc, ref, rec.rootless, rec.id)
+    register_root(layout, bundle, new)
     write_json(os.path.join(bundle, RECORD), new.to_dict())
+
+
+def relocate(bundle: str) -> bool:
+    """Tell the base layout where ``bundle`` is now (after a move), so its
+    gc root is found again.  False when the base image is gone (or its
+    layout cannot be opened): the bundle can no longer be committed."""
+    rec = BaseRecord.load(bundle)
+    try:
+        layout = Layout.open(rec.layout)
+    except OCIToolsError:
+        return False
+    if not layout.store.has(rec.manifest.digest):
+        return False
+    register_root(layout, bundle, rec)
+    return True
+
+
+def find_bundles(directory: str = ".") -> tuple[list[str], list[str]]:
+    """The bundles ``directory`` knows of: its sub-directories that are
+    bundles, and the bundles (wherever they are) whose base lives in a layout
+    that is ``directory`` or one of its sub-directories.  Returns (bundles,
+    those layouts), each sorted, bundle paths as found."""
+    from oci_tools.layout import is_layout
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        names = []
+    subdirs = [os.path.join(directory, n) for n in names]
+    subdirs = [p for p in subdirs if os.path.isdir(p) and not os.path.islink(p)]
+    bundles = {os.path.normpath(p) for p in subdirs if os.path.isfile(os.path.join(p, RECORD))}
+    layouts = [p for p in [directory, *subdirs] if is_layout(p)]
+    for lp in layouts:
+        with contextlib.suppress(OSError, OCIToolsError):
+            for r in Layout.open(lp).root_records():
+                if r.found and r.owner.endswith(os.sep + RECORD):
+                    bundles.add(_display(os.path.dirname(r.owner)))
+    return sorted(bundles), [os.path.normpath(p) for p in layouts]
+
+
+def _display(path: str) -> str:
+    """``path`` relative to the current directory when it is inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _open(path: str) -> Layout:
@@ -325,11 +445,29 @@ def _choose_codec(name: str, base: Image) -> str:
     return "gzip"
 
 
+def _overlay_upper(bundle: str) -> str | None:
+    """The upper dir of an overlay bundle (its record's ``overlay`` object,
+    written by ``oci_tools.snapshots.overlay``), None for a copy bundle."""
+    try:
+        with open(os.path.join(bundle, RECORD), "rb") as f:
+            ov = json.loads(f.read(1 << 20)).get("overlay")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(ov, dict):
+        return None
+    return os.path.join(bundle, str(ov.get("upper", "upper")))
+
+
 def changes_of(bundle: str) -> list[Any]:
     """``docker diff`` of a bundle: what changed since unpack."""
     from oci_tools.diff import changes
 
     BaseRecord.load(bundle)
+    if _overlay_upper(bundle) is not None:
+        raise OCIToolsError(
+            f"{bundle} is an overlay bundle",
+            hint="its changes are listed by oci_tools.snapshots.overlay.bundle_changes",
+        )
     snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
     return list(changes(os.path.join(bundle, "rootfs"), snap))
 
@@ -342,7 +480,10 @@ __all__ = [
     "changes_of",
     "commit",
     "empty_dir",
+    "find_bundles",
     "refresh",
+    "register_root",
+    "relocate",
     "remove_tree",
     "unpack",
     "write_json",

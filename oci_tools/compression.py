@@ -84,8 +84,99 @@ def decompressor(codec: str, raw: BinaryIO) -> BinaryIO:
         import zstandard
 
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-        return cast(BinaryIO, dctx.stream_reader(raw, read_across_frames=True))
+        checked = _ZstdFrameCheck(raw)
+        return cast(BinaryIO, dctx.stream_reader(cast(BinaryIO, checked), read_across_frames=True))
     raise UnsupportedMediaTypeError(codec, "compression")
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+#: Bytes of the rest of a frame header after its descriptor byte, by the
+#: descriptor's fields (RFC 8878 §3.1.1.1): dictionary id and content size.
+_ZSTD_DICT_ID = (0, 1, 2, 4)
+_ZSTD_FCS = (0, 2, 4, 8)
+
+
+class _ZstdFrameCheck:
+    """Passes ``raw`` through while walking its zstd frame structure.
+
+    python-zstandard's stream reader ends silently when its input stops in
+    the middle of a frame (it just returns ``b""``), so a cut blob would look
+    like a shorter, valid stream.  Only the frame and block headers are
+    parsed (RFC 8878), never the data; at EOF the walk must sit between
+    frames, else EOFError (as Go's decoder reports io.ErrUnexpectedEOF).
+    """
+
+    __slots__ = ("_checksum", "_need", "_pending", "_raw", "_skip", "_state")
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pending = bytearray()
+        self._skip = 0
+        self._state = "magic"
+        self._need = 4
+        self._checksum = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes of ``raw``; EOFError at an EOF inside a frame."""
+        data = self._raw.read(n)
+        if data:
+            self._feed(data)
+        elif self._skip or self._pending or self._state != "magic":
+            raise EOFError("zstd stream ends inside a frame (truncated)")
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        """``read`` into ``buf``."""
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        """Always true (io protocol)."""
+        return True
+
+    def _feed(self, data: bytes) -> None:
+        i, end = 0, len(data)
+        while i < end:
+            if self._skip:
+                step = min(self._skip, end - i)
+                self._skip -= step
+                i += step
+                continue
+            take = min(self._need - len(self._pending), end - i)
+            self._pending += data[i : i + take]
+            i += take
+            if len(self._pending) < self._need:
+                return
+            self._header(int.from_bytes(self._pending, "little"))
+            self._pending.clear()
+
+    def _header(self, value: int) -> None:
+        state = self._state
+        if state == "magic":
+            if value == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif value & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+                self._state, self._need = "skippable", 4
+            else:
+                raise EOFError(f"not a zstd frame (magic {value:#010x})")
+        elif state == "skippable":
+            self._skip = value
+            self._state, self._need = "magic", 4
+        elif state == "descriptor":
+            single_segment = bool(value & 0x20)
+            fcs = _ZSTD_FCS[value >> 6] or (1 if single_segment else 0)
+            self._skip = (0 if single_segment else 1) + _ZSTD_DICT_ID[value & 3] + fcs
+            self._checksum = bool(value & 0x04)
+            self._state, self._need = "block", 3
+        else:  # block header: last flag, type, size
+            btype = (value >> 1) & 3
+            if btype == 3:
+                raise EOFError("reserved zstd block type")
+            self._skip = 1 if btype == 1 else value >> 3
+            if value & 1:
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = "magic", 4
 
 
 class _ZstdWriter(io.RawIOBase):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from oci_tools import progress
 from oci_tools.errors import DigestMismatchError, InvalidDocumentError
 from oci_tools.render import short_id
 
@@ -121,6 +122,9 @@ class VerifyingReader:
         self._hasher = Hasher(expected.algorithm)
         self._what = what or str(expected)
         self._done = False
+        self._task = progress.NO_TASK
+        if size >= progress.MIN_BYTES and progress.active():
+            self._task = progress.task(f"{expected.algorithm}:{expected.encoded[:12]}", size)
 
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (all remaining when negative)."""
@@ -134,6 +138,7 @@ class VerifyingReader:
         data = self._raw.read(want)
         if data:
             self._hasher.update(data)
+            self._task.advance(len(data))
             if self._hasher.size > self._size:
                 raise DigestMismatchError(
                     f"size of {self._what}",
@@ -164,6 +169,7 @@ class VerifyingReader:
 
     def _finish(self) -> None:
         self._done = True
+        self._task.close()
         if self._hasher.size != self._size:
             raise DigestMismatchError(
                 f"size of {self._what}",
@@ -193,6 +199,7 @@ class VerifyingReader:
         return self._done
 
     def close(self) -> None:
+        self._task.close()
         self._raw.close()
 
 

@@ -49,6 +49,12 @@ class RefNotFoundError(NotFoundError):
         known_list = sorted(set(known))
         where = f" in {layout}" if layout else ""
         hint = "known refs: " + ", ".join(known_list) if known_list else "the layout has no refs"
+        if known_list:
+            import difflib  # only when the error happens
+
+            near = difflib.get_close_matches(ref, known_list, n=1)
+            if near:
+                hint = f"did you mean {near[0]!r}? {hint}"
         super().__init__(f"unknown ref {ref!r}{where}", hint=hint)
         self.ref = ref
         self.known = known_list
@@ -92,6 +98,21 @@ class DigestMismatchError(OCIToolsError):
         self.what = what
         self.expected = expected
         self.actual = actual
+
+
+class CorruptBlobError(OCIToolsError):
+    """A stored blob cannot be decoded: corrupt or truncated compressed data.
+
+    ``codec`` is the compression (``gzip``, ``zstd``, ``none``), ``detail``
+    what the decoder said.  ``layout``, when a caller knows it, is where the
+    damaged blob lives (the CLI names it in the advice to validate)."""
+
+    def __init__(self, codec: str, detail: str, *, hint: str | None = None) -> None:
+        what = "layer data" if codec == "none" else f"{codec} data"
+        super().__init__(f"corrupt {what} ({detail}); the blob is damaged", hint=hint)
+        self.codec = codec
+        self.detail = detail
+        self.layout = ""
 
 
 class UnsupportedMediaTypeError(OCIToolsError):
@@ -157,10 +178,36 @@ class RunFailedError(BuildError):
         self.output = output
 
 
+class RegistryError(OCIToolsError):
+    """A registry refused or failed a request, or could not be reached.
+
+    The message names the operation and the registry's error code; it never
+    carries credentials, tokens or Authorization headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    """The registry wants credentials we do not have, or refused the ones given."""
+
+
 __all__ = [
+    "AuthError",
     "BlobNotFoundError",
     "BuildError",
     "ClobberError",
+    "CorruptBlobError",
     "DigestMismatchError",
     "InvalidDocumentError",
     "InvalidLayoutError",
@@ -169,6 +216,7 @@ __all__ = [
     "OCIToolsError",
     "PathEscapeError",
     "RefNotFoundError",
+    "RegistryError",
     "RunFailedError",
     "SpecialFileError",
     "UnsafeLayerError",

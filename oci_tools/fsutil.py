@@ -34,6 +34,9 @@ CACHE = "cache"
 ROOTS = "roots"
 BUILD = "build"
 LOCK = "lock"
+#: The layer store (one extracted dir per chain id) and containers' writable layers.
+LAYERS = "layers"
+CONTAINERS = "containers"
 
 
 def private_path(layout_root: str, *parts: str) -> str:

@@ -87,18 +87,56 @@ def check_ref(ref: str) -> str:
     return ref
 
 
-def split_image_ref(text: str, default: str | None = DEFAULT_REF) -> tuple[str, str | None]:
-    """Split ``LAYOUT[:REF]`` into (layout path, ref).
+#: ``LAYOUT@<digest>``: the part after ``@`` (a manifest or index digest).
+_DIGEST_REF_RE = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+#: An image id prefix as docker accepts it: 4 or more hex digits.
+_ID_PREFIX_RE = re.compile(r"(?:sha256:)?[0-9a-f]{4,64}")
 
-    The layout path cannot contain ``:`` unless the whole argument is an
-    existing directory (ref names may contain ``:`` themselves, so the split is
-    at the first one, as umoci does).
+
+def is_layout(path: str) -> bool:
+    """Whether ``path`` looks like an image layout (has ``oci-layout``)."""
+    return os.path.isfile(os.path.join(path, "oci-layout"))
+
+
+def split_image_ref(
+    text: str, default: str | None = DEFAULT_REF, *, creating: bool = False
+) -> tuple[str, str | None]:
+    """Split ``LAYOUT[:REF]`` or ``LAYOUT@DIGEST`` into (layout path, ref).
+
+    A digest comes back as ``"@sha256:…"`` (what :meth:`Layout.lookup` takes).
+    Ref names may contain ``:`` and so may paths: the split is at the last
+    ``:`` whose right side is a valid ref and whose left side is an existing
+    layout; the whole argument is the layout when it is one (``creating``:
+    when it is an existing directory, for commands that make a layout).  When
+    no layout exists, one ``:`` splits there; more than one is ambiguous (a
+    usage error), so a command never creates a layout the user did not mean.
     """
     if not text:
         raise UsageError("empty image reference", hint="use LAYOUT[:REF]")
-    if os.path.isdir(text) or ":" not in text:
+    at = text.rfind("@")
+    if at > 0 and _DIGEST_REF_RE.fullmatch(text[at + 1 :]) and not is_layout(text):
+        return text[:at], text[at:]
+    whole = is_layout(text) or ((creating or ":" not in text) and os.path.isdir(text))
+    cuts = [i for i, ch in enumerate(text) if ch == ":"]
+    valid = [(text[:i], text[i + 1 :]) for i in cuts if i > 0 and _REF_RE.fullmatch(text[i + 1 :])]
+    existing = [(p, r) for p, r in valid if is_layout(p)]
+    if whole and existing:
+        raise UsageError(
+            f"ambiguous image reference {text!r}: {text} is a layout and so is {existing[-1][0]}",
+            hint=f"write {existing[-1][0]}:{existing[-1][1]} as ./PATH:REF with the path you mean",
+        )
+    if whole or not cuts:
         return text, default
-    path, _, ref = text.partition(":")
+    if existing:
+        path, ref = existing[-1]
+        return path, ref
+    if len(valid) > 1:
+        raise UsageError(
+            f"ambiguous image reference {text!r}: no layout exists at "
+            + " or ".join(p for p, _ in valid),
+            hint="create the layout first (oci-tools init PATH); then PATH:REF splits at PATH",
+        )
+    path, _, ref = text.partition(":") if not valid else (valid[0][0], ":", valid[0][1])
     if not path:
         raise UsageError(f"no layout path in {text!r}", hint="use LAYOUT[:REF]")
     if not ref:
@@ -118,6 +156,35 @@ class Resolved:
     descriptor: Descriptor
     manifest_descriptor: Descriptor
     manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class RootRecord:
+    """One extra gc root: its key, the image it keeps, the file of its owner
+    (empty: none) and whether that owner was found."""
+
+    key: str
+    descriptor: Descriptor
+    owner: str
+    found: bool
+
+
+def _root_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key)
+
+
+def _owner_found(owner: str, owner_id: str) -> bool:
+    """Whether a root's owner file is there (and, given an id, holds it)."""
+    if not owner:
+        return True
+    if not owner_id:
+        return os.path.exists(owner)
+    try:
+        with open(owner, "rb") as f:
+            rec = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(rec, dict) and rec.get("id") == owner_id
 
 
 class Layout:
@@ -236,25 +303,146 @@ class Layout:
         return [(d.ref_name, d) for d in self.index().manifests if d.ref_name]
 
     def lookup(self, ref: str) -> Descriptor:
-        """The index.json entry for ``ref`` (the last one wins if duplicated)."""
+        """The index.json entry for ``ref`` (the last one wins if duplicated).
+
+        ``ref`` may also be ``@<digest>`` (an image manifest or index in the
+        layout, tagged or not) or, when no ref has that name, an image id
+        prefix as docker takes it: 4 or more hex digits of a config digest
+        (the IMAGE ID) or of a manifest digest.  An ambiguous prefix is a
+        usage error listing the candidates."""
+        if ref.startswith("@"):
+            return self._by_digest(ref[1:])
         found = None
-        for name, desc in self.refs():
+        refs = self.refs()
+        for name, desc in refs:
             if name == ref:
                 found = desc
+        if found is None and _ID_PREFIX_RE.fullmatch(ref):
+            found = self._by_prefix(ref.removeprefix("sha256:"))
         if found is None:
-            raise RefNotFoundError(ref, (n for n, _ in self.refs()), layout=self.path)
+            raise RefNotFoundError(ref, (n for n, _ in refs), layout=self.path)
         return found
+
+    def _document(self, dg: Digest, size: int) -> Descriptor | None:
+        """A stored blob as a descriptor when it is an image manifest or
+        index (its media type read from the document), else None."""
+        if size > 4 << 20:
+            return None
+        try:
+            doc = json.loads(read_small(self.store, dg, size))
+        except (ValueError, OCIToolsError):
+            return None
+        if not isinstance(doc, dict):
+            return None
+        mtype = doc.get("mediaType")
+        if mtype not in mt.INDEX_TYPES | mt.MANIFEST_TYPES:
+            if "manifests" in doc:
+                mtype = mt.OCI_INDEX
+            elif "config" in doc and "layers" in doc:
+                mtype = mt.OCI_MANIFEST
+            else:
+                return None
+        return Descriptor(str(mtype), dg, size)
+
+    def _by_digest(self, text: str) -> Descriptor:
+        try:
+            dg = Digest.parse(text)
+        except InvalidDocumentError as e:
+            raise UsageError(f"invalid digest {text!r}: {e.problems[0]}") from None
+        for d in self.index().manifests:
+            if d.digest == dg:
+                return d
+        if not self.store.has(dg):
+            raise NotFoundError(
+                f"no image {dg} in {self.path}", hint="list the images with: oci-tools images"
+            )
+        desc = self._document(dg, self.store.stat_size(dg))
+        if desc is None:
+            raise UsageError(
+                f"{dg} in {self.path} is not an image manifest or index",
+                hint="LAYOUT@DIGEST takes a manifest digest (images --digests shows them)",
+            )
+        return desc
+
+    def _by_prefix(self, prefix: str) -> Descriptor | None:
+        """The one image whose manifest or config digest starts with the hex
+        ``prefix``: tagged images first, then untagged manifests in the store."""
+        hits: dict[Digest, Descriptor] = {}
+
+        def consider(desc: Descriptor, depth: int = 0) -> None:
+            if desc.digest.encoded.startswith(prefix):
+                hits.setdefault(desc.digest, desc)
+            try:
+                for child, _ in self.children(desc):
+                    if child.media_type in mt.INDEX_TYPES | mt.MANIFEST_TYPES and depth < 8:
+                        consider(child, depth + 1)
+                    elif (
+                        child.media_type in mt.CONFIG_TYPES
+                        and child.digest.encoded.startswith(prefix)
+                        and desc.media_type in mt.MANIFEST_TYPES
+                    ):
+                        hits.setdefault(desc.digest, desc)
+            except OCIToolsError:
+                pass
+
+        for d in self.index().manifests:
+            consider(d)
+        if not hits:
+            # Untagged images (a ref removed by mistake): manifests in the store.
+            stored = list(self.store.digests())
+            configs = []
+            for dg in stored:
+                if dg.encoded.startswith(prefix):
+                    desc = self._document(dg, self.store.stat_size(dg))
+                    if desc is not None:
+                        hits.setdefault(dg, desc)
+                    else:
+                        configs.append(dg)
+            if configs:
+                # Manifests are small: larger blobs (layers) are not read.
+                small = [dg for dg in stored if self.store.stat_size(dg) <= 256 << 10]
+                for dg in small:
+                    desc = self._document(dg, self.store.stat_size(dg))
+                    if desc is not None and desc.media_type in mt.MANIFEST_TYPES:
+                        with contextlib.suppress(OCIToolsError):
+                            m = self.manifest(desc)
+                            if m.config is not None and m.config.digest in configs:
+                                hits.setdefault(dg, desc)
+        if len(hits) > 1:
+            raise UsageError(
+                f"ambiguous image id prefix {prefix!r} in {self.path}: matches "
+                + ", ".join(sorted(str(d) for d in hits)),
+                hint="give more digits",
+            )
+        return next(iter(hits.values()), None)
 
     def set_ref(self, ref: str, desc: Descriptor) -> None:
         """Point ``ref`` at ``desc`` (replacing any entry with that name)."""
+        self.put_ref(ref, desc)
+
+    def put_ref(self, ref: str, desc: Descriptor, *, replace: bool = True) -> Descriptor | None:
+        """Point ``ref`` at ``desc`` (replacing any entry with that name) and
+        return the entry it replaced (None when the ref is new).
+
+        With ``replace=False`` a ref that already names another image is left
+        alone and ClobberError is raised (checked under the lock, so two
+        writers cannot both create it)."""
         check_ref(ref)
         new = with_ref(desc, ref)
+        old: list[Descriptor] = []
 
         def change(entries: list[Descriptor]) -> list[Descriptor]:
+            old.extend(d for d in entries if d.ref_name == ref)
+            if old and not replace and old[-1].digest != desc.digest:
+                raise ClobberError(
+                    f"ref {ref!r} in {self.path}",
+                    hint=f"it already names {old[-1].digest}",
+                )
             kept = [d for d in entries if d.ref_name != ref]
             return [*kept, new]
 
         self.update_index(change)
+        return old[-1] if old else None
 
     def remove_ref(self, ref: str) -> Descriptor:
         """Remove every entry named ``ref``; returns the one removed."""
@@ -386,59 +574,93 @@ class Layout:
         self.walk([(d, "root") for d in roots], mark, subjects=True)
         return marked
 
-    def extra_roots(self) -> list[Descriptor]:
-        """Roots kept alive besides index.json: bases of live bundles and build
-        cache records (see ``roots_dir``)."""
-        out: list[Descriptor] = []
+    def root_records(self) -> list[RootRecord]:
+        """Every extra gc root, with its owner and whether it was found."""
         d = self.roots_dir()
         try:
             names = sorted(os.listdir(d))
         except FileNotFoundError:
-            return out
+            return []
+        out: list[RootRecord] = []
         for name in names:
-            p = os.path.join(d, name)
-            try:
-                with open(p, "rb") as f:
-                    rec = json.loads(f.read(1 << 20))
-                owner = rec.get("owner")
-                if owner and not os.path.exists(owner):
-                    # The bundle that registered this root is gone.
-                    os.unlink(p)
-                    continue
-                out.append(Descriptor.from_dict(rec["descriptor"]))
-            except (OSError, ValueError, KeyError, OCIToolsError):
+            if not name.endswith(".json"):
                 continue
+            try:
+                with open(os.path.join(d, name), "rb") as f:
+                    rec = json.loads(f.read(1 << 20))
+                desc = Descriptor.from_dict(rec["descriptor"])
+                owner = str(rec.get("owner") or "")
+                owner_id = str(rec.get("owner_id") or "")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, OCIToolsError):
+                continue
+            found = _owner_found(owner, owner_id)
+            out.append(RootRecord(name[: -len(".json")], desc, owner, found))
         return out
+
+    def extra_roots(self) -> list[Descriptor]:
+        """Roots kept alive besides index.json: bases of bundles and build
+        cache records (see ``roots_dir``).  A root whose owner cannot be
+        found (a bundle moved or deleted) is kept too, until
+        :meth:`prune_missing_roots`."""
+        return [r.descriptor for r in self.root_records()]
+
+    def missing_roots(self) -> list[RootRecord]:
+        """The extra roots whose owner is not where it was recorded (a bundle
+        moved without being used since, or deleted): kept, and reported."""
+        return [r for r in self.root_records() if not r.found]
+
+    def prune_missing_roots(self) -> list[RootRecord]:
+        """Forget the roots :meth:`missing_roots` lists; returns them."""
+        pruned = self.missing_roots()
+        for r in pruned:
+            self.remove_root(r.key)
+        return pruned
 
     def roots_dir(self) -> str:
         """Where extra gc roots are recorded (one JSON file each)."""
         return private_path(self.path, fsutil.ROOTS)
 
-    def add_root(self, key: str, desc: Descriptor, owner: str = "") -> None:
-        """Record an extra gc root named ``key`` (``owner``: a path whose
-        disappearance releases the root)."""
+    def add_root(self, key: str, desc: Descriptor, owner: str = "", owner_id: str = "") -> None:
+        """Record an extra gc root named ``key``.  ``owner``: the file whose
+        presence shows the root is still wanted (a bundle's record);
+        ``owner_id``: the id that file must hold (so a different bundle
+        unpacked at the old place does not count)."""
         d = self.roots_dir()
         os.makedirs(d, exist_ok=True)
-        rec = {"descriptor": desc.to_dict(), "owner": owner}
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        atomic_write(os.path.join(d, name + ".json"), dump_json(rec))
+        rec = {"descriptor": desc.to_dict(), "owner": owner, "owner_id": owner_id}
+        atomic_write(os.path.join(d, _root_name(key) + ".json"), dump_json(rec))
 
-    def gc(self) -> list[tuple[Digest, int]]:
+    def remove_root(self, key: str) -> None:
+        """Forget the extra gc root named ``key`` (no error when absent)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.roots_dir(), _root_name(key) + ".json"))
+
+    def gc(self, *, dry_run: bool = False, prune_missing: bool = False) -> list[tuple[Digest, int]]:
         """Delete every blob not reachable from index.json or an extra root.
 
-        Returns (digest, size) of each blob removed.  Runs under the layout
-        lock so no tag can appear half-way.
+        Returns (digest, size) of each blob removed (``dry_run``: of each
+        blob that would be, deleting nothing).  ``prune_missing`` first
+        forgets the roots whose owner cannot be found.  Runs under the
+        layout lock so no tag can appear half-way.
         """
         freed: list[tuple[Digest, int]] = []
         with self.lock():
-            roots = list(self.index().manifests) + self.extra_roots()
+            records = self.root_records()
+            if prune_missing:
+                gone = [r for r in records if not r.found]
+                if not dry_run:
+                    for r in gone:
+                        self.remove_root(r.key)
+                records = [r for r in records if r.found]
+            roots = list(self.index().manifests) + [r.descriptor for r in records]
             live = self.reachable(roots)
             for dg in list(self.store.digests()):
                 if dg not in live:
-                    size = self.store.stat_size(dg)
-                    self.store.delete(dg)
-                    freed.append((dg, size))
-            self._clean_tmp()
+                    freed.append((dg, self.store.stat_size(dg)))
+                    if not dry_run:
+                        self.store.delete(dg)
+            if not dry_run:
+                self._clean_tmp()
         return freed
 
     def _clean_tmp(self) -> None:
@@ -460,7 +682,9 @@ __all__ = [
     "LAYOUT_VERSION",
     "Layout",
     "Resolved",
+    "RootRecord",
     "check_ref",
     "host_platform",
+    "is_layout",
     "split_image_ref",
 ]

@@ -126,6 +126,19 @@ def empty_image(
     return _assemble(layout, doc, [])
 
 
+def assemble(
+    layout: Layout,
+    config_doc: Mapping[str, Any],
+    layers: Sequence[Descriptor],
+    annotations: Mapping[str, str] | None = None,
+) -> Image:
+    """The image made of ``config_doc`` (serialized once, here), ``layers``
+    and manifest ``annotations``, with a new OCI manifest over them; nothing
+    is written.  For operations that rebuild an image's layer list (squash,
+    rebase); InvalidDocumentError when layers and diff_ids do not pair up."""
+    return _assemble(layout, config_doc, layers, annotations)
+
+
 # ---------------------------------------------------------------------------
 # the changes
 
@@ -206,6 +219,8 @@ class ConfigEdit:
     author: str | None = None
     os: str | None = None
     arch: str | None = None
+    #: Docker's ``Shell`` (the SHELL instruction): the shell form's program.
+    shell: list[str] | None = None
 
     def describe(self) -> list[str]:
         """The Docker-style instruction texts for this edit (``ENV K=V``,
@@ -237,6 +252,8 @@ class ConfigEdit:
             steps.append(f"STOPSIGNAL {self.stop_signal}")
         if self.author is not None:
             steps.append(f"MAINTAINER {self.author}")
+        if self.shell is not None:
+            steps.append("SHELL [" + " ".join(self.shell) + "]")
         return steps
 
 
@@ -312,6 +329,8 @@ def _apply_edit(doc: dict[str, Any], edit: ConfigEdit) -> None:
         conf["StopSignal"] = edit.stop_signal
     if edit.author is not None:
         doc["author"] = edit.author
+    if edit.shell is not None:
+        conf["Shell"] = list(edit.shell)
     if edit.os is not None:
         doc["os"] = edit.os
     if edit.arch is not None:
@@ -323,6 +342,51 @@ def edit_config(image: Image, edit: ConfigEdit) -> Image:
     unchanged (add a row describing the edit with ``add_history``).
     UsageError when an item of the edit is malformed."""
     return _change(image, lambda doc: _apply_edit(doc, edit))
+
+
+def set_annotations(image: Image, changes: Mapping[str, str | None]) -> Image:
+    """``image`` with its manifest annotations changed (a value of None
+    removes the key).  The config keeps its exact bytes; only the manifest
+    (and so the image digest) is new."""
+    ann = dict(image.manifest.annotations)
+    for k, v in changes.items():
+        if not k:
+            raise UsageError("an annotation needs a non-empty key")
+        if v is None:
+            ann.pop(k, None)
+        else:
+            ann[k] = v
+    assert image.manifest.config is not None
+    manifest = Manifest.build(image.manifest.config, list(image.layers), ann)
+    desc = Descriptor(mt.OCI_MANIFEST, manifest.digest, manifest.size, platform=image.platform)
+    return Image(image.layout, desc, manifest, image.config, None)
+
+
+def set_labels(image: Image, labels: Mapping[str, str], *, remove: Sequence[str] = ()) -> Image:
+    """``image`` with config labels set (``labels``) and removed (``remove``);
+    the manifest annotations are kept.  No history row is added (``label``
+    is metadata, as ``crane mutate --label`` does)."""
+
+    def change(doc: dict[str, Any]) -> None:
+        conf = doc.get("config")
+        if not isinstance(conf, dict):
+            conf = {}
+            doc["config"] = conf
+        cur = dict(conf.get("Labels") or {})
+        for k in remove:
+            cur.pop(k, None)
+        for k, v in labels.items():
+            if not k:
+                raise UsageError("a label needs a non-empty key")
+            cur[k] = v
+        if cur:
+            conf["Labels"] = cur
+        else:
+            conf.pop("Labels", None)
+
+    doc = image.config.as_dict()
+    change(doc)
+    return _assemble(image.layout, doc, image.layers, image.manifest.annotations)
 
 
 def nop_created_by(steps: Sequence[str]) -> str:
@@ -406,11 +470,16 @@ def write_image(
     return desc
 
 
-def new_image(layout: Layout, ref: str, *, platform: Platform | None = None) -> Descriptor:
-    """Create an empty image (config with no layers) and tag it ``ref``."""
+def new_image(
+    layout: Layout, ref: str, *, platform: Platform | None = None, replace: bool = True
+) -> Descriptor:
+    """Create an empty image (config with no layers) and tag it ``ref``.
+
+    With ``replace=False`` an existing ``ref`` naming another image is kept
+    and ClobberError is raised (the new image's blobs stay until gc)."""
     with layout.lock():
         desc = write(layout, _assemble(layout, empty_config(platform), []))
-        layout.set_ref(ref, desc)
+        layout.put_ref(ref, desc, replace=replace)
     return desc
 
 
@@ -447,13 +516,16 @@ __all__ = [
     "add_history",
     "append_history",
     "append_layer",
+    "assemble",
     "edit_config",
     "edit_image",
     "empty_config",
     "empty_image",
     "new_image",
     "nop_created_by",
+    "set_annotations",
     "set_created",
+    "set_labels",
     "write",
     "write_image",
 ]

@@ -23,6 +23,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol, cast
 
+from oci_tools import progress
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
 from oci_tools.fsutil import TMP, private_path, remove_abandoned, sync_dir, temp_prefix
@@ -136,6 +137,7 @@ class _DirBlobWriter:
         self._hasher = Hasher("sha256")
         self._done = False
         self._written_back = 0  # bytes already handed to the kernel for writeback
+        self._task: progress.Task | None = None  # a progress bar once the blob is big
 
     @property
     def size(self) -> int:
@@ -152,6 +154,11 @@ class _DirBlobWriter:
         for h in self._h.values():
             h.update(data)
         n = self._f.write(data)
+        if self._task is not None:
+            self._task.advance(len(data))
+        elif self._hasher.size >= progress.MIN_BYTES and progress.active():
+            self._task = progress.task("writing blob", None)
+            self._task.advance(self._hasher.size)
         if self._hasher.size - self._written_back >= WRITEBACK_EVERY:
             self._start_writeback()
         return n
@@ -184,6 +191,8 @@ class _DirBlobWriter:
                 raise DigestMismatchError(
                     "blob content", expected=str(expected), actual=str(actual)
                 )
+            if self._task is not None:
+                self._task.close()
             self._f.flush()
             os.fchmod(self._f.fileno(), 0o644)
             os.fsync(self._f.fileno())
@@ -199,6 +208,8 @@ class _DirBlobWriter:
                 self.abort()
 
     def abort(self) -> None:
+        if self._task is not None:
+            self._task.close()
         if self._done:
             return
         self._done = True

@@ -8,6 +8,9 @@ cp -r "$(dirname "$0")/build" "$BUILD_CTX"
 if [ "$(id -u)" -eq 0 ] && [ -x /bin/busybox ]; then
     say oci-tools build -t "$L:node-app" --build-arg "BASE=$L:base" "$BUILD_CTX"
     printf '// edited\n' >>"$BUILD_CTX/app/server.js"
+    printf '\n(app/server.js was edited: COPY hashes the files it copies, so `COPY app/ .`\n'
+    printf ' misses the cache and it and every later step run again; the steps before it\n'
+    printf ' are unchanged and come from the cache: "Using cache")\n'
     say oci-tools build -t "$L:node-app" --build-arg "BASE=$L:base" "$BUILD_CTX"
     say oci-tools history "$L:node-app"
 else

@@ -11,6 +11,8 @@ L="$OUT/layout"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 # --- the base image: FROM scratch; ADD rootfs; ENV; RUN mkdir; WORKDIR ------
+printf 'Building base and app step by step (each step moves the ref to its new image\n'
+printf 'and says so on stderr, as docker does: Untagged: REF@old / Tagged: REF@new)\n'
 oci-tools new "$L:scratch" >/dev/null
 oci-tools unpack "$L:scratch" "$OUT/step" >/dev/null
 R="$OUT/step/rootfs"
@@ -61,6 +63,10 @@ say oci-tools validate "$L"
 if [ -f "$(dirname "$0")/demo-build.sh" ]; then
     # shellcheck source=/dev/null
     . "$(dirname "$0")/demo-build.sh"
+fi
+if [ -f "$(dirname "$0")/demo-containers.sh" ]; then
+    # shellcheck source=/dev/null
+    . "$(dirname "$0")/demo-containers.sh"
 fi
 if [ -f "$(dirname "$0")/demo-interop.sh" ]; then
     # shellcheck source=/dev/null

@@ -232,20 +232,16 @@ D         drwxrwxrwt   0:0       1.5kB     └── tmp
 }
 
 EFFICIENCY = """\
-Efficiency:   65.86%
-Wasted:       5.52kB (5520 bytes)
+Efficiency:   82.29%
+Wasted:       4.7kB (4700 bytes)
 Total:        16.2kB (16170 bytes of files in 3 layers)
-User wasted:  97.70% (of 5.65kB added above the first layer)
+User wasted:  83.19% (of 5.65kB added above the first layer)
 
 COUNT     WASTED    LAYERS    PATH
-1         1.5kB     1         /app/config
-1         1kB       0         /etc/motd
-1         800B      1         /tmp/sub/t2
-1         700B      1         /tmp/t1
-1         600B      0         /opt/d/z
-1         500B      0         /opt/y
-1         400B      0         /opt/x
-1         20B       0         /etc/hosts
+2         3.1kB     1,2       /app/config
+2         1kB       0,1       /etc/motd
+2         550B      0,1       /opt/y
+2         50B       0,2       /etc/hosts
 """
 
 

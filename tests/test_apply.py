@@ -29,7 +29,7 @@ from builders import (
 
 from oci_tools.apply import ApplyOptions, ApplyResult, apply_layer
 from oci_tools.digest import Digest, VerifyingReader
-from oci_tools.errors import DigestMismatchError, UnsafeLayerError
+from oci_tools.errors import CorruptBlobError, DigestMismatchError, UnsafeLayerError
 from oci_tools.snapshot import FileState, Snapshot, xattr_fingerprint
 
 IS_ROOT = os.geteuid() == 0
@@ -550,13 +550,13 @@ def test_blob_with_trailing_bytes_after_compressed_stream(root: Path) -> None:
 def test_corrupt_compressed_stream(root: Path) -> None:
     lay = make_layer([file("f", b"1" * 10000)], "gzip")
     bad = lay.blob[:20] + bytes(b ^ 0xFF for b in lay.blob[20:40]) + lay.blob[40:]
-    with pytest.raises(UnsafeLayerError, match="corrupt gzip"):
+    with pytest.raises(CorruptBlobError, match=r"corrupt gzip data \(.+\); the blob is damaged"):
         apply_layer(io.BytesIO(bad), str(root), codec="gzip", diff_id=None)
 
 
 def test_truncated_compressed_stream(root: Path) -> None:
     lay = make_layer([file("f", os.urandom(50_000))], "zstd")
-    with pytest.raises(UnsafeLayerError):
+    with pytest.raises(CorruptBlobError, match="truncated"):
         apply_layer(io.BytesIO(lay.blob[:-100]), str(root), codec="zstd", diff_id=None)
 
 

@@ -18,6 +18,8 @@ import pytest
 from helpers import Result, cli, need_root, need_tool
 from verify import assert_valid_layout
 
+from oci_tools.build.builder import DEFAULT_PATH
+
 SDE = "1700000000"
 APPLETS = ("sh", "mkdir", "cat", "echo", "ls", "id", "pwd", "env", "touch", "rm", "false")
 
@@ -143,19 +145,20 @@ def test_seed_build_steps_history_and_sizes(lay: Path, ctx: Path, sde: None) -> 
     rows = rows_added(f"{lay}:app")
     by = [r["CreatedBy"] for r in rows]
     assert by[0] == "/bin/sh -c mkdir -p /usr/src/app"
-    assert by[1] == "/bin/sh -c #(nop)  WORKDIR /usr/src/app"
-    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY file:[0-9a-f]{64} in /usr/src/app ", by[2])
+    assert by[1] == "/bin/sh -c #(nop) WORKDIR /usr/src/app"  # one space, as Docker
+    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \. ", by[2])
     assert by[3] == (
         "/bin/sh -c echo installed > installed.txt &&     mkdir -p node_modules/dep"
         " && echo 'module.exports = 1' > node_modules/dep/index.js"
     )
-    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in /usr/src/app ", by[4])
+    assert re.fullmatch(r"/bin/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in \. ", by[4])
     assert by[5] == "/bin/sh -c #(nop)  EXPOSE 8080"
     assert by[6] == '/bin/sh -c #(nop)  CMD ["sh" "-c" "cat server.js"]'
-    # Layers for the file-changing steps only; sizes are the uncompressed tars
-    # (512-byte headers, content padded to 512, 1024 bytes of end marker).
+    # Layers for the file-changing steps only; sizes are Docker's: the
+    # regular-file bytes (mkdir: 0B; package.json 37; installed.txt and
+    # index.js 10 + 19; server.js 22, package.json being unchanged).
     sizes = [int(r["Size"]) for r in rows]
-    assert sizes == [3 * 512 + 1024, 0, 5 * 512 + 1024, 9 * 512 + 1024, 5 * 512 + 1024, 0, 0]
+    assert sizes == [0, 0, 37, 10 + 19, 22, 0, 0]
     cfg = config(f"{lay}:app")
     empties = [bool(h.get("empty_layer")) for h in cfg["history"][2:]]
     assert empties == [False, True, False, False, False, True, True]
@@ -462,5 +465,6 @@ def test_reproducible_with_source_date_epoch(tmp_path: Path, ctx: Path, sde: Non
     assert a.out == b.out
     cfg = config(f"{tmp_path}/two:x")
     assert cfg["config"]["Labels"] == {"org.example.title": "demo app"}
-    assert cfg["config"]["Env"] == ["NODE_ENV=production"]
+    # Docker's default PATH comes first (added at FROM), then the ENV.
+    assert cfg["config"]["Env"] == [DEFAULT_PATH, "NODE_ENV=production"]
     assert len(cfg["rootfs"]["diff_ids"]) == 3

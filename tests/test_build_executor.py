@@ -92,3 +92,55 @@ def test_mountpoints_remove_only_what_the_runtime_created(tmp_path: Path) -> Non
     # /dev/pts lives inside the /dev mount, not in the rootfs: not ours to remove.
     assert sorted(os.listdir(rootfs / "dev")) == ["null", "pts"]
     assert os.stat(rootfs).st_mtime_ns == 2_000_000_000  # the parent's times restored
+
+
+def test_network_files_are_put_back_after_a_step(tmp_path: Path) -> None:
+    """Issue 15 #4: what a RUN step writes to /etc/hosts, hostname and
+    resolv.conf never reaches its layer (Docker bind-mounts them)."""
+    from oci_tools.build.executor import NetworkFiles, network_file_texts
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    hosts = rootfs / "etc/hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    os.utime(hosts, ns=(1, 2))
+    os.utime(rootfs / "etc", ns=(3, 4))
+    guard = NetworkFiles(str(rootfs))
+    guard.provide(network_file_texts("abc", network_host=False))
+    assert (rootfs / "etc/hostname").read_text() == "abc\n"
+    assert hosts.read_text() == "127.0.0.1 localhost\n"  # the image's own stays
+    hosts.write_text("1.2.3.4 x\n")
+    (rootfs / "etc/resolv.conf").write_text("nameserver 9.9.9.9\n")
+    (rootfs / "etc/other").write_text("kept")
+    guard.restore()
+    assert sorted(os.listdir(rootfs / "etc")) == ["hosts", "other"]
+    assert hosts.read_text() == "127.0.0.1 localhost\n"
+    assert os.stat(hosts).st_mtime_ns == 2 and os.stat(rootfs / "etc").st_mtime_ns == 4
+
+
+def test_network_files_remove_a_made_etc_and_never_follow_a_symlinked_etc(
+    tmp_path: Path,
+) -> None:
+    from oci_tools.build.executor import NetworkFiles, network_file_mounts
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    guard = NetworkFiles(str(rootfs))
+    guard.provide({"hosts": "h\n"})
+    assert (rootfs / "etc/hosts").read_text() == "h\n"
+    guard.restore()
+    assert not (rootfs / "etc").exists()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hosts").write_text("host's")
+    (rootfs / "etc").symlink_to(outside)
+    guard = NetworkFiles(str(rootfs))
+    guard.provide({"hosts": "x"})
+    guard.restore()
+    assert (outside / "hosts").read_text() == "host's"
+    assert network_file_mounts(str(rootfs), str(tmp_path / "w"), "c", False) == []
+    (rootfs / "etc").unlink()
+    (rootfs / "etc").mkdir()
+    mounts = network_file_mounts(str(rootfs), str(tmp_path / "w"), "c", False)
+    assert [m["destination"] for m in mounts] == ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+    assert all(os.path.isabs(m["source"]) for m in mounts)

@@ -10,7 +10,16 @@ import oci_tools.build
 
 BUILD = Path(oci_tools.build.__file__).parent
 #: Bottom first; a module may import only modules listed before it.
-ORDER = ["words", "dockerfile", "dockerignore", "context", "cache", "executor", "builder"]
+ORDER = [
+    "words",
+    "dockerfile",
+    "dockerignore",
+    "context",
+    "sourcehash",
+    "cache",
+    "executor",
+    "builder",
+]
 
 
 def _siblings(path: Path) -> set[str]:

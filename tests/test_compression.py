@@ -209,3 +209,32 @@ def test_codec_names_and_media_types() -> None:
     assert codec_for_media_type(mt.OCI_LAYER_ZSTD) == "zstd"
     assert codec_for_media_type(mt.DOCKER_LAYER_GZIP) == "gzip"
     assert codec_for_media_type(mt.OCI_LAYER_TAR) == "none"
+
+
+def _read_zstd(blob: bytes) -> bytes:
+    reader = compression.decompressor("zstd", io.BytesIO(blob))
+    parts = []
+    while piece := reader.read(1 << 20):
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def test_zstd_cut_inside_a_frame_is_an_error() -> None:
+    # python-zstandard's reader just stops at a cut; the frame walk must not
+    # (the tar reader now accepts a clean end without zero blocks, so a cut
+    # stream would otherwise pass as a shorter layer).
+    data = mixed_data(300_000)
+    import zstandard
+
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=ck, write_content_size=cs).compress(data)
+        for ck in (False, True)
+        for cs in (False, True)
+    ]
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"12345"
+    blob = b"".join(frames) + skippable + _compress("zstd", data, [70_000] * 5)
+    assert _read_zstd(blob) == data * 5
+    assert _read_zstd(b"") == b""
+    for cut in (1, 3, 4, 100, len(blob) // 2, len(blob) - 8):
+        with pytest.raises(EOFError, match="truncated"):
+            _read_zstd(blob[:-cut])

@@ -56,16 +56,12 @@ def test_replay_edge_cases(tmp_path: Path) -> None:
         ("C", "/k", "symlink", 0),
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json", "-n", "0"))
-    assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/a": "3",
-        "/d/x": "5",
-        "/d/y": "7",
-        "/e/x": "11",
-        "/dup": "100",
-        "/k": "1",
-    }
+    # dive's rules (efficiency): the whiteout of /nothere hides nothing in the
+    # layers below, which ends dive's visit of this layer (names sorted: the
+    # whiteouts of a, d, k come first), so only /a and /k are seen twice.
+    assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {"/a": 3, "/k": 1}
     # lower: 3 + 5 + 7 + 11 + 1 + 1; upper: a, d/z, e, dup twice (whiteouts count 0)
-    assert doc["TotalBytes"] == str(28 + 1 + 1 + 2 + 100 + 10)
+    assert doc["TotalBytes"] == 28 + 1 + 1 + 2 + 100 + 10
     assert_valid_layout(str(tmp_path / "lay"))
     # What unpack makes of it: the rows are true of the rootfs.
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(tmp_path / "b"))
@@ -93,7 +89,7 @@ def test_opaque_root_and_nested_whiteouts(tmp_path: Path) -> None:
     out = ok("layers", f"{tmp_path / 'lay'}:latest", "--format", "json")
     assert [
         (r["Added"], r["Changed"], r["Removed"]) for r in map(json.loads, out.splitlines())
-    ] == [("4", "0", "0"), ("2", "1", "2"), ("1", "0", "1")]
+    ] == [(4, 0, 0), (2, 1, 2), (1, 0, 1)]
 
 
 def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
@@ -137,10 +133,9 @@ def test_show_follows_symlinks_as_unpack_does(tmp_path: Path) -> None:
         ("A", "/usr/z", "file", 2, ""),
     ]
     doc = json.loads(ok("efficiency", f"{tmp_path / 'lay'}:latest", "--format", "json"))
-    assert {f["Path"]: f["WastedBytes"] for f in doc["Files"]} == {
-        "/usr/lib/a": "10",
-        "/usr/lib/b": "7",
-    }
+    # dive reads tar names as they are (no symlink is followed): no path of
+    # this layer is a path of the one below.
+    assert doc["Files"] == []
     # The same image unpacked: every A/C row exists there, the D row does not.
     bundle = tmp_path / "bundle"
     ok("unpack", f"{tmp_path / 'lay'}:latest", str(bundle))

@@ -41,15 +41,17 @@ def test_layers_table(img: Built) -> None:
     ids = [lyr.digest[7:19] for lyr in img.layers]
     by1 = "/bin/sh -c apt-get update && apt-get install…"
     assert len(by1) == 45
+    # SIZE is Docker's (regular-file bytes), then the blob and the tar sizes.
     expected = (
         "INDEX     LAYER          CREATED BY                                      SIZE      "
-        "UNCOMPRESSED   ADDED     CHANGED   REMOVED   MEDIA TYPE\n"
-        f"0         {ids[0]}   {'ADD rootfs.tar /':<48}{sizes[0]:<10}17.9kB         "
+        "COMPRESSED   UNCOMPRESSED   ADDED     CHANGED   REMOVED   MEDIA TYPE\n"
+        f"0         {ids[0]}   {'ADD rootfs.tar /':<48}10.5kB    {sizes[0]:<13}17.9kB         "
         "10        0         0         application/vnd.oci.image.layer.v1.tar+gzip\n"
-        f"1         {ids[1]}   {by1:<48}{sizes[1]:<10}14.8kB         "
+        f"1         {ids[1]}   {by1:<48}4.01kB    {sizes[1]:<13}14.8kB         "
         "11        3         3         application/vnd.oci.image.layer.v1.tar+zstd\n"
-        f"2         {ids[2]}   {'COPY config /app/config':<48}7.17kB    7.17kB         "
-        "1         4         1         application/vnd.oci.image.layer.v1.tar\n"
+        f"2         {ids[2]}   {'COPY config /app/config':<48}1.64kB    "
+        "7.17kB       7.17kB         1         4         1         "
+        "application/vnd.oci.image.layer.v1.tar\n"
     )
     assert ok("layers", img.ref) == expected
     assert len(none.tar) == 7168 and len(gz.tar) == 17920 and len(zs.tar) == 14848
@@ -62,23 +64,25 @@ def test_layers_no_trunc_and_json(img: Built) -> None:
     rows = [json.loads(line) for line in ok("layers", img.ref, "--format", "json").splitlines()]
     l1 = img.layers[1]
     assert rows[1] == {
-        "Index": "1",
+        "Index": 1,
         "Digest": l1.digest,
         "DiffID": l1.diff_id,
         "CreatedBy": LONG_STEP,
-        "Size": human_size(len(l1.blob)),
-        "SizeBytes": str(len(l1.blob)),
+        "Size": "4.01kB",
+        "SizeBytes": 4010,
+        "CompressedSize": human_size(len(l1.blob)),
+        "CompressedSizeBytes": len(l1.blob),
         "UncompressedSize": "14.8kB",
-        "UncompressedSizeBytes": "14848",
-        "Added": "11",
-        "Changed": "3",
-        "Removed": "3",
+        "UncompressedSizeBytes": 14848,
+        "Added": 11,
+        "Changed": 3,
+        "Removed": 3,
         "MediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
     }
     assert [(r["Index"], r["Added"], r["Changed"], r["Removed"]) for r in rows] == [
-        ("0", "10", "0", "0"),
-        ("1", "11", "3", "3"),
-        ("2", "1", "4", "1"),
+        (0, 10, 0, 0),
+        (1, 11, 3, 3),
+        (2, 1, 4, 1),
     ]
 
 
@@ -114,10 +118,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "hardlink",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "0B",
-        "SizeBytes": "0",
+        "SizeBytes": 0,
         "Path": "/app/bin-link",
         "Target": "/app/bin",
     }
@@ -126,10 +130,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "file",
         "Mode": "0644",
         "Owner": "1000:1000",
-        "Uid": "1000",
-        "Gid": "1000",
+        "Uid": 1000,
+        "Gid": 1000,
         "Size": "1.5kB",
-        "SizeBytes": "1500",
+        "SizeBytes": 1500,
         "Path": "/app/config",
         "Target": "",
     }
@@ -138,10 +142,10 @@ def test_layer_show_json(img: Built) -> None:
         "Type": "dir",
         "Mode": "0755",
         "Owner": "0:0",
-        "Uid": "0",
-        "Gid": "0",
+        "Uid": 0,
+        "Gid": 0,
         "Size": "600B",
-        "SizeBytes": "600",
+        "SizeBytes": 600,
         "Path": "/opt/d",
         "Target": "",
     }
@@ -168,19 +172,19 @@ def test_layer_show_tree_json(img: Built) -> None:
         "/",
         "/",
         "dir",
-        "1640",
+        1640,
         [
             (
                 "C",
                 "app",
                 "/app",
                 "dir",
-                "1600",
-                [("C", "config", "/app/config", "file", "1600", [])],
+                1600,
+                [("C", "config", "/app/config", "file", 1600, [])],
             ),
-            ("C", "etc", "/etc", "dir", "30", [("C", "hosts", "/etc/hosts", "file", "30", [])]),
-            ("A", "new.txt", "/new.txt", "file", "10", []),
-            ("D", "tmp", "/tmp", "dir", "1500", []),
+            ("C", "etc", "/etc", "dir", 30, [("C", "hosts", "/etc/hosts", "file", 30, [])]),
+            ("A", "new.txt", "/new.txt", "file", 10, []),
+            ("D", "tmp", "/tmp", "dir", 1500, []),
         ],
     )
     assert tree["Size"] == "1.64kB" and tree["Mode"] == ""

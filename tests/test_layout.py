@@ -148,10 +148,16 @@ def test_gc_keeps_tagged_and_extra_roots_and_deletes_the_rest(tmp_path: Path) ->
     assert garbage.digest in freed
     assert lay.store.has(kept.digest) and lay.store.has(rooted.digest)
     assert not lay.store.has(garbage.digest)
-    # The root goes away with its owner.
+    # A root whose owner is gone is kept (the owner may have moved) and
+    # reported, until it is pruned explicitly.
     owner.rmdir()
-    freed = {dg for dg, _ in lay.gc()}
+    assert lay.gc() == []
+    assert [r.key for r in lay.missing_roots()] == ["bundle"]
+    assert rooted.digest in {dg for dg, _ in lay.gc(dry_run=True, prune_missing=True)}
+    assert lay.store.has(rooted.digest) and lay.missing_roots()
+    freed = {dg for dg, _ in lay.gc(prune_missing=True)}
     assert rooted.digest in freed and lay.store.has(kept.digest)
+    assert lay.missing_roots() == []
 
 
 def test_walk_visits_each_blob_once_with_where_it_was_found(tmp_path: Path) -> None:

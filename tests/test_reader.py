@@ -373,14 +373,31 @@ def test_truncated_in_padding() -> None:
         read_all(tar[: BLOCK + 1000])
 
 
-def test_missing_end_of_archive() -> None:
-    with pytest.raises(UnsafeLayerError, match="end-of-archive"):
-        read_all(build_tar([file("a")], eof_blocks=0))
+def test_clean_end_without_end_of_archive_blocks_is_accepted() -> None:
+    # Go's archive/tar, containerd and umoci read a tar that stops at a header
+    # boundary without the two zero blocks as complete (issue 15 item 12).
+    assert names(build_tar([file("a"), file("b", b"x" * 700)], eof_blocks=0)) == ["a", "b"]
+    assert [c for _, c in read_all(three()[: member_offsets(three())[2]])] == [
+        b"1" * 700,
+        b"2" * 10,
+    ]
 
 
-def test_empty_stream() -> None:
-    with pytest.raises(UnsafeLayerError, match="end-of-archive"):
-        read_all(b"")
+def test_empty_stream_is_an_empty_archive() -> None:
+    assert read_all(b"") == []
+
+
+def test_extension_header_cut_before_its_member_is_refused() -> None:
+    tar = build_tar([file("p" * 150, pax={"path": "q" * 150})], eof_blocks=0)
+    cut = member_offsets(tar)[1]  # after the PAX header, before the member
+    with pytest.raises(UnsafeLayerError, match="extension header not followed"):
+        read_all(tar[:cut])
+
+
+@pytest.mark.parametrize("cut", [1, 100, 511, 512 + 1, 512 + 699, 512 + 700, 512 + 1023])
+def test_cut_inside_a_header_or_an_entry_is_still_refused(cut: int) -> None:
+    with pytest.raises(UnsafeLayerError, match="truncated"):
+        read_all(three()[:cut])
 
 
 def test_data_after_single_zero_block() -> None:

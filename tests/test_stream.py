@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from oci_tools.digest import Digest
-from oci_tools.errors import DigestMismatchError, UnsafeLayerError
+from oci_tools.errors import CorruptBlobError, DigestMismatchError, UnsafeLayerError
 from oci_tools.layer.stream import StreamLimits, open_layer_stream
 from oci_tools.store import MemoryStore, put_bytes
 
@@ -63,18 +63,19 @@ def test_max_uncompressed_bytes_is_enforced() -> None:
         s.drain()
 
 
-def test_corrupt_gzip_is_a_one_line_unsafe_layer_error() -> None:
+def test_corrupt_gzip_is_a_one_line_corrupt_blob_error() -> None:
     blob = bytearray(gzip.compress(DATA))
     blob[40:60] = b"\xff" * 20
     s = open_layer_stream(io.BytesIO(bytes(blob)), "gzip")
-    with pytest.raises(UnsafeLayerError) as e:
+    with pytest.raises(CorruptBlobError) as e:
         s.drain()
-    assert "corrupt gzip data" in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith("corrupt gzip data (") and "\n" not in str(e.value)
+    assert str(e.value).endswith("; the blob is damaged") and "Error -3" not in str(e.value)
 
 
 def test_a_truncated_stream_is_refused() -> None:
     s = open_layer_stream(io.BytesIO(gzip.compress(DATA)[:-20]), "gzip")
-    with pytest.raises(UnsafeLayerError, match="corrupt gzip data"):
+    with pytest.raises(CorruptBlobError, match="corrupt gzip data"):
         s.drain()
 
 

@@ -96,7 +96,7 @@ def test_history_flags(seed: Path, frozen_now: None) -> None:
     assert raw[0].split()[:3] == ["IMAGE", "CREATED", "AT"]
     assert raw[1].split()[0].startswith("sha256:") and "2024-01-01T00:00:00Z" in raw[1]
     assert "COPY file:0123456789abcdef0123456789abcdef in /usr/src/app/" in raw[2]
-    assert raw[-1].split()[-1] == "6112256"  # plain bytes
+    assert raw[-1].split()[-1] == "6110000"  # plain bytes, Docker's: the file's
     q = ok("history", "-q", f"{seed}:app").split()
     assert len(q) == 6 and q[1] == "<missing>"
     rows = [json.loads(x) for x in ok("history", "--format", "json", f"{seed}:app").splitlines()]
@@ -117,8 +117,9 @@ def test_images_and_df_count_shared_layers_once(seed: Path, frozen_now: None) ->
         "SIZE",
     ]
     rows = {ln.split()[0]: ln.split() for ln in out[1:]}
-    assert rows["base"][-3:] == ["6.11MB", "6.115MB", "0B"]
-    assert rows["app"][-3:] == ["6.12MB", "6.115MB", "4.096kB"]
+    # Docker's sizes: regular-file bytes (the mkdir layer is 0B, COPY 578B).
+    assert rows["base"][-3:] == ["6.11MB", "6.11MB", "0B"]
+    assert rows["app"][-3:] == ["6.11MB", "6.11MB", "578B"]
     assert rows["scratch"][-3:] == ["0B", "0B", "0B"]
     df = ok("df", str(seed)).splitlines()
     assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
@@ -141,7 +142,7 @@ def test_container_status_diff_commit(seed: Path, tmp_path: Path, frozen_now: No
     (c / "rootfs/etc/os-release").unlink()
     st = ok("status", str(c)).splitlines()
     assert st[0].split() == ["BUNDLE", "IMAGE", "COMMAND", "CREATED", "SIZE"]
-    assert st[1].endswith("1.23kB (virtual 6.12MB)")
+    assert st[1].endswith("1.23kB (virtual 6.11MB)")
     assert "app@" in st[1]
     assert ok("diff", str(c)).splitlines() == [
         "C /etc",
@@ -167,6 +168,7 @@ def test_views_read_only_json(seed: Path, monkeypatch: pytest.MonkeyPatch) -> No
         raise AssertionError("a view decompressed a layer")
 
     monkeypatch.setattr(oci_tools.views.sizes, "decompressor", boom)
+    monkeypatch.setattr(oci_tools.views.sizes, "open_layer_stream", boom)
     ok("images", str(seed))
     ok("history", f"{seed}:app")
     ok("df", "-v", str(seed))
@@ -182,7 +184,8 @@ def test_views_return_data_rows(seed: Path, tmp_path: Path) -> None:
     lay = Layout.open(str(seed))
     hist = views.history_rows(Image.load(lay, "app"))
     assert all(isinstance(r, views.HistoryRow) for r in hist)
-    assert hist[0].id.startswith("sha256:") and hist[-1].size == 6112256
+    assert hist[0].id.startswith("sha256:") and hist[-1].size == 6110000
+    assert hist[-1].uncompressed_size == 6112256 and hist[-1].compressed_size > 6110000
     imgs = {r.ref: r for r in views.image_rows(lay)}
     assert isinstance(imgs["app"], views.ImageRow) and imgs["app"].layers == 3
     assert imgs["app"].size == imgs["app"].shared + imgs["app"].unique
@@ -194,3 +197,40 @@ def test_views_return_data_rows(seed: Path, tmp_path: Path) -> None:
     st = views.bundle_status(str(tmp_path / "b"))
     assert isinstance(st, views.BundleStatus)
     assert st.rw == 0 and st.virtual == imgs["app"].size and st.image_id.startswith("sha256:")
+
+
+def test_sizes_are_dockers_content_bytes(seed: Path, tmp_path: Path, frozen_now: None) -> None:
+    """Issue 15 #8/#9: SIZE is the layer's regular-file bytes (hardlinks once),
+    JSON adds the tar and blob sizes under their own names."""
+    b = tmp_path / "b"
+    ok("unpack", f"{seed}:app", str(b))
+    data = b / "rootfs/data"
+    data.mkdir()
+    (data / "f").write_bytes(b"q" * 2_000_000)
+    os.link(data / "f", data / "g")  # a hardlink: Docker counts the inode once
+    os.symlink("f", data / "s")
+    st = ok("status", str(b)).splitlines()[1]
+    assert st.endswith("2MB (virtual 8.11MB)"), st
+    ok("commit", str(b), f"{seed}:big")
+    hist = [json.loads(x) for x in ok("history", "--format", "json", f"{seed}:big").splitlines()]
+    assert hist[0]["Size"] == "2MB"
+    assert int(hist[0]["UncompressedSize"]) > 2_000_000 and int(hist[0]["CompressedSize"]) > 0
+    listing = ok("images", "--format", "json", str(seed)).splitlines()
+    imgs = {r["Ref"]: r for r in map(json.loads, listing)}
+    assert imgs["big"]["Size"] == "8.11MB" and imgs["big"]["UniqueSize"] == "2MB"
+    assert int(imgs["big"]["UncompressedSize"]) > 8_110_578
+    df = [json.loads(x) for x in ok("df", "--format", "json", str(seed)).splitlines()]
+    assert df[0]["Size"] == "8.111MB" and int(df[0]["CompressedSize"]) > 0
+
+
+def test_image_id_is_the_config_digest(seed: Path, frozen_now: None) -> None:
+    """Issue 15 #10: IMAGE ID is the config digest, DIGEST the manifest digest."""
+    config = _ids(seed, "app")
+    refs = [json.loads(x) for x in ok("ls", "--format", "json", str(seed)).splitlines()]
+    manifest = next(r["Digest"] for r in refs if r["Ref"] == "app")
+    assert config != manifest
+    out = ok("images", "--digests", "--no-trunc", str(seed)).splitlines()
+    row = next(ln.split() for ln in out[1:] if ln.startswith("app "))
+    assert row[1:3] == [manifest, config]
+    assert ok("history", "-q", "--no-trunc", f"{seed}:app").split()[0] == config
+    assert ok("images", "-q", str(seed)).split().count(config.split(":")[1][:12]) == 1

@@ -8,6 +8,8 @@ The package, from the bottom up:
 * :mod:`~oci_tools.build.dockerignore` — ``.dockerignore`` patterns;
 * :mod:`~oci_tools.build.context` — the build context, COPY/ADD sources and
   their content hashes;
+* :mod:`~oci_tools.build.sourcehash` — Docker's ``file:``/``dir:``/``multi:``
+  hashes of those sources, as the history rows show them;
 * :mod:`~oci_tools.build.cache` — the step cache and its keys;
 * :mod:`~oci_tools.build.executor` — running a RUN step with runc or chroot;
 * :mod:`~oci_tools.build.builder` — the builder: one step per instruction,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import posixpath
@@ -63,11 +62,12 @@ from oci_tools.build.context import (
 from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from oci_tools.build.executor import (
     RUNTIMES,
-    host_resolver_mounts,
+    network_file_mounts,
     run_process,
     run_spec,
     select_runtime,
 )
+from oci_tools.build.sourcehash import ContextHasher
 from oci_tools.build.words import NAME_RE, Lexer
 from oci_tools.bundle import RECORD, BaseRecord, CommitOptions, commit, refresh, unpack
 from oci_tools.compression import CODECS, Writable
@@ -83,7 +83,6 @@ from oci_tools.mutate import (
     add_history,
     edit_config,
     empty_image,
-    nop_created_by,
     set_created,
     write,
 )
@@ -92,6 +91,9 @@ from oci_tools.spec.runtime import resolve_user
 
 #: The shell of RUN/CMD/ENTRYPOINT's shell form until a SHELL instruction.
 DEFAULT_SHELL = ("/bin/sh", "-c")
+#: What Docker adds to the Env at every FROM when the image has no PATH
+#: (``setDefaultPath``; it lands in the next committed config).
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NETWORKS = ("none", "host")
 
 
@@ -144,10 +146,6 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str | None]:
 
 def _docker_list(items: Sequence[str]) -> str:
     return "[" + " ".join(json.dumps(x, ensure_ascii=False) for x in items) + "]"
-
-
-def _short(desc: Descriptor) -> str:
-    return desc.digest.short
 
 
 def _chmod(text: str | None) -> int | None:
@@ -254,6 +252,9 @@ class _Builder:
         self.output = output
         self.lexer = Lexer(dockerfile.escape)
         self.context = BuildContext(opts.context)
+        self.hasher = ContextHasher(self.context.root, self.context.ignore)
+        #: The FROM image as it is (the result when nothing follows FROM).
+        self.from_image: Image | None = None
         self.cache = Cache(layout)
         self.rootless = os.geteuid() != 0
         self.build_args = {
@@ -304,6 +305,8 @@ class _Builder:
         if unused:
             self.log(f"[Warning] One or more build-args {unused} were not consumed")
         assert self.image is not None
+        if self.df.instructions[-1].keyword == "FROM" and self.from_image is not None:
+            return self.from_image  # nothing committed the default PATH
         return self.image
 
     @property
@@ -337,14 +340,22 @@ class _Builder:
     def advance(self, desc: Descriptor) -> None:
         self.image = Image.from_descriptor(self.lay, desc)
         self.image.check_consistent()
-        self.log(f" ---> {_short(desc)}")
+        self.log(f" ---> {self.image.id.short}")
+
+    def nop(self, text: str, *, one_space: bool = False) -> str:
+        """Docker's ``created_by`` of a step that runs nothing: the current
+        shell, ``#(nop)``, then two spaces before ``text`` (``withCmdComment``)
+        or one (``withCmdCommentString``: WORKDIR, COPY and ADD)."""
+        if one_space:
+            return " ".join([*self.shell, "#(nop) " + text])
+        return " ".join([*self.shell, "#(nop) ", text])
 
     # -- metadata steps -----------------------------------------------------------
 
     def meta(self, text: str, edit: ConfigEdit | None = None) -> None:
         """A metadata step: ``edit`` (if any) applied to the config, plus an
         ``empty_layer`` history row ``/bin/sh -c #(nop)  TEXT``."""
-        created_by = nop_created_by([text])
+        created_by = self.nop(text)
         key = self.key("meta", created_by)
         if self.cached_step(key):
             return
@@ -434,7 +445,8 @@ class _Builder:
         ports = self.lexer.words(ins.args, self.env())
         if not ports:
             self.fail(ins, "EXPOSE needs at least one port")
-        self.meta("EXPOSE " + " ".join(ports), ConfigEdit(expose=tuple(ports)))
+        # Docker's history lists the ports sorted as strings.
+        self.meta("EXPOSE " + " ".join(sorted(ports)), ConfigEdit(expose=tuple(ports)))
 
     def do_volume(self, ins: Instruction) -> None:
         env = self.env()
@@ -474,9 +486,9 @@ class _Builder:
         assert ins.exec_form is not None
         if not ins.exec_form:
             self.fail(ins, "SHELL needs at least the shell program")
+        # Set first: the SHELL row itself starts with the new shell (Docker).
         self.shell = list(ins.exec_form)
-        # The shell is build state (OCI configs have no field for it).
-        self.meta("SHELL [" + " ".join(self.shell) + "]")
+        self.meta("SHELL [" + " ".join(self.shell) + "]", ConfigEdit(shell=self.shell))
 
     # -- FROM -------------------------------------------------------------------------
 
@@ -487,10 +499,18 @@ class _Builder:
         if len(words) != 1:
             self.fail(ins, "FROM takes one image (and an optional AS name)")
         desc = self.base(words[0])
-        self.image = Image.from_descriptor(self.lay, desc)
+        self.image = self.from_image = Image.from_descriptor(self.lay, desc)
         self.image.check_consistent()
         self.shell = list(self.image.config.config.get("Shell") or DEFAULT_SHELL)
-        self.log(f" ---> {_short(desc)}")
+        self.log(f" ---> {self.image.id.short}")
+        env = self.image.config.config.get("Env") or []
+        if not any(str(e).partition("=")[0] == "PATH" for e in env):
+            # Docker's default PATH, appended to the Env: the next step's
+            # config carries it (no history row of its own).
+            with self.lay.lock():
+                pdesc = write(self.lay, edit_config(self.image, ConfigEdit(env=(DEFAULT_PATH,))))
+                self.cache.put("from:" + str(pdesc.digest), pdesc)
+            self.image = Image.from_descriptor(self.lay, pdesc)
 
     def base(self, src: str) -> Descriptor:
         """The manifest descriptor of the FROM image, in the target layout."""
@@ -502,11 +522,17 @@ class _Builder:
                 desc = write(self.lay, empty_image(self.lay))
                 self.cache.put("from:" + str(desc.digest), desc)
             return desc
+        if "/" not in src:
+            # A bare name is an image first, as Docker treats it: a ref of the
+            # layout being built into, even when a directory of that name
+            # exists here (a layout path needs ./ or a /).
+            try:
+                return self.lay.resolve(check_ref(src)).manifest_descriptor
+            except OCIToolsError:
+                if ":" not in src and not os.path.isfile(src):
+                    raise
         if os.path.isfile(src):
             return self.from_archive(src)
-        if ":" not in src and not os.path.isdir(src):
-            # A bare name: a ref in the layout being built into.
-            return self.lay.resolve(check_ref(src)).manifest_descriptor
         path, ref = split_image_ref(src)
         assert ref is not None
         if os.path.isdir(path) and os.path.samefile(path, self.lay.path):
@@ -567,7 +593,7 @@ class _Builder:
             self.fail(ins, "WORKDIR needs a path")
         cur = str(self.img.config.config.get("WorkingDir") or "/")
         new = "/" + posixpath.normpath(posixpath.join(cur, word)).lstrip("/")
-        created_by = nop_created_by([f"WORKDIR {new}"])
+        created_by = self.nop(f"WORKDIR {new}", one_space=True)
         key = self.key("workdir", created_by)
         if self.cached_step(key):
             return
@@ -608,10 +634,12 @@ class _Builder:
         )
         # As runc would, but visible to the diff.
         self.work.mkdir(rootfs, spec["process"]["cwd"])
-        if host_net:
-            spec["mounts"].extend(host_resolver_mounts(rootfs))
-        write_json(os.path.join(bundle, "config.json"), spec)
         cid = secrets.token_hex(6)
+        if runtime != "chroot":
+            # Docker's daemon-held /etc/hosts, hostname and resolv.conf.
+            etc_dir = os.path.join(self.work.workdir(), f"etc-{cid}")
+            spec["mounts"].extend(network_file_mounts(rootfs, etc_dir, cid, host_net))
+        write_json(os.path.join(bundle, "config.json"), spec)
         self.log(f" ---> Running in {cid}")
         state = os.path.join(self.work.workdir(), "runc")
         status, tail = run_process(runtime, bundle, spec, state, cid, self.output)
@@ -662,19 +690,18 @@ class _Builder:
         workdir = str(self.img.config.config.get("WorkingDir") or "/")
         dest_abs = "/" + posixpath.normpath(posixpath.join(workdir, dest)).lstrip("/")
         as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
-        shown_dest = dest_abs + ("/" if dest.endswith("/") and dest_abs != "/" else "")
-        if many:
-            h = hashlib.sha256("".join(s.hash() for s in sources).encode()).hexdigest()
-            what = f"multi:{h}"
-        else:
-            what = f"{'dir' if sources[0].is_dir else 'file'}:{sources[0].hash()}"
-        opts = "".join(
-            f"--{k}={v} " for k, v in (("chown", chown), ("chmod", ins.flag("chmod"))) if v
-        )
-        # Docker's classic builder: one space after #(nop) here (two for
-        # metadata steps), and a trailing space after the destination.
-        created_by = f"/bin/sh -c #(nop) {ins.keyword} {opts}{what} in {shown_dest} "
-        key = self.key("copy", created_by)
+        # Docker's content hash of the sources (tarsum of the context entries).
+        what = self.hasher.hash_sources(words[:-1])
+        # --chmod is ours (the classic builder has none); --chown is glued to
+        # the hash, as Docker prints it ("--chown=1000:1000file:...").
+        opts = f"--chmod={ins.flag('chmod')} " if ins.flag("chmod") else ""
+        opts += f"--chown={chown}" if chown else ""
+        # One space after #(nop) (two for metadata steps), the destination as
+        # written, and a trailing space: Docker's bytes.
+        created_by = self.nop(f"{ins.keyword} {opts}{what} in {dest} ", one_space=True)
+        # The key also covers what Docker's hash does not (symlinks' own
+        # targets, names of the copied files, ADD's archive detection).
+        key = self.key("copy", created_by, *(s.hash() for s in sources))
         if self.cached_step(key):
             return
 
@@ -785,7 +812,7 @@ def build(
             lay.set_ref(t, img.descriptor)
     finally:
         builder.work.remove()
-    say(f"Successfully built {_short(img.descriptor)}")
+    say(f"Successfully built {img.id.short}")
     for t in opts.tags:
         say(f"Successfully tagged {layout_path}:{t}")
     return BuildResult(

@@ -253,6 +253,9 @@ def copy_entries(
     directory to copy into, not the copy's own name)."""
     found = resolve_in(rootfs, dest)
     dest_is_dir = found is not None and os.path.isdir(found)
+    # Hardlinked files stay hardlinked in the copy, as Docker's CopyWithTar
+    # keeps them: the second name of an inode becomes a link to the first.
+    first_name: dict[tuple[int, int], str] = {}
     for src in sources:
         if src.archive is not None:
             yield from archive_entries(src.items[0].host, src.archive, entry_name(dest))
@@ -268,7 +271,29 @@ def copy_entries(
             )
             items = src.items
         for it in items:
-            yield from _copy_entry(it, posixpath.join(base, it.rel) if it.rel else base, uid, gid)
+            name = posixpath.join(base, it.rel) if it.rel else base
+            if it.kind is EntryType.REG and name:
+                try:
+                    st = os.lstat(it.host)
+                except OSError:
+                    st = None
+                if st is not None and st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in first_name and not any(c.startswith(".wh.") for c in name.split("/")):
+                        link = TarEntry(
+                            name,
+                            EntryType.HARDLINK,
+                            it.mode,
+                            uid,
+                            gid,
+                            0,
+                            it.mtime_ns,
+                            first_name[key],
+                        )
+                        yield link, None
+                        continue
+                    first_name[key] = name
+            yield from _copy_entry(it, name, uid, gid)
 
 
 def with_mode(src: Source, mode: int) -> Source:
@@ -318,7 +343,11 @@ def archive_entries(path: str, codec: str, dest: str) -> Iterator[tuple[TarEntry
             link = e.linkname
             if e.type is EntryType.HARDLINK:
                 link = posixpath.join(dest, link) if dest else link
-            yield dataclasses.replace(e, name=name, linkname=link), cast(BinaryIO, content)
+            # Only regular files carry content: a directory, link or device
+            # entry handed on with a (zero-length) reader is refused by the
+            # layer writer (``tar -czf`` archives are full of directories).
+            data = cast(BinaryIO, content) if e.type is EntryType.REG else None
+            yield dataclasses.replace(e, name=name, linkname=link), data
 
 
 __all__ = [

@@ -83,6 +83,193 @@ class Mountpoints:
                 os.utime(d, ns=times, follow_symlinks=False)
 
 
+#: The files Docker bind-mounts over a RUN container's own (its daemon keeps
+#: them): what a RUN step writes to them never reaches the layer.
+NETWORK_FILES = ("hosts", "hostname", "resolv.conf")
+#: Larger files are not saved for restoring (they are not real network files).
+_SAVE_MAX = 1 << 20
+
+
+class NetworkFiles:
+    """``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` of the rootfs,
+    saved before a RUN step and put back after it, as Docker's bind mounts
+    keep them out of the step's layer: a file the image lacked is removed
+    (``/etc`` too when it was missing and is left empty), one it had gets its
+    bytes, mode, owner and times back, and ``/etc`` its times.
+
+    Every operation goes through a descriptor of ``/etc`` opened without
+    following symlinks, so a RUN step that swapped ``/etc`` for a symlink
+    cannot make the restore write outside the rootfs (then nothing is done).
+    """
+
+    def __init__(self, rootfs: str) -> None:
+        self.rootfs = rootfs
+        self.etc = os.path.join(rootfs, "etc")
+        self.etc_times: tuple[int, int] | None = None
+        self.etc_existed = os.path.lexists(self.etc)
+        self.saved: dict[str, tuple[os.stat_result, bytes | str | None] | None] = {}
+        fd = self._open_etc()
+        if fd is None:
+            return
+        try:
+            st = os.fstat(fd)
+            self.etc_times = (st.st_atime_ns, st.st_mtime_ns)
+            for name in NETWORK_FILES:
+                self.saved[name] = self._save(fd, name)
+        finally:
+            os.close(fd)
+
+    def provide(self, texts: dict[str, str]) -> None:
+        """Make ``/etc`` and the files the image lacks (chroot has no bind
+        mounts; Docker's init layer has them): ``restore`` removes them again."""
+        if not self.etc_existed:
+            with contextlib.suppress(OSError):
+                os.mkdir(self.etc, 0o755)
+        fd = self._open_etc()
+        if fd is None:
+            return
+        try:
+            for name, text in texts.items():
+                if self.saved.get(name) is not None:
+                    continue
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                with contextlib.suppress(OSError):
+                    f = os.open(name, flags, 0o644, dir_fd=fd)
+                    with os.fdopen(f, "w") as fh:
+                        fh.write(text)
+        finally:
+            os.close(fd)
+
+    def _open_etc(self) -> int | None:
+        try:
+            return os.open(self.etc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _save(fd: int, name: str) -> tuple[os.stat_result, bytes | str | None] | None:
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return st, os.readlink(name, dir_fd=fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size <= _SAVE_MAX:
+            f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            with os.fdopen(f, "rb") as fh:
+                return st, fh.read()
+        return st, None  # something else: left as the step leaves it
+
+    def restore(self) -> None:
+        """Put the three files (and ``/etc``'s times) back as they were."""
+        fd = self._open_etc()
+        if fd is None:
+            return
+        try:
+            for name in NETWORK_FILES:
+                # Best effort: a file that cannot be put back stays in the
+                # layer as the step left it, never fails the step.
+                with contextlib.suppress(OSError):
+                    self._restore(fd, name, self.saved.get(name))
+            if not self.etc_existed:
+                with contextlib.suppress(OSError):
+                    if not os.listdir(fd):
+                        os.rmdir(self.etc)
+                        return
+            if self.etc_times is not None:
+                with contextlib.suppress(OSError):
+                    os.utime(fd, ns=self.etc_times)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _restore(
+        fd: int, name: str, saved: tuple[os.stat_result, bytes | str | None] | None
+    ) -> None:
+        try:
+            cur = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            cur = None
+        if saved is not None and saved[1] is None:
+            return  # not a file we saved
+        if saved is not None and cur is not None:
+            old = saved[0]
+            if (cur.st_ino, cur.st_mtime_ns, cur.st_size, cur.st_mode, cur.st_ctime_ns) == (
+                old.st_ino,
+                old.st_mtime_ns,
+                old.st_size,
+                old.st_mode,
+                old.st_ctime_ns,
+            ):
+                return  # untouched
+        if cur is not None:
+            if stat.S_ISDIR(cur.st_mode):
+                return  # the step made a directory there: its own change
+            os.unlink(name, dir_fd=fd)
+        if saved is None:
+            return
+        st, data = saved
+        if isinstance(data, str):
+            os.symlink(data, name, dir_fd=fd)
+        else:
+            assert data is not None
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            f = os.open(name, flags, 0o600, dir_fd=fd)
+            with os.fdopen(f, "wb") as fh:
+                fh.write(data)
+                with contextlib.suppress(OSError):  # rootless: may not chown
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
+        with contextlib.suppress(OSError):
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=fd, follow_symlinks=False)
+
+
+def network_file_texts(hostname: str, network_host: bool) -> dict[str, str]:
+    """What a RUN step finds in ``/etc/hosts``, ``/etc/hostname`` and
+    ``/etc/resolv.conf`` (Docker's daemon writes its own): loopback names, the
+    step's container id, and no name servers; the host's hosts and
+    resolv.conf on the host network."""
+    texts = {
+        "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        "hostname": hostname + "\n",
+        "resolv.conf": "",
+    }
+    if network_host:
+        for name in ("hosts", "resolv.conf"):
+            with contextlib.suppress(OSError), open(f"/etc/{name}") as fh:
+                texts[name] = fh.read()
+    return texts
+
+
+def network_file_mounts(
+    rootfs: str, workdir: str, hostname: str, network_host: bool
+) -> list[dict[str, Any]]:
+    """Bind mounts of ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf``
+    from files in ``workdir`` (as Docker's daemon-held files): the RUN
+    step may read and write them, its layer never sees them.  On the host
+    network, hosts and resolv.conf are the host's, as ``host_resolver_mounts``.
+    Only over a plain file or nothing, never through a symlink (``/etc``
+    included): such a file is left to ``NetworkFiles``."""
+    etc = os.path.join(rootfs, "etc")
+    if os.path.islink(etc) or (os.path.lexists(etc) and not os.path.isdir(etc)):
+        return []
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mounts = []
+    for name, text in network_file_texts(hostname, network_host).items():
+        inside = os.path.join(etc, name)
+        if os.path.islink(inside) or (os.path.lexists(inside) and not os.path.isfile(inside)):
+            continue
+        src = os.path.join(workdir, name)
+        with open(src, "w") as fh:
+            fh.write(text)
+        mounts.append(
+            {"destination": f"/etc/{name}", "type": "bind", "source": src, "options": ["rbind"]}
+        )
+    return mounts
+
+
 def _pump(proc: subprocess.Popen[bytes], output: Callable[[bytes], None] | None) -> bytes:
     """Stream a process's output to ``output``; returns the tail of it."""
     assert proc.stdout is not None
@@ -232,21 +419,32 @@ def run_process(
     written) with ``runtime`` (a runc binary or ``"chroot"``); returns the exit
     status and the tail of the output.  ``state`` is runc's state directory."""
     rootfs = os.path.join(bundle, "rootfs")
-    if runtime == "chroot":
-        return run_chroot(rootfs, spec["process"], output)
-    points = Mountpoints(rootfs, [m["destination"] for m in spec["mounts"]])
+    # Docker's bind mounts keep these out of the layer; under runc ours do the
+    # same, and under chroot (no mounts) the saved files are put back.
+    etc = NetworkFiles(rootfs)
     try:
-        return run_runc(runtime, bundle, state, "oci-tools-build-" + cid, output)
+        if runtime == "chroot":
+            etc.provide(network_file_texts(cid, network_host=False))
+            return run_chroot(rootfs, spec["process"], output)
+        points = Mountpoints(rootfs, [m["destination"] for m in spec["mounts"]])
+        try:
+            return run_runc(runtime, bundle, state, "oci-tools-build-" + cid, output)
+        finally:
+            points.cleanup()
     finally:
-        points.cleanup()
+        etc.restore()
 
 
 __all__ = [
     "DOCKER_CAPS",
+    "NETWORK_FILES",
     "OUTPUT_TAIL",
     "RUNTIMES",
     "Mountpoints",
+    "NetworkFiles",
     "host_resolver_mounts",
+    "network_file_mounts",
+    "network_file_texts",
     "run_chroot",
     "run_process",
     "run_runc",

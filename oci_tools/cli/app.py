@@ -21,11 +21,22 @@ from typing import Any, NoReturn, TextIO, cast
 
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
-from oci_tools.cli.commands import archive, build, bundle, layers, layout, views
-from oci_tools.errors import OCIToolsError
+from oci_tools.cli.commands import (
+    archive,
+    build,
+    bundle,
+    containers,
+    index,
+    layers,
+    layout,
+    registry,
+    surgery,
+    views,
+)
+from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build)
+GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index, registry)
 
 
 class SkippedParser:
@@ -97,6 +108,40 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
+#: Commands whose work can be long enough to deserve progress bars.
+PROGRESS_COMMANDS = frozenset(
+    {"unpack", "commit", "export", "import", "validate", "layers", "layer", "efficiency", "build"}
+)
+
+
+def _shows_progress(ns: argparse.Namespace, err: TextIO) -> bool:
+    """Progress goes to stderr, and only when it is a terminal and the user
+    did not ask for quiet (never into a pipe, a file or a script's capture)."""
+    if ns.command not in PROGRESS_COMMANDS or getattr(ns, "quiet", False):
+        return False
+    try:
+        return err.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _layout_arg(ns: argparse.Namespace | None) -> str:
+    """The layout a command was given (for advice in error messages)."""
+    if ns is None:
+        return ""
+    if isinstance(getattr(ns, "layout", None), str):
+        return str(ns.layout)
+    image = getattr(ns, "image", None)
+    if isinstance(image, str):
+        from oci_tools.layout import split_image_ref
+
+        try:
+            return split_image_ref(image)[0]
+        except OCIToolsError:
+            return ""
+    return ""
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -104,15 +149,36 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     console = Console(out, err)
+    ns: argparse.Namespace | None = None
     args = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     try:
+        word = command_word(args)
         try:
             with contextlib.redirect_stdout(out):
-                ns = build_parser(command_word(args)).parse_args(args)
+                ns = build_parser(word).parse_args(args)
         except SystemExit as e:  # --help and --version
             return int(e.code or 0)
+        except UsageError as e:
+            # argparse reports extra arguments from the top-level parser:
+            # name the subcommand they were given to.
+            if word and e.message.startswith("unrecognized arguments"):
+                e.message = f"{word}: {e.message}"
+                e.args = (e.message,)
+                e.hint = f"see: oci-tools {word} --help"
+            raise
         handler: Handler = ns.handler
+        if _shows_progress(ns, err):
+            from oci_tools import progress
+
+            with progress.reporting(progress.TerminalReporter(err)):
+                return handler(ns, console)
         return handler(ns, console)
+    except CorruptBlobError as e:
+        where = e.layout or _layout_arg(ns) or "LAYOUT"
+        err.write(f"oci-tools: error: {e}: run oci-tools validate {where}\n")
+        if e.hint:
+            err.write(f"hint: {e.hint}\n")
+        return e.exit_code
     except OCIToolsError as e:
         err.write(f"oci-tools: error: {e}\n")
         if e.hint:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from oci_tools import render
 
 if TYPE_CHECKING:
+    from oci_tools.containers.usage import StoreUsage
     from oci_tools.diff import Change as BundleChange
     from oci_tools.spec.model import Descriptor
     from oci_tools.views import BundleStatus, DiskUsage, HistoryRow, ImageRow
@@ -34,12 +35,13 @@ class Listing:
     to the row key it shows; JSON output carries every key of a row."""
 
     columns: list[tuple[str, str]]
-    rows: list[dict[str, str]]
+    rows: list[dict[str, Any]]  # docker's fields keep docker's strings; ours may be numbers
 
     def table(self) -> str:
         """docker's table layout."""
         return render.table(
-            [h for h, _ in self.columns], [[r[k] for _, k in self.columns] for r in self.rows]
+            [h for h, _ in self.columns],
+            [[str(r[k]) for _, k in self.columns] for r in self.rows],
         )
 
     def json(self) -> str:
@@ -68,7 +70,7 @@ def refs_listing(refs: Iterable[tuple[str, Descriptor]]) -> Listing:
     return Listing(
         [("REF", "Ref"), ("DIGEST", "Digest"), ("MEDIA TYPE", "MediaType")],
         [
-            {"Ref": n, "Digest": str(d.digest), "MediaType": d.media_type, "Size": str(d.size)}
+            {"Ref": n, "Digest": str(d.digest), "MediaType": d.media_type, "Size": d.size}
             for n, d in refs
         ],
     )
@@ -80,7 +82,9 @@ def refs_listing(refs: Iterable[tuple[str, Descriptor]]) -> Listing:
 def history_listing(
     rows: list[HistoryRow], *, human: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes)."""
+    """``docker history`` columns (``--human=false``: RFC 3339 times, bytes).
+    SIZE is Docker's (regular-file bytes); JSON adds the layer's tar and blob
+    sizes in bytes as ``UncompressedSize`` and ``CompressedSize``."""
     out = []
     for r in rows:
         ts = _when(r.created)
@@ -92,6 +96,8 @@ def history_listing(
                 "CreatedBy": r.created_by if no_trunc else render.truncate(r.created_by, 45),
                 "Size": render.human_size(r.size) if human else str(r.size),
                 "Comment": r.comment,
+                "UncompressedSize": r.uncompressed_size,
+                "CompressedSize": r.compressed_size,
             }
         )
     created = ("CREATED", "CreatedSince") if human else ("CREATED AT", "CreatedAt")
@@ -105,17 +111,19 @@ def history_listing(
     return Listing(cols, out)
 
 
-def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, str]:
+def _image_row(r: ImageRow, now: datetime.datetime, no_trunc: bool) -> dict[str, Any]:
     return {
         "Ref": r.ref,
-        "Digest": r.id,
+        "Digest": r.digest,
         "ID": _ident(r.id, no_trunc),
         "CreatedAt": r.created or "",
         "CreatedSince": render.time_ago(_when(r.created), now),
         "Size": render.human_size(r.size),
         "SharedSize": render.human_size(r.shared, 4),
         "UniqueSize": render.human_size(r.unique, 4),
-        "Layers": str(r.layers),
+        "Layers": r.layers,
+        "UncompressedSize": r.uncompressed_size,
+        "CompressedSize": r.compressed_size,
     }
 
 
@@ -131,7 +139,11 @@ _IMAGE_COLUMNS = [
 def images_listing(
     rows: list[ImageRow], *, digests: bool, no_trunc: bool, now: datetime.datetime
 ) -> Listing:
-    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE."""
+    """``images``: REF [DIGEST] IMAGE ID CREATED SIZE SHARED SIZE UNIQUE SIZE.
+
+    IMAGE ID is the config digest and DIGEST the manifest digest (as classic
+    ``docker images``); sizes are Docker's (regular-file bytes), JSON adds the
+    tar and blob totals in bytes (``UncompressedSize``, ``CompressedSize``)."""
     cols = [("REF", "Ref")] + ([("DIGEST", "Digest")] if digests else []) + _IMAGE_COLUMNS
     return Listing(cols, [_image_row(r, now, no_trunc) for r in rows])
 
@@ -140,7 +152,10 @@ def df_listings(
     du: DiskUsage, now: datetime.datetime, *, verbose: bool = False
 ) -> list[tuple[str, Listing]]:
     """``df`` summary, then (with -v data) per-image and per-layer sections,
-    each with its title ("" for the summary)."""
+    each with its title ("" for the summary).  SIZE is Docker's (regular-file
+    bytes of the distinct layers); RECLAIMABLE is what ``gc`` frees on disk
+    (README: differences from Docker); JSON adds the on-disk bytes as
+    ``CompressedSize``."""
     human_size = render.human_size
     pct = (100 * du.reclaimable // du.total_bytes) if du.total_bytes else 0
     summary = Listing(
@@ -156,15 +171,17 @@ def df_listings(
                 "Type": "Images",
                 "TotalCount": str(du.images),
                 "Active": str(du.active_images),
-                "Size": human_size(du.image_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": f"{human_size(du.reclaimable, 4)} ({pct}%)",
+                "CompressedSize": du.image_bytes,
             },
             {
                 "Type": "Layers",
                 "TotalCount": str(du.layers),
                 "Active": str(du.layers),
-                "Size": human_size(du.layer_bytes, 4),
+                "Size": human_size(du.content_bytes, 4),
                 "Reclaimable": "0B (0%)",
+                "CompressedSize": du.layer_bytes,
             },
         ],
     )
@@ -177,6 +194,7 @@ def df_listings(
             [
                 ("LAYER", "Layer"),
                 ("SIZE", "Size"),
+                ("COMPRESSED", "Compressed"),
                 ("UNCOMPRESSED", "Uncompressed"),
                 ("IMAGES", "Images"),
             ],
@@ -184,9 +202,12 @@ def df_listings(
                 {
                     "Layer": render.short_id(u.digest),
                     "Digest": u.digest,
-                    "Size": human_size(u.size),
+                    "Size": human_size(u.content),
+                    "Compressed": human_size(u.size),
                     "Uncompressed": human_size(u.uncompressed),
-                    "Images": str(u.images),
+                    "Images": u.images,
+                    "CompressedSize": u.size,
+                    "UncompressedSize": u.uncompressed,
                 }
                 for u in du.layer_uses
             ],
@@ -231,8 +252,8 @@ def status_text(
                     "ImageID": r.image_id,
                     "Command": r.command,
                     "Size": _status_size(r),
-                    "SizeRw": str(r.rw),
-                    "SizeRootFs": str(r.virtual),
+                    "SizeRw": r.rw,
+                    "SizeRootFs": r.virtual,
                 }
                 for r in rows
             ]
@@ -295,19 +316,21 @@ def _mode(kind: str, mode: int) -> str:
     return stat.filemode(_IFMT.get(kind, 0) | mode)
 
 
-def _layer_json(r: LayerReport, diff_id: str) -> dict[str, str]:
+def _layer_json(r: LayerReport, diff_id: str) -> dict[str, Any]:
     return {
-        "Index": str(r.index),
+        "Index": r.index,
         "Digest": str(r.descriptor.digest),
         "DiffID": diff_id,
         "CreatedBy": r.created_by,
-        "Size": render.human_size(r.descriptor.size),
-        "SizeBytes": str(r.descriptor.size),
+        "Size": render.human_size(r.content_size),
+        "SizeBytes": r.content_size,
+        "CompressedSize": render.human_size(r.descriptor.size),
+        "CompressedSizeBytes": r.descriptor.size,
         "UncompressedSize": render.human_size(r.uncompressed_size),
-        "UncompressedSizeBytes": str(r.uncompressed_size),
-        "Added": str(r.count("A")),
-        "Changed": str(r.count("C")),
-        "Removed": str(r.count("D")),
+        "UncompressedSizeBytes": r.uncompressed_size,
+        "Added": r.count("A"),
+        "Changed": r.count("C"),
+        "Removed": r.count("D"),
         "MediaType": r.descriptor.media_type,
     }
 
@@ -319,6 +342,7 @@ def _layer_row(r: LayerReport, no_trunc: bool) -> list[str]:
         str(r.index),
         digest if no_trunc else render.short_id(digest),
         by if no_trunc else render.truncate(by, 45),
+        render.human_size(r.content_size),
         render.human_size(r.descriptor.size),
         render.human_size(r.uncompressed_size),
         str(r.count("A")),
@@ -333,6 +357,7 @@ _LAYERS_HEAD = [
     "LAYER",
     "CREATED BY",
     "SIZE",
+    "COMPRESSED",
     "UNCOMPRESSED",
     "ADDED",
     "CHANGED",
@@ -344,22 +369,24 @@ _LAYERS_HEAD = [
 def layers_text(
     reports: Sequence[LayerReport], diff_ids: Sequence[object], fmt: str, *, no_trunc: bool
 ) -> str:
-    """``layers``: one row per layer, bottom first (JSON adds the diff_id)."""
+    """``layers``: one row per layer, bottom first (JSON adds the diff_id).
+    SIZE is Docker's (regular-file bytes); COMPRESSED the blob, UNCOMPRESSED
+    the tar stream."""
     if fmt == "json":
         return render.json_lines([_layer_json(r, str(diff_ids[r.index])) for r in reports])
     return render.table(_LAYERS_HEAD, [_layer_row(r, no_trunc) for r in reports])
 
 
-def _change_json(ch: Change) -> dict[str, str]:
+def _change_json(ch: Change) -> dict[str, Any]:
     return {
         "Change": ch.change,
         "Type": _type(ch.type),
         "Mode": f"{ch.mode:04o}",
         "Owner": f"{ch.uid}:{ch.gid}",
-        "Uid": str(ch.uid),
-        "Gid": str(ch.gid),
+        "Uid": ch.uid,
+        "Gid": ch.gid,
         "Size": render.human_size(ch.size),
-        "SizeBytes": str(ch.size),
+        "SizeBytes": ch.size,
         "Path": json_text(ch.path),
         "Target": json_text(ch.target),
     }
@@ -442,7 +469,7 @@ def tree_json(node: TreeNode) -> dict[str, Any]:
         Name=json_text(node.name),
         Path=json_text(node.path),
         Size=render.human_size(node.size),
-        SizeBytes=str(node.size),
+        SizeBytes=node.size,
         Children=[tree_json(c) for c in node.children],
     )
     return out
@@ -480,21 +507,22 @@ def efficiency_json(e: Efficiency, top: int) -> dict[str, Any]:
     human_size = render.human_size
     files = e.files if top <= 0 else e.files[:top]
     return {
-        "Efficiency": f"{e.score:.4f}",
+        # Full precision: a .dive-ci threshold compares the exact value.
+        "Efficiency": e.score,
         "Wasted": human_size(e.wasted_bytes),
-        "WastedBytes": str(e.wasted_bytes),
+        "WastedBytes": e.wasted_bytes,
         "Total": human_size(e.total_bytes),
-        "TotalBytes": str(e.total_bytes),
-        "Layers": str(e.layers),
-        "UserWasted": f"{e.user_wasted:.4f}",
-        "UserBytes": str(e.user_bytes),
+        "TotalBytes": e.total_bytes,
+        "Layers": e.layers,
+        "UserWasted": e.user_wasted,
+        "UserBytes": e.user_bytes,
         "Files": [
             {
                 "Path": json_text(f.path),
-                "Count": str(f.count),
+                "Count": f.count,
                 "Wasted": human_size(f.size),
-                "WastedBytes": str(f.size),
-                "Layers": ",".join(map(str, f.layers)),
+                "WastedBytes": f.size,
+                "Layers": list(f.layers),
             }
             for f in files
         ],
@@ -508,6 +536,37 @@ def efficiency_report(e: Efficiency, fmt: str, *, top: int) -> str:
     return efficiency_text(e, top)
 
 
+def index_listing(manifests: Iterable[Descriptor]) -> Listing:
+    """``index inspect``: DIGEST PLATFORM OS VERSION SIZE MEDIA TYPE, one row
+    per entry of an index (JSON adds os.features and annotations)."""
+    import json
+
+    rows = []
+    for d in manifests:
+        p = d.platform
+        rows.append(
+            {
+                "Digest": str(d.digest),
+                "Platform": str(p) if p else "-",
+                "OSVersion": (p.os_version if p else "") or "-",
+                "OSFeatures": ",".join(p.os_features) if p else "",
+                "Size": str(d.size),
+                "MediaType": d.media_type,
+                "Annotations": json.dumps(dict(d.annotations), sort_keys=True),
+            }
+        )
+    return Listing(
+        [
+            ("DIGEST", "Digest"),
+            ("PLATFORM", "Platform"),
+            ("OS VERSION", "OSVersion"),
+            ("SIZE", "Size"),
+            ("MEDIA TYPE", "MediaType"),
+        ],
+        rows,
+    )
+
+
 __all__ = [
     "Listing",
     "changes_text",
@@ -518,6 +577,7 @@ __all__ = [
     "efficiency_text",
     "history_listing",
     "images_listing",
+    "index_listing",
     "json_text",
     "layer_changes_text",
     "layers_text",
@@ -528,3 +588,86 @@ __all__ = [
     "tree_lines",
     "tree_text",
 ]
+
+
+# ------------------------------------------------------------ df: containers, stored layers
+
+
+def df_containers(
+    sections: list[tuple[str, Listing]],
+    usage: StoreUsage,
+    now: datetime.datetime,
+    *,
+    verbose: bool = False,
+) -> list[tuple[str, Listing]]:
+    """``sections`` (``df_listings``) with the Containers and Stored layers
+    rows added to the summary, and (``verbose``) a section for each."""
+    hs = render.human_size
+
+    def pct(part: int, whole: int) -> str:
+        return f"{100 * part // whole if whole else 0}%"
+
+    rw, idle = usage.rw_bytes, usage.idle_rw_bytes
+    total, unused = usage.layer_bytes, usage.unused_layer_bytes
+    extra = [
+        {
+            "Type": "Containers",
+            "TotalCount": str(len(usage.containers)),
+            "Active": str(usage.running),
+            "Size": hs(rw, 4),
+            "Reclaimable": f"{hs(idle, 4)} ({pct(idle, rw)})",
+        },
+        {
+            "Type": "Stored layers",
+            "TotalCount": str(len(usage.layers)),
+            "Active": str(sum(1 for _, live in usage.layers if live)),
+            "Size": hs(total, 4),
+            "Reclaimable": f"{hs(unused, 4)} ({pct(unused, total)})",
+        },
+    ]
+    head, summary = sections[0]
+    out = [(head, Listing(summary.columns, [*summary.rows, *extra])), *sections[1:]]
+    if not verbose:
+        return out
+    containers = Listing(
+        [
+            ("CONTAINER ID", "ID"),
+            ("IMAGE", "Image"),
+            ("COMMAND", "Command"),
+            ("SIZE", "Size"),
+            ("CREATED", "RunningFor"),
+            ("STATUS", "Status"),
+            ("NAMES", "Names"),
+        ],
+        [
+            {
+                "ID": c.id[:12],
+                "Image": c.image,
+                "Command": '"' + render.truncate(c.command, 20) + '"',
+                "Size": hs(c.rw),
+                "SizeRw": c.rw,
+                "RunningFor": render.time_ago(_when(c.created), now),
+                "Status": c.status,
+                "Names": c.name,
+            }
+            for c in usage.containers
+        ],
+    )
+    layers = Listing(
+        [("CHAIN ID", "ChainID"), ("DIFF ID", "DiffID"), ("SIZE", "Size")],
+        [
+            {
+                "ChainID": render.short_id(r.chain_id),
+                "DiffID": render.short_id(r.diff_id),
+                "Size": hs(r.size),
+                "Path": r.diff,
+                "InUse": "true" if live else "false",
+            }
+            for r, live in usage.layers
+        ],
+    )
+    out += [
+        ("Containers space usage:", containers),
+        (f"Stored layers ({usage.store_dir}):", layers),
+    ]
+    return out

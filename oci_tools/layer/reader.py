@@ -379,7 +379,8 @@ def iter_entries(
 
     ``content`` is valid until the next iteration; unread content is skipped.
     The iteration ends after the end-of-archive marker (two zero blocks, or one
-    zero block at EOF); bytes after it are left in ``stream`` and in the internal
+    zero block at EOF) or at a clean EOF on a header boundary (no marker, as
+    Go's archive/tar accepts); bytes after a marker are left in ``stream`` and in the internal
     buffer, so a caller hashing the stream must drain ``stream`` afterwards.
     Raises UnsafeLayerError (or a subclass) on any malformed or refused input.
     """
@@ -400,7 +401,13 @@ def iter_entries(
         offset = src.consumed
         hdr = src.block()
         if hdr is None:
-            raise _err("", f"missing end-of-archive marker at offset {offset}")
+            # A clean end at a header boundary without the two zero blocks is
+            # a complete archive, as Go's archive/tar, containerd and umoci
+            # read it (Next returns io.EOF).  A cut inside a header or an
+            # entry's content is still an error (block() and chunk() raise).
+            if pax or long_name is not None or long_link is not None:
+                raise _err("", f"extension header not followed by a member at offset {offset}")
+            return
         if hdr == _ZERO_BLOCK:
             if pax or long_name is not None or long_link is not None:
                 raise _err("", "extension header not followed by a member")

@@ -7,12 +7,14 @@ decompression-bomb limits and the diff_id hashing live in one place.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from oci_tools.compression import decompressor
 from oci_tools.digest import Hasher
-from oci_tools.errors import OCIToolsError, UnsafeLayerError
+from oci_tools.errors import CorruptBlobError, DigestMismatchError, OCIToolsError, UnsafeLayerError
 from oci_tools.layer.reader import CHUNK
 
 STREAM_NAME = "(layer stream)"
@@ -114,12 +116,19 @@ class LayerStream:
         """Up to ``n`` uncompressed bytes (hashed and checked against the limits)."""
         try:
             data = self._raw.read(n)
+        except DigestMismatchError as exc:
+            # A blob shorter than its descriptor says is damaged (truncated);
+            # other mismatches keep their own message.
+            detail = _truncated(exc) if self._counter.failed else None
+            if detail is None:
+                raise
+            raise CorruptBlobError(self._codec, detail) from exc
         except OCIToolsError:
             raise
         except Exception as exc:  # zlib/isal/zstd errors, EOFError on truncation
             if self._counter.failed:
                 raise
-            raise UnsafeLayerError(STREAM_NAME, f"corrupt {self._codec} data: {exc}") from exc
+            raise CorruptBlobError(self._codec, _decoder_detail(exc)) from exc
         if data:
             self.hasher.update(data)
             total = self.hasher.size
@@ -143,6 +152,26 @@ class LayerStream:
         """Read (and hash) the rest of the stream."""
         while self.read(CHUNK):
             pass
+
+
+def _decoder_detail(exc: BaseException) -> str:
+    """What a decoder said, without zlib's error-number preamble and the
+    checksum values (``CRC check failed``, ``invalid block type``)."""
+    if isinstance(exc, EOFError):
+        return "truncated"
+    text = str(exc) or type(exc).__name__
+    text = re.sub(r"^Error -?\d+ while decompressing data: ", "", text)
+    text = re.sub(r"\s+(?:0x)?[0-9a-fA-F]+ != (?:0x)?[0-9a-fA-F]+$", "", text)
+    return text
+
+
+def _truncated(exc: DigestMismatchError) -> str | None:
+    """``truncated: N of M bytes`` when the mismatch is a short blob."""
+    if exc.what.startswith("size of"):
+        with contextlib.suppress(ValueError):
+            if int(exc.actual) < int(exc.expected):
+                return f"truncated: {exc.actual} of {exc.expected} bytes"
+    return None
 
 
 def open_layer_stream(

@@ -21,6 +21,7 @@ class LayerUse:
     size: int  # bytes on disk (compressed)
     uncompressed: int
     images: int
+    content: int = 0  # Docker's size: regular-file bytes (views.sizes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,14 @@ class DiskUsage:
     active_images: int
     image_bytes: int  # on-disk bytes of every blob reachable from a ref
     layers: int
-    layer_bytes: int
+    layer_bytes: int  # on-disk bytes of the layer blobs
     total_bytes: int  # every blob file
     reclaimable: int  # bytes gc would free
     layer_uses: list[LayerUse]
     image_rows: list[ImageRow]
+    #: Docker's size (regular-file bytes) of the distinct layers of the
+    #: tagged images: what ``docker system df`` shows as the images' SIZE.
+    content_bytes: int = 0
 
 
 def _reachable(
@@ -66,7 +70,8 @@ def _reachable(
 
 def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
     """Compute ``df`` figures from the layout's documents and blob sizes
-    (``verbose``: also per-image rows and uncompressed layer sizes)."""
+    (``verbose``: also per-image rows and uncompressed layer sizes).  Each
+    layer's content size is read once per layout (then cached)."""
     sizes = SizeCache(layout)
     index_roots = list(layout.index().manifests)
     imgs = tagged_images(layout, index_roots)
@@ -83,8 +88,15 @@ def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
         for ld in img.layers:
             layer_users.setdefault(ld.digest, set()).add(img.digest)
             layer_desc[ld.digest] = ld
+    content = {d: sizes.content(desc) for d, desc in layer_desc.items()}
     uses = [
-        LayerUse(str(d), blob_size.get(d, 0), sizes.size(layer_desc[d]) if verbose else 0, len(u))
+        LayerUse(
+            str(d),
+            blob_size.get(d, 0),
+            sizes.size(layer_desc[d]) if verbose else 0,
+            len(u),
+            content[d],
+        )
         for d, u in sorted(layer_users.items())
     ]
     rows = image_rows(layout, sizes, imgs) if verbose else []
@@ -99,6 +111,7 @@ def disk_usage(layout: Layout, verbose: bool = False) -> DiskUsage:
         reclaimable=sum(n for d, n in blob_size.items() if d not in live),
         layer_uses=uses,
         image_rows=rows,
+        content_bytes=sum(content.values()),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
@@ -21,9 +22,11 @@ class HistoryRow:
     id: str  # a digest string, or "<missing>"
     created: str | None
     created_by: str
-    size: int
+    size: int  # Docker's size: the layer's regular-file bytes (views.sizes)
     comment: str
     empty_layer: bool
+    uncompressed_size: int = 0  # the layer's tar stream
+    compressed_size: int = 0  # the layer's blob as stored
 
 
 def _state_key(history: Iterable[History], diff_ids: Iterable[Digest]) -> str:
@@ -36,15 +39,16 @@ def _state_key(history: Iterable[History], diff_ids: Iterable[Digest]) -> str:
 def history_rows(image: Image, sizes: SizeCache | None = None) -> list[HistoryRow]:
     """``docker history`` rows for ``image``, newest first.
 
-    The top row shows the image's id; a row whose state (history and layers
+    The top row shows the image's id (its config digest, as ``docker
+    history`` shows it); a row whose state (history and layers
     so far) is itself a tagged image in the layout shows that image's id;
-    other rows show ``<missing>``.
+    other rows show ``<missing>``.  ``size`` is Docker's (regular-file bytes).
     """
     sizes = sizes or SizeCache(image.layout)
     states: dict[str, str] = {}
     for _ref, other in tagged_images(image.layout):
         key = _state_key(other.config.history, other.config.diff_ids)
-        states.setdefault(key, str(other.digest))
+        states.setdefault(key, str(other.id))
     rows: list[HistoryRow] = []
     hist = image.config.history
     pairs = image.config.layer_history()
@@ -53,23 +57,22 @@ def history_rows(image: Image, sizes: SizeCache | None = None) -> list[HistoryRo
         if li is not None:
             layers_so_far = li + 1
         key = _state_key(hist[: k + 1], image.config.diff_ids[:layers_so_far])
-        size = sizes.size(image.layers[li]) if li is not None and li < len(image.layers) else 0
+        desc = image.layers[li] if li is not None and li < len(image.layers) else None
         rows.append(
             HistoryRow(
                 id=states.get(key, "<missing>"),
                 created=h.created,
                 created_by=h.created_by or "",
-                size=size,
+                size=sizes.content(desc) if desc is not None else 0,
                 comment=h.comment or "",
                 empty_layer=li is None,
+                uncompressed_size=sizes.size(desc) if desc is not None else 0,
+                compressed_size=desc.size if desc is not None else 0,
             )
         )
     rows.reverse()
     if rows:
-        top = rows[0]
-        rows[0] = HistoryRow(
-            str(image.digest), top.created, top.created_by, top.size, top.comment, top.empty_layer
-        )
+        rows[0] = dataclasses.replace(rows[0], id=str(image.id))
     sizes.save()
     return rows
 

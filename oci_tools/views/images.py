@@ -20,12 +20,15 @@ class ImageRow:
     """One ``images`` row."""
 
     ref: str
-    id: str
+    id: str  # the config digest: docker's IMAGE ID
     created: str | None
-    size: int
+    size: int  # Docker's sizes: regular-file bytes of the layers (views.sizes)
     shared: int
     unique: int
     layers: int
+    digest: str = ""  # the manifest digest: the DIGEST column of --digests
+    uncompressed_size: int = 0  # the layers' tar streams
+    compressed_size: int = 0  # the layers' blobs as stored
 
 
 def tagged_images(
@@ -59,7 +62,8 @@ def image_rows(
     sizes: SizeCache | None = None,
     images: list[tuple[str, Image]] | None = None,
 ) -> list[ImageRow]:
-    """Every tagged image with its total, shared and unique (uncompressed) size.
+    """Every tagged image with its total, shared and unique size (Docker's:
+    regular-file bytes of its layers; the tar and blob totals ride along).
 
     A layer is shared when another distinct image in the layout uses the same
     blob; images under several refs count as one image.  ``images``: the
@@ -73,21 +77,26 @@ def image_rows(
             users.setdefault(ld.digest, set()).add(img.digest)
     rows = []
     for ref, img in imgs:
-        total = shared = 0
+        total = shared = tar = blob = 0
         for ld in {d.digest: d for d in img.layers}.values():
-            n = sizes.size(ld)
+            n = sizes.content(ld)
             total += n
+            tar += sizes.size(ld)
+            blob += ld.size
             if len(users[ld.digest]) > 1:
                 shared += n
         rows.append(
             ImageRow(
                 ref,
-                str(img.digest),
+                str(img.id),
                 img.config.created,
                 total,
                 shared,
                 total - shared,
                 len(img.layers),
+                digest=str(img.digest),
+                uncompressed_size=tar,
+                compressed_size=blob,
             )
         )
     sizes.save()

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import json
 import os
+import stat
 from dataclasses import dataclass
 
 from oci_tools.errors import OCIToolsError
@@ -23,8 +24,8 @@ class BundleStatus:
     image_id: str
     command: str
     created: datetime.datetime  # when the bundle was unpacked
-    rw: int  # bytes written since unpack
-    virtual: int  # base image size + rw
+    rw: int  # bytes written since unpack (a hardlinked inode once, as Docker)
+    virtual: int  # base image size (Docker's: regular-file bytes) + rw
 
 
 def bundle_status(bundle: str) -> BundleStatus:
@@ -34,7 +35,16 @@ def bundle_status(bundle: str) -> BundleStatus:
     rec = BaseRecord.load(bundle)
     rootfs = os.path.join(bundle, "rootfs")
     rw = 0
-    for ch in changes_of(bundle):
+    from oci_tools.snapshots import content_size
+    from oci_tools.snapshots.overlay import overlay_info
+
+    # Docker's ChangesSize: lstat sizes of added or changed non-directories,
+    # a hardlinked inode counted once.
+    seen: set[tuple[int, int]] = set()
+    ov = overlay_info(bundle)
+    if ov is not None:  # an overlay bundle: its upper dir is its writable layer
+        rw = content_size(os.path.join(bundle, str(ov.get("upper", "upper"))))
+    for ch in changes_of(bundle) if ov is None else ():
         if ch.kind == "D":
             continue
         path = os.path.join(rootfs, ch.path.lstrip("/"))
@@ -42,14 +52,23 @@ def bundle_status(bundle: str) -> BundleStatus:
             st = os.lstat(path)
         except OSError:
             continue
-        if not os.path.isdir(path) or os.path.islink(path):
-            rw += st.st_size
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if st.st_nlink > 1:
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        rw += st.st_size
     base_size = 0
+    # The image id is the config digest (docker's); the manifest digest only
+    # when the base image cannot be read any more.
+    image_id = rec.manifest.digest
     with contextlib.suppress(OCIToolsError):
         lay = Layout.open(rec.layout)
         img = Image.from_descriptor(lay, rec.manifest)
+        image_id = img.id
         sizes = SizeCache(lay)
-        base_size = sum(sizes.size(d) for d in img.layers)
+        base_size = sum(sizes.content(d) for d in img.layers)
         sizes.save()
     cmd = ""
     with contextlib.suppress(OSError, ValueError), open(os.path.join(bundle, "config.json")) as f:
@@ -57,9 +76,8 @@ def bundle_status(bundle: str) -> BundleStatus:
     created = datetime.datetime.fromtimestamp(
         os.stat(os.path.join(bundle, RECORD)).st_mtime, datetime.UTC
     )
-    ident = str(rec.manifest.digest)
-    name = f"{rec.ref}@{rec.manifest.digest.short}" if rec.ref else rec.manifest.digest.short
-    return BundleStatus(bundle, name, ident, f'"{cmd}"', created, rw, base_size + rw)
+    name = f"{rec.ref}@{image_id.short}" if rec.ref else image_id.short
+    return BundleStatus(bundle, name, str(image_id), f'"{cmd}"', created, rw, base_size + rw)
 
 
 __all__ = ["BundleStatus", "bundle_status"]

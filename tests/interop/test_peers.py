@@ -8,14 +8,10 @@ after the module, also on failure) and podman uses its own vfs store.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,8 @@ import pytest
 from helpers import cli, need_tool, run
 from verify import assert_valid_layout
 
+from interop.daemons import daemon as _daemon
+from interop.daemons import docker_engine
 from interop.imagefixture import (
     CMD,
     CREATED_BY,
@@ -178,31 +176,6 @@ def test_umoci_written_image_imports(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- daemons
 
 
-@contextlib.contextmanager
-def _daemon(d: Path, argv: list[str], probe: list[str]) -> Iterator[None]:
-    """Run the daemon ``argv`` (log in ``d/log``) until ``probe`` succeeds;
-    on exit stop it and remove ``d``, also when the test failed."""
-    name = argv[0]
-    log = open(d / "log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(argv, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(probe, capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} did not start:\n" + (d / "log").read_text()[-3000:])
-            time.sleep(0.1)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- containerd
 
 
@@ -320,34 +293,8 @@ def test_podman_save_imports(made: Made, podman: list[str], tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def docker() -> Iterator[list[str]]:
-    """A private Docker engine (own data root, exec root and socket; vfs, no
-    networking set-up); yields the ``docker`` command that talks to it."""
-    need_tool("dockerd")
-    need_tool("docker")
-    if os.geteuid() != 0:
-        pytest.skip("dockerd needs root")
-    # Short path: unix socket names are limited to 108 bytes.
-    d = Path(tempfile.mkdtemp(prefix="ocdk-"))
-    sock = f"unix://{d}/d.sock"
-    cmd = ["docker", "-H", sock]
-    argv = [
-        "dockerd",
-        "--data-root",
-        str(d / "root"),
-        "--exec-root",
-        str(d / "exec"),
-        "-H",
-        sock,
-        "--pidfile",
-        str(d / "pid"),
-        "--storage-driver",
-        "vfs",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--bridge=none",
-        "--ip-masq=false",
-    ]
-    with _daemon(d, argv, [*cmd, "version"]):
+    """A private Docker engine; yields the ``docker`` command that talks to it."""
+    with docker_engine() as cmd:
         yield cmd
 
 

@@ -10,16 +10,35 @@ from oci_tools.cli._common import (
     Console,
     add_image,
     add_platform,
+    add_quiet,
     image_arg,
+    new_layout_guard,
+    note_moved,
     open_or_init_layout,
 )
+from oci_tools.errors import UsageError
 
 
 def cmd_export(a: argparse.Namespace, c: Console) -> int:
     """``export``: one image as an oci-archive or docker-archive (``-``: stdout)."""
     from oci_tools.archive import export_image
 
+    if a.file == "-" and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write an archive to a terminal",
+            hint="redirect stdout (> FILE.tar or | COMMAND), or give FILE.tar",
+        )
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.flat:
+        from oci_tools.image import Image
+        from oci_tools.surgery import export_flat
+
+        info = export_flat(
+            Image.load(lay, ref, plat), sys.stdout.buffer if a.file == "-" else a.file
+        )
+        if a.file != "-":
+            c.print(str(info.diff_id))
+        return 0
     if a.file == "-":
         export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
         return 0
@@ -33,9 +52,14 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.archive import import_archive
     from oci_tools.layout import split_image_ref
 
-    path, ref = split_image_ref(a.image, default=None)
+    path, ref = split_image_ref(a.image, default=None, creating=True)
     src = sys.stdin.buffer if a.file == "-" else a.file
-    for name, desc in import_archive(src, open_or_init_layout(path), ref):
+    with new_layout_guard(path):
+        lay = open_or_init_layout(path)
+        before = dict(lay.refs())
+        imported = import_archive(src, lay, ref)
+    for name, desc in imported:
+        note_moved(c, name, before.get(name), desc.digest)
         c.print(f"{name} {desc.digest}")
     return 0
 
@@ -55,10 +79,17 @@ def register(add: Add) -> None:
         metavar="NAME[:TAG]",
         help="image name for docker/podman/containerd (default localhost/<layout-dir>:<ref>)",
     )
+    sp.add_argument(
+        "--flat",
+        action="store_true",
+        help="one plain tar of the image's final filesystem (whiteouts applied), not an archive",
+    )
     add_platform(sp)
+    add_quiet(sp, "no progress bars")
 
     sp = add(
         "import", cmd_import, "read an oci-archive or docker/podman save archive into a layout"
     )
     sp.add_argument("file", metavar="FILE.tar", help="'-' for stdin")
     add_image(sp, "LAYOUT[:REF]")
+    add_quiet(sp, "no progress bars")

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from oci_tools.cli._common import Add, Console, add_quiet
+from oci_tools.cli._common import (
+    Add,
+    Console,
+    add_quiet,
+    new_layout_guard,
+    note_moved,
+    open_layout,
+)
 from oci_tools.errors import UsageError
+
+if TYPE_CHECKING:
+    from oci_tools.spec.model import Descriptor
 
 
 def _layout_and_refs(tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -16,7 +27,7 @@ def _layout_and_refs(tags: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     path = ""
     refs: list[str] = []
     for t in tags:
-        p, ref = split_image_ref(t)
+        p, ref = split_image_ref(t, creating=True)
         if path and p != path:
             raise UsageError("every -t must name the same layout", hint=f"{path} vs {p}")
         path = p
@@ -29,6 +40,7 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.build import BuildOptions, RunFailedError, build, parse_build_args
 
     path, refs = _layout_and_refs(a.tag)
+    before = _refs_before(path)
     opts = BuildOptions(
         context=a.context,
         dockerfile=a.file,
@@ -49,14 +61,29 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
         c.out.flush()
 
     try:
-        res = build(path, opts, log=None if a.quiet else log, output=None if a.quiet else output)
+        with new_layout_guard(path):
+            res = build(
+                path, opts, log=None if a.quiet else log, output=None if a.quiet else output
+            )
     except RunFailedError as e:
         if a.quiet and e.output:  # nothing was streamed: show what the command said
             c.err.write(e.output.decode("utf-8", "replace"))
         raise
+    for r in refs:
+        note_moved(c, r, before.get(r), res.descriptor.digest)
     if a.quiet:
         c.print(str(res.descriptor.digest))
     return 0
+
+
+def _refs_before(path: str) -> dict[str, Descriptor]:
+    """The refs of the layout at ``path`` before the build (none when it is
+    not a layout yet), to say which refs the build moves."""
+    import os
+
+    if not os.path.isfile(os.path.join(path, "oci-layout")):
+        return {}
+    return dict(open_layout(path).refs())
 
 
 def register(add: Add) -> None:

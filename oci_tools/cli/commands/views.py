@@ -47,10 +47,16 @@ def cmd_images(a: argparse.Namespace, c: Console) -> int:
 def cmd_df(a: argparse.Namespace, c: Console) -> int:
     """``df``: disk usage of a layout."""
     from oci_tools.cli import tables
+    from oci_tools.containers.usage import store_usage
     from oci_tools.views import disk_usage
 
-    du = disk_usage(open_layout(a.layout), verbose=a.verbose)
-    c.out.write(tables.df_text(tables.df_listings(du, _common.now(), verbose=a.verbose), a.format))
+    lay = open_layout(a.layout)
+    du = disk_usage(lay, verbose=a.verbose)
+    now = _common.now()
+    sections = tables.df_listings(du, now, verbose=a.verbose)
+    # The layout's containers and extracted layer dirs (oci_tools.snapshots).
+    sections = tables.df_containers(sections, store_usage(lay), now, verbose=a.verbose)
+    c.out.write(tables.df_text(sections, a.format))
     return 0
 
 

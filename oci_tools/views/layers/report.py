@@ -37,6 +37,8 @@ class LayerReport:
     uncompressed_size: int
     changes: list[Change]  # sorted by path
     whiteouts: list[IndexEntry] = field(default_factory=list)  # as stored
+    #: Docker's size: the layer's regular-file bytes (hardlinks carry none).
+    content_size: int = 0
 
     def count(self, change: str) -> int:
         """Number of ``A``, ``C`` or ``D`` rows."""
@@ -90,6 +92,7 @@ def analyze(image: Image, upto: int | None = None, cache: LayerCache | None = No
                 index.uncompressed_size,
                 rows,
                 whiteouts,
+                replay.layer_bytes[li],
             )
         )
     return Analysis(image, reports, replay.waste, replay.layer_bytes)
