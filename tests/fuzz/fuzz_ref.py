@@ -1,6 +1,8 @@
 """Fuzz the reference parsers: ``LAYOUT[:REF]`` splitting and ref-name
-checks, digests (``sha256:...``, ``@digest`` forms), platforms and
-Docker-style names; and resolving a fuzzed ref in a real (small) layout.
+checks, digests (``sha256:...``, ``@digest`` forms), platforms, Docker-style
+names, registry references (``[docker://]NAME[:TAG][@DIGEST]``) and
+transport-prefixed endpoints; and resolving a fuzzed ref in a real (small)
+layout.
 Each must return or raise an error of ours."""
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ with instrumented():
     from oci_tools.digest import Digest
     from oci_tools.layout import Layout, check_ref, split_image_ref
     from oci_tools.mutate import new_image
+    from oci_tools.registry.copy import parse_endpoint
+    from oci_tools.registry.reference import parse_reference
     from oci_tools.spec.model import Platform
 
 _layout: list[Layout] = []
@@ -32,18 +36,25 @@ def one_input(data: bytes) -> None:
         new_image(lay, "latest")
         _layout.append(lay)
     text = data.decode("utf-8", "surrogateescape")
-    for parse in (Digest.parse, Platform.parse, check_ref, parse_name):
+    for parse in (Digest.parse, Platform.parse, check_ref, parse_name, parse_reference):
         try:
             parse(text)
         except OCIToolsError:
             continue
+    for prefix in ("docker://", "oci:", "oci-archive:", ""):
+        with contextlib.suppress(OCIToolsError):
+            parse_endpoint(prefix + text)
     _, at, after_at = text.partition("@")
     if at:
         with contextlib.suppress(OCIToolsError):
             Digest.parse(after_at)
+    for arg in (text, "lay:" + text, "lay@" + text):
+        with contextlib.suppress(OCIToolsError):
+            split_image_ref(arg)
+    # LAYOUT@DIGEST splits at the last '@', so only some of these name "lay".
     path, ref = split_image_ref("lay:" + text) if text else ("lay", "latest")
-    assert path == "lay", path
-    _layout[0].resolve(ref or "latest")
+    if path == "lay":
+        _layout[0].resolve(ref or "latest")
 
 
 def seeds() -> list[bytes]:
@@ -58,6 +69,8 @@ def seeds() -> list[bytes]:
         b"linux/arm64/v8",
         b"localhost:5000/ns/img:tag",
         b"registry.example/x/y",
+        b"docker://localhost:5000/a/b:t@sha256:" + b"1" * 64,
+        b"[::1]:5000/x",
         b"weird--ref__x..y",
         b"@",
         b":",
