@@ -130,7 +130,8 @@ class _DirBlobWriter:
         import tempfile  # writers only: read-only commands start faster without it
 
         fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(_BLOB_TMP), dir=store.tmp_dir)
-        # Held until the process ends: remove_abandoned never takes it away.
+        # Held while the file is open (until commit, abort or the death of the
+        # process): remove_abandoned never takes a locked file away.
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._f = os.fdopen(fd, "wb")
         self._h: dict[str, Hasher] = {}
