@@ -108,6 +108,13 @@ def stack_layer(draw: st.DrawFn, lower: Model) -> tuple[list[Member], Model, set
             path = f"{parent}/{name}" if parent else name
         if path in written or path in blocked or path in link_targets:
             continue
+        # Below a directory made opaque earlier in this layer, a lower parent
+        # is gone by the time this member comes: apply makes an implied
+        # directory there (mode 0755, a D row for the lower one), which this
+        # model does not do.  Members there need a parent this layer wrote.
+        parent = _parent(path)
+        if any(_under(parent, o) for o in opaques) and parent not in written:
+            continue
         old = m.get(path)
         kinds = ["file", "dir", "symlink", "whiteout", "opaque"]
         lower_files = [
