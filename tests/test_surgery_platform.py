@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import cli, need_tool, run
+from helpers import cli, need_root, need_tool, run
 from registry_env import Registry, needs_registry, run_registry
 from verify import assert_valid_layout
 
 from oci_tools.layout import Layout, host_platform
+from oci_tools.snapshots import overlay_supported
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Index, Platform
 
@@ -244,3 +247,44 @@ def test_push_and_pull_keep_an_index(tmp_path: Path, ctx: Path, registry: Regist
         assert d.platform is not None
         expect[str(d.digest)] = (d.platform.os, d.platform.architecture, d.platform.variant)
     assert got == expect
+
+
+def test_run_picks_the_host_or_platform_from_an_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_root()
+    need_tool("runc")
+    if not overlay_supported():
+        pytest.skip("the kernel has no overlayfs")
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    monkeypatch.setenv("OCI_TOOLS_STATE", str(tmp_path / "state"))
+    # Both entries hold this host's busybox: the foreign one is only stamped
+    # (no emulation), so it runs here too and says which entry was picked.
+    ctx = tmp_path / "bb"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", ctx / "bin/busybox")
+    (ctx / "bin/cat").symlink_to("busybox")
+    (ctx / "Dockerfile").write_text(
+        'FROM scratch\nCOPY bin /bin\nCOPY which /\nCMD ["cat", "/which"]\n'
+    )
+    lay = _multi(tmp_path, ctx)
+
+    def run_it(*extra: str) -> str:
+        p = subprocess.run(
+            [sys.executable, "-m", "oci_tools", "run", "--rm", *extra, f"{lay}:multi"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    try:
+        assert run_it() == "host\n"
+        assert run_it("--platform", str(FOREIGN)) == "foreign\n"
+        r = cli("run", "--rm", "--platform", "linux/s390x", f"{lay}:multi")
+        assert r.code != 0 and "available platforms" in r.err
+    finally:
+        for cid in cli("ps", "-a", "-q", "--no-trunc").out.split():
+            cli("container", "rm", "-f", cid)
