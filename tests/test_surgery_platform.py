@@ -108,7 +108,7 @@ def test_build_platform_from_an_image_and_an_index(tmp_path: Path, ctx: Path) ->
     (ctx / "Dockerfile").write_text("FROM base-host\nLABEL top=1\n")
     r = cli("build", "--platform", str(FOREIGN), "-t", f"{lay}:stamped", str(ctx))
     assert r.code == 0, r.err
-    assert "[Warning] base-host is" in r.out
+    assert f'base image base-host has platform "{HOST}", expected "{FOREIGN}"' in r.out
     assert config(lay, "stamped")["architecture"] == FOREIGN.architecture
     # An index without the wanted platform: a one-line error.
     (ctx / "Dockerfile").write_text("FROM base\n")

@@ -526,7 +526,10 @@ class _Builder:
         if img is self.img:
             return
         have = Platform(self.img.config.os, self.img.config.architecture, self.img.config.variant)
-        self.log(f"[Warning] {src} is {have}, not {want}: its config is stamped {want}")
+        self.log(
+            f'[Warning] InvalidBaseImagePlatform: base image {src} has platform "{have}", '
+            f'expected "{want}" for current build: its config is stamped "{want}"'
+        )
         with self.lay.lock():
             desc = write(self.lay, img)
             self.cache.put("from:" + str(desc.digest), desc)
