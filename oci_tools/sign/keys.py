@@ -272,14 +272,26 @@ def load_private_key(data: bytes, passphrase: bytes | Any = None) -> PrivateKey:
             f"unsupported private key type {kind!r}",
             hint=f"expected {COSIGN_PEM!r}, {SIGSTORE_PEM!r} or a PKCS#8 'PRIVATE KEY'",
         )
+    # cosign accepts PKCS#8 only (a SEC1 'EC PRIVATE KEY' inside is
+    # refused), and cryptography would take either: check the shape first.
+    if not _is_pkcs8(der):
+        raise SignatureError("the private key is not PKCS#8 DER")
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, UnsupportedAlgorithm):
-        # cosign accepts PKCS#8 only (a SEC1 'EC PRIVATE KEY' inside is refused).
         raise SignatureError("the private key is not PKCS#8 DER") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise SignatureError("only ECDSA private keys can sign here")
     return key
+
+
+def _is_pkcs8(der: bytes) -> bool:
+    """``SEQUENCE { INTEGER 0, SEQUENCE { algorithm ... } ... }`` (a SEC1 key
+    has version 1 and an OCTET STRING next)."""
+    if len(der) < 8 or der[0] != 0x30:
+        return False
+    i = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)  # skip the outer length
+    return der[i : i + 4] == b"\x02\x01\x00\x30"
 
 
 def read_private_key(path: str, passphrase: bytes | Any = None) -> PrivateKey:

@@ -90,7 +90,9 @@ def parse_payload(raw: bytes) -> Payload:
     try:
         digest = Digest.parse(dg)
     except OCIToolsError:
-        raise SignatureError(f"signature payload: {dg!r} is not a digest") from None
+        digest = None
+    if digest is None or digest.algorithm not in ("sha256", "sha384", "sha512"):
+        raise SignatureError(f"signature payload: {dg!r} is not a digest")
     opt = top["optional"]
     if opt is not None and not isinstance(opt, dict):
         raise SignatureError("signature payload: optional is not an object")

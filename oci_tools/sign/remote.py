@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from oci_tools.digest import Digest
-from oci_tools.errors import NotFoundError, RegistryError, SignatureError
+from oci_tools.errors import NotFoundError, RegistryError, SignatureError, UsageError
 from oci_tools.layout import Layout
+from oci_tools.registry.copy import Endpoint
 from oci_tools.registry.reference import RemoteRef
 from oci_tools.registry.remote import RemoteManifest, Repository
-from oci_tools.registry.transfer import Client, pull, push
+from oci_tools.registry.transfer import Client, copy_remote, pull, push
 from oci_tools.sign.cosign import (
     SIMPLESIGNING,
     Verified,
@@ -136,7 +137,42 @@ def push_signatures(client: Client, layout: Layout, digest: Digest, dest: Remote
     return push(client, layout, tag, dest.with_reference(tag=tag))
 
 
+def copy_signatures(client: Client, src: Endpoint, dst: Endpoint, digest: Digest) -> bool:
+    """Copy the signatures of ``digest`` along a ``copy SRC DST`` (registry
+    and layout ends; merged into a layout destination, replacing a registry
+    destination's when both ends are registries).  False when the source
+    has none; UsageError for an archive end."""
+    tag = signature_tag(digest)
+    if "oci-archive" in (src.kind, dst.kind):
+        raise UsageError("--include-signatures works between docker:// and oci: only")
+    if src.remote is not None:
+        repo = client.repository(src.remote)
+        if dst.remote is not None:
+            if signature_manifest(repo, digest) is None:
+                return False
+            copy_remote(
+                client, src.remote.with_reference(tag=tag), dst.remote.with_reference(tag=tag)
+            )
+            return True
+        return fetch_signatures(client, src.remote, digest, Layout.open(dst.path))
+    lay = Layout.open(src.path)
+    try:
+        lay.lookup(tag)
+    except NotFoundError:
+        return False
+    if dst.remote is not None:
+        push_signatures(client, lay, digest, dst.remote)
+        return True
+    out = Layout.open(dst.path)
+    sig = Manifest.parse(lay.read_blob(lay.lookup(tag)), mt.OCI_MANIFEST)
+    for d in sig.layers:
+        if d.media_type == SIMPLESIGNING and d.size <= MAX_PAYLOAD:
+            add_signature(out, digest, lay.read_blob(d), dict(d.annotations))
+    return True
+
+
 __all__ = [
+    "copy_signatures",
     "fetch_signatures",
     "push_signatures",
     "signature_manifest",
