@@ -459,3 +459,61 @@ def test_wrong_passphrase_cli(
     with pytest.raises(UsageError):
         monkeypatch.delenv("COSIGN_PASSWORD")
         keys.read_passphrase()
+
+
+# ------------------------------------------------- OCI 1.1 attachments
+
+
+def test_attach_and_referrers(lay: Layout, tmp_path: Path) -> None:
+    from oci_tools.sign.referrers import attach, referrers, referrers_tag
+
+    sbom = tmp_path / "sbom.spdx.json"
+    sbom.write_text('{"spdxVersion": "SPDX-2.3"}')
+    v1 = lay.lookup("v1")
+    d = attach(lay, "v1", "application/spdx+json", str(sbom), annotations={"k": "v"})
+    m = Manifest.parse(lay.read_blob(d), d.media_type)
+    assert m.doc["artifactType"] == "application/spdx+json"
+    assert m.subject is not None and m.subject.digest == v1.digest
+    assert m.subject.size == v1.size
+    assert m.config is not None and m.config.media_type == mt.OCI_EMPTY
+    assert lay.read_blob(m.config) == b"{}"
+    (layer,) = m.layers
+    assert lay.read_blob(layer) == sbom.read_bytes()
+    assert layer.annotations["org.opencontainers.image.title"] == "sbom.spdx.json"
+    # the same attachment twice is listed once
+    assert attach(lay, "v1", "application/spdx+json", str(sbom), annotations={"k": "v"}) == d
+    sig = tmp_path / "sig.txt"
+    sig.write_text("x")
+    attach(lay, "v1", "text/plain", str(sig))
+    digest, found = referrers(lay, "v1")
+    assert digest == v1.digest and len(found) == 2
+    assert found[0].artifact_type == "application/spdx+json"
+    assert dict(found[0].annotations) == {"k": "v"}
+    _, only = referrers(lay, "v1", artifact_type="text/plain")
+    assert [f.artifact_type for f in only] == ["text/plain"]
+    assert lay.lookup(referrers_tag(v1.digest)).media_type == mt.OCI_INDEX
+    assert referrers(lay, "v2")[1] == []
+    r = cli("referrers", f"{lay.path}:v1", "--format", "json")
+    assert r.code == 0 and len(r.out.splitlines()) == 2
+    r = cli("validate", lay.path)
+    assert r.code == 0, r.out + r.err
+
+
+def test_attach_failures(lay: Layout, tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = cli("attach", f"{lay.path}:v1", str(f), "--artifact-type", "notatype")
+    assert r.code == 2 and "type/subtype" in r.err
+    r = cli("attach", f"{lay.path}:v1", str(tmp_path / "missing"), "--artifact-type", "a/b")
+    assert r.code == 2 and "cannot read" in r.err
+    r = cli("attach", f"{lay.path}:nope", str(f), "--artifact-type", "a/b")
+    assert r.code == 1
+    r = cli("attach", f"{lay.path}:v1", str(f), "--artifact-type", "a/b", "--media-type", "x")
+    assert r.code == 2
+    # a referrers tag that is not an index is refused, not misread
+    v1 = lay.lookup("v1")
+    lay.set_ref(f"sha256-{v1.digest.encoded}", lay.lookup("v2"))
+    r = cli("referrers", f"{lay.path}:v1")
+    assert r.code == 1 and "must be an index" in r.err
+    r = cli("attach", f"{lay.path}:v1", str(f), "--artifact-type", "a/b")
+    assert r.code == 1

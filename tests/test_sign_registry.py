@@ -338,3 +338,24 @@ def test_we_verify_what_skopeo_signed(
         "verify", f"docker://{registry.host}/judge/skopeo-signed:v1", "--key", pair.public, *NET
     )
     assert r.code == 0, r.err
+
+
+def test_remote_referrers_fallback_tag(registry: Registry, src: Layout, tmp_path: Path) -> None:
+    from oci_tools.sign.referrers import attach, referrers_tag
+
+    dest = f"{registry.host}/ref/a:v1"
+    _push(src, "v1", dest)
+    r = cli("referrers", f"docker://{dest}", "--format", "json", *NET)
+    assert r.code == 0 and r.out == ""  # no referrers API, no fallback tag: none
+    f = tmp_path / "sbom.json"
+    f.write_text("{}")
+    d = attach(src, "v1", "application/spdx+json", str(f))
+    tag = referrers_tag(src.lookup("v1").digest)
+    # distribution 2.8 has no referrers API: the fallback tag is pushed as is
+    _push(src, tag, f"{registry.host}/ref/a:{tag}")
+    r = cli("referrers", f"docker://{dest}", "--format", "json", *NET)
+    assert r.code == 0, r.err
+    (row,) = [json.loads(line) for line in r.out.splitlines()]
+    assert row["Digest"] == str(d.digest) and row["ArtifactType"] == "application/spdx+json"
+    r = cli("referrers", f"docker://{dest}", "--artifact-type", "x/y", "--format", "json", *NET)
+    assert r.code == 0 and r.out == ""

@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from oci_tools.cli._common import Add, Console, add_network, image_arg, registry_client
+from oci_tools.cli._common import (
+    Add,
+    Console,
+    add_format,
+    add_network,
+    emit,
+    image_arg,
+    registry_client,
+)
 
 
 def _annotations(items: list[str] | None) -> dict[str, str]:
@@ -71,6 +79,40 @@ def cmd_verify(a: argparse.Namespace, c: Console) -> int:
     return 0
 
 
+def cmd_attach(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.sign.referrers import attach
+
+    lay, ref, _ = image_arg(a.image)
+    desc = attach(
+        lay,
+        ref,
+        a.artifact_type,
+        a.file,
+        media_type=a.media_type,
+        annotations=_annotations(a.annotation),
+    )
+    c.print(str(desc.digest))
+    return 0
+
+
+def cmd_referrers(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.cli.tables import referrers_listing
+    from oci_tools.registry import is_remote, parse_reference
+    from oci_tools.sign.referrers import referrers, remote_referrers
+
+    if is_remote(a.image):
+        with registry_client(a) as client:
+            digest, found = remote_referrers(
+                client, parse_reference(a.image), artifact_type=a.artifact_type
+            )
+    else:
+        lay, ref, _ = image_arg(a.image)
+        digest, found = referrers(lay, ref, artifact_type=a.artifact_type)
+    c.note(f"{len(found)} referrer(s) of {digest}")
+    emit(c, referrers_listing(found), a.format)
+    return 0
+
+
 def register(add: Add) -> None:
     """Add this group's subcommands; ``add(name, handler, help, aliases=())``
     returns the subparser, and handlers are called as ``handler(ns, console)``."""
@@ -111,4 +153,28 @@ def register(add: Add) -> None:
     )
     sp.add_argument("image", metavar="LAYOUT:REF|docker://HOST/REPO[:TAG|@DIGEST]")
     sp.add_argument("--key", required=True, metavar="PUB", help="public key file (PEM)")
+    add_network(sp, jobs=False)
+
+    sp = add(
+        "attach",
+        cmd_attach,
+        "store a file as an OCI 1.1 artifact whose subject is the image; prints its digest",
+    )
+    sp.add_argument("image", metavar="LAYOUT:REF")
+    sp.add_argument("file", metavar="FILE")
+    sp.add_argument("--artifact-type", required=True, metavar="TYPE", help="e.g. text/spdx")
+    sp.add_argument(
+        "--media-type",
+        default="application/octet-stream",
+        metavar="TYPE",
+        help="the file's media type (default: application/octet-stream)",
+    )
+    sp.add_argument(
+        "-a", "--annotation", action="append", metavar="KEY=VALUE", help="on the manifest"
+    )
+
+    sp = add("referrers", cmd_referrers, "list the artifacts whose subject is the image")
+    sp.add_argument("image", metavar="LAYOUT:REF|docker://HOST/REPO[:TAG|@DIGEST]")
+    sp.add_argument("--artifact-type", metavar="TYPE", help="only artifacts of this type")
+    add_format(sp)
     add_network(sp, jobs=False)
