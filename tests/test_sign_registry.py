@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import cli, need_tool
@@ -359,3 +360,40 @@ def test_remote_referrers_fallback_tag(registry: Registry, src: Layout, tmp_path
     assert row["Digest"] == str(d.digest) and row["ArtifactType"] == "application/spdx+json"
     r = cli("referrers", f"docker://{dest}", "--artifact-type", "x/y", "--format", "json", *NET)
     assert r.code == 0 and r.out == ""
+
+
+def test_remote_referrers_api(registry: Registry, src: Layout) -> None:
+    from registry_env import FaultProxy
+
+    from oci_tools.spec.model import Index
+
+    dest = f"{registry.host}/ref/api:v1"
+    _push(src, "v1", dest)
+    listed = Descriptor(
+        "application/vnd.oci.image.manifest.v1+json",
+        src.lookup("v2").digest,
+        10,
+        artifact_type="application/example",
+    )
+    answer = Index.build([listed]).raw
+
+    def referrers_api(h: Any, resp: Any, data: bytes) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        h.send_header("Content-Length", str(len(answer)))
+        h.end_headers()
+        h.wfile.write(answer)
+
+    px = FaultProxy(registry)
+    try:
+        px.add(lambda m, p: "/referrers/" in p, referrers_api, count=10)
+        ref = f"docker://{px.host}/ref/api:v1"
+        r = cli("referrers", ref, "--format", "json", *NET)
+        assert r.code == 0, r.err
+        (row,) = [json.loads(line) for line in r.out.splitlines()]
+        assert row["ArtifactType"] == "application/example"
+        assert any("/referrers/sha256:" in p for _, p, _ in px.log)
+        r = cli("referrers", ref, "--artifact-type", "other/type", "--format", "json", *NET)
+        assert r.code == 0 and r.out == ""
+    finally:
+        px.close()

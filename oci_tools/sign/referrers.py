@@ -144,11 +144,13 @@ def remote_referrers(
         what=f"referrers of {ref.name}@{digest}",
         headers={"Accept": mt.OCI_INDEX},
         ok=(200, 400, 404, 405, 406),
-        stream=False,
+        stream=True,
     )
     ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
-    body = resp.data
-    resp.release_conn()
+    try:
+        body = resp.read((4 << 20) + 1) if resp.status == 200 else b""
+    finally:
+        resp.release_conn()
     if resp.status == 200 and ctype == mt.OCI_INDEX:
         if len(body) > 4 << 20:
             raise RegistryError(f"referrers of {ref.name}@{digest}: answer over 4 MiB")
