@@ -2,7 +2,7 @@
 payload, the ``sha256-<hex>.sig`` signature image, and every way a
 verification must fail.
 
-``tests/data/cosign/`` holds third-party test vectors: ``cosign.pub``,
+``testdata/cosign/`` holds third-party test vectors: ``cosign.pub``,
 ``cosign2.pub``, ``valid-manifest.json``, ``modified-manifest.json`` and
 ``valid-signature-1`` (a signature cosign made, in containers/image's
 ``dir:`` form) from containers/image's ``signature/fixtures``; and
@@ -31,7 +31,7 @@ from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, Manifest
 from oci_tools.store import put_bytes
 
-DATA = Path(__file__).parent / "data" / "cosign"
+DATA = Path(__file__).resolve().parent.parent / "testdata" / "cosign"
 IDENT = "127.0.0.1:5000/team/app:v1"
 
 
