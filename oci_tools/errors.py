@@ -202,6 +202,12 @@ class AuthError(RegistryError):
     """The registry wants credentials we do not have, or refused the ones given."""
 
 
+class SignatureError(OCIToolsError):
+    """No signature, or none that verifies with the key and covers the image
+    (wrong key, payload for another digest, tampered payload or signature),
+    or a key that cannot be read."""
+
+
 __all__ = [
     "AuthError",
     "BlobNotFoundError",
@@ -218,6 +224,7 @@ __all__ = [
     "RefNotFoundError",
     "RegistryError",
     "RunFailedError",
+    "SignatureError",
     "SpecialFileError",
     "UnsafeLayerError",
     "UnsupportedMediaTypeError",

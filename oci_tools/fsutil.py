@@ -8,6 +8,9 @@
   have made hostile to ``shutil.rmtree`` (mode-000 directories).
 * :func:`private_path` — the layout's private area (``.oci-tools/``): its
   sub-directories are named here and nowhere else.
+* :func:`temp_prefix` / :func:`remove_abandoned` — temp files carry their
+  writer's pid, so the next writer can remove those of a process that was
+  killed (SIGKILL, power loss) instead of leaving them until gc.
 
 Imports nothing from oci_tools: every package may use it.
 """
@@ -15,8 +18,10 @@ Imports nothing from oci_tools: every package may use it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from typing import IO, Any
@@ -61,7 +66,7 @@ def atomic_writer(
     import tempfile  # only writers need it (start-up of read-only commands)
 
     parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(f".{os.path.basename(path)}"), dir=parent)
     try:
         with os.fdopen(fd, "wb", buffering=buffering) as f:
             yield f
@@ -76,6 +81,59 @@ def atomic_writer(
         raise
     if sync:
         sync_dir(parent)
+
+
+def temp_prefix(name: str) -> str:
+    """``name.<pid>.``: the prefix of a temp file this process writes (see
+    :func:`remove_abandoned`)."""
+    return f"{name}.{os.getpid()}."
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def remove_abandoned(directory: str, name: str) -> list[str]:
+    """Remove the temp files ``name.<pid>.*`` (:func:`temp_prefix`) in
+    ``directory`` whose writer is gone; returns what was removed.
+
+    A file counts as abandoned only when its pid does not exist here AND no
+    process holds an ``flock`` on it: writers that lock their temp file (the
+    blob writer does) are safe even from a process in another pid namespace
+    sharing the directory.  Without the lock, such a writer's rename fails
+    (an OSError), it never corrupts anything.
+    """
+    pattern = re.compile(re.escape(name) + r"\.(\d+)\.")
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for n in names:
+        m = pattern.match(n)
+        if m is None or pid_alive(int(m.group(1))):
+            continue
+        p = os.path.join(directory, n)
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(p)
+            removed.append(n)
+        except OSError:
+            pass  # locked: a live writer we cannot see
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write(path: str, data: bytes, *, mode: int = 0o644, sync: bool = True) -> None:

@@ -288,6 +288,8 @@ class Layout:
             doc["mediaType"] = mt.OCI_INDEX
             doc["manifests"] = [d.to_dict() for d in entries]
             new = Index.parse(dump_json(doc), mt.OCI_INDEX, what="index.json")
+            # A writer killed mid-replace left its temp index.json beside it.
+            fsutil.remove_abandoned(self.path, ".index.json")
             self._atomic_write("index.json", new.raw)
             return new
 

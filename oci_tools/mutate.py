@@ -344,6 +344,27 @@ def edit_config(image: Image, edit: ConfigEdit) -> Image:
     return _change(image, lambda doc: _apply_edit(doc, edit))
 
 
+def set_platform(image: Image, platform: Platform) -> Image:
+    """``image`` with its config's ``os``, ``architecture`` and ``variant``
+    set to ``platform`` (a variant the platform lacks is removed), as
+    ``docker build --platform`` stamps a build's config; layers and history
+    are unchanged, and so is an image already of that platform."""
+    if Platform(image.config.os, image.config.architecture, image.config.variant) == Platform(
+        platform.os, platform.architecture, platform.variant
+    ):
+        return image
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["os"] = platform.os
+        doc["architecture"] = platform.architecture
+        if platform.variant:
+            doc["variant"] = platform.variant
+        else:
+            doc.pop("variant", None)
+
+    return _change(image, change)
+
+
 def set_annotations(image: Image, changes: Mapping[str, str | None]) -> Image:
     """``image`` with its manifest annotations changed (a value of None
     removes the key).  The config keeps its exact bytes; only the manifest
@@ -526,6 +547,7 @@ __all__ = [
     "set_annotations",
     "set_created",
     "set_labels",
+    "set_platform",
     "write",
     "write_image",
 ]

@@ -15,6 +15,7 @@ any point leaves either no blob or the whole blob.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import os
@@ -25,7 +26,7 @@ from typing import BinaryIO, Protocol, cast
 from oci_tools import progress
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
-from oci_tools.fsutil import TMP, private_path, sync_dir
+from oci_tools.fsutil import TMP, private_path, remove_abandoned, sync_dir, temp_prefix
 
 #: JSON documents larger than this are refused (containerd uses 4-20 MiB).
 MAX_DOCUMENT_SIZE = 16 << 20
@@ -34,6 +35,8 @@ CHUNK = 1 << 20
 #: bytes (``sync_file_range``, which does not wait), so the disk writes while
 #: the blob is still being produced and the fsync at commit finds little left.
 WRITEBACK_EVERY = 8 << 20
+#: Temp blob names: ``blob.<pid>.<random>`` in ``.oci-tools/tmp``.
+_BLOB_TMP = "blob"
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -126,7 +129,10 @@ class _DirBlobWriter:
         self._store = store
         import tempfile  # writers only: read-only commands start faster without it
 
-        fd, self._tmp = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(_BLOB_TMP), dir=store.tmp_dir)
+        # Held while the file is open (until commit, abort or the death of the
+        # process): remove_abandoned never takes a locked file away.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         self._f = os.fdopen(fd, "wb")
         self._h: dict[str, Hasher] = {}
         self._hasher = Hasher("sha256")
@@ -227,6 +233,7 @@ class DirStore:
         self.root = layout_root
         self.blobs = os.path.join(layout_root, "blobs")
         self.tmp_dir = private_path(layout_root, TMP)
+        self._swept = False
 
     def path_of(self, digest: Digest) -> str:
         """Filesystem path of a blob (the digest was validated when parsed)."""
@@ -265,6 +272,10 @@ class DirStore:
 
     def writer(self) -> _DirBlobWriter:
         os.makedirs(self.tmp_dir, exist_ok=True)
+        if not self._swept:
+            # Temp blobs of killed writers go at the next write, not at gc.
+            self._swept = True
+            remove_abandoned(self.tmp_dir, _BLOB_TMP)
         return _DirBlobWriter(self)
 
     def delete(self, digest: Digest) -> None:

@@ -22,3 +22,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run everything: {reason}"
+
+
+# Hypothesis budget.  The property tests (tests/test_properties_*.py) run in
+# every `make test` with the "ci" profile: few examples each, so the whole set
+# stays well under a minute.  FUZZ_LONG=1 selects the "long" profile (nightly
+# sized).  No deadline: the examples touch the disk and the machine is shared,
+# and tests must not assert timings.
+FUZZ_LONG = os.environ.get("FUZZ_LONG") == "1"
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass
+else:
+    _common = {
+        "deadline": None,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+        "print_blob": True,
+    }
+    # In CI (OCI_TOOLS_CI=1) the examples are derandomized, so a merge never
+    # fails on a draw nobody saw before; locally each run draws new ones.
+    settings.register_profile("ci", max_examples=20, derandomize=IN_CI, **_common)
+    settings.register_profile("long", max_examples=500, **_common)
+    settings.load_profile("long" if FUZZ_LONG else "ci")

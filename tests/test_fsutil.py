@@ -86,3 +86,26 @@ def test_private_path_is_inside_the_layout_and_creates_nothing(tmp_path: Path) -
     p = private_path(str(tmp_path), fsutil.LOCK)
     assert p == os.path.join(str(tmp_path), fsutil.PRIVATE_DIR, fsutil.LOCK)
     assert not os.path.exists(os.path.dirname(p))
+
+
+def test_remove_abandoned_takes_only_temp_files_of_dead_unlocked_writers(tmp_path: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    from oci_tools.fsutil import remove_abandoned, temp_prefix
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is free now
+    dead = tmp_path / f"blob.{gone.pid}.abc"
+    mine = tmp_path / f"{temp_prefix('blob')}def"
+    locked = tmp_path / f"blob.{gone.pid}.locked"
+    other = tmp_path / f"cache.{gone.pid}.x"
+    for p in (dead, mine, locked, other):
+        p.write_bytes(b"x")
+    with open(locked, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # a live writer in another pid namespace
+        assert remove_abandoned(str(tmp_path), "blob") == [dead.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [mine.name, locked.name, other.name]
+    )

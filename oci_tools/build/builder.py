@@ -84,9 +84,10 @@ from oci_tools.mutate import (
     edit_config,
     empty_image,
     set_created,
+    set_platform,
     write,
 )
-from oci_tools.spec.model import Descriptor, History
+from oci_tools.spec.model import Descriptor, History, Platform
 from oci_tools.spec.runtime import resolve_user
 
 #: The shell of RUN/CMD/ENTRYPOINT's shell form until a SHELL instruction.
@@ -110,7 +111,9 @@ class BuildOptions:
     value is taken from the environment, as Docker does).  ``runtime``: how
     RUN executes: ``auto`` (runc if installed, else chroot when root),
     ``runc``, ``chroot`` or ``none`` (RUN is an error).  ``network``: ``none``
-    (RUN gets only a loopback) or ``host``.
+    (RUN gets only a loopback) or ``host``.  ``platform``: the image's
+    ``os/arch[/variant]`` (``--platform``): FROM picks that entry of an
+    index and the config is stamped with it; RUN is not emulated.
     """
 
     context: str = "."
@@ -121,6 +124,7 @@ class BuildOptions:
     runtime: str = "auto"
     network: str = "none"
     compress: str = "gzip"
+    platform: Platform | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +505,8 @@ class _Builder:
         desc = self.base(words[0])
         self.image = self.from_image = Image.from_descriptor(self.lay, desc)
         self.image.check_consistent()
+        if self.opts.platform is not None:
+            self.stamp(words[0], self.opts.platform)
         self.shell = list(self.image.config.config.get("Shell") or DEFAULT_SHELL)
         self.log(f" ---> {self.image.id.short}")
         env = self.image.config.config.get("Env") or []
@@ -512,6 +518,23 @@ class _Builder:
                 self.cache.put("from:" + str(pdesc.digest), pdesc)
             self.image = Image.from_descriptor(self.lay, pdesc)
 
+    def stamp(self, src: str, want: Platform) -> None:
+        """``--platform``: a FROM image of another platform gets ``want`` in
+        its config (as ``docker build --platform`` warns and goes on); the
+        stamped state is the one the steps build on."""
+        img = set_platform(self.img, want)
+        if img is self.img:
+            return
+        have = Platform(self.img.config.os, self.img.config.architecture, self.img.config.variant)
+        self.log(
+            f'[Warning] InvalidBaseImagePlatform: base image {src} has platform "{have}", '
+            f'expected "{want}" for current build: its config is stamped "{want}"'
+        )
+        with self.lay.lock():
+            desc = write(self.lay, img)
+            self.cache.put("from:" + str(desc.digest), desc)
+        self.image = self.from_image = Image.from_descriptor(self.lay, desc)
+
     def base(self, src: str) -> Descriptor:
         """The manifest descriptor of the FROM image, in the target layout."""
         if src == "scratch":
@@ -519,7 +542,7 @@ class _Builder:
             # in every build, so the cache keys of the steps on top of it stay
             # stable.
             with self.lay.lock():
-                desc = write(self.lay, empty_image(self.lay))
+                desc = write(self.lay, empty_image(self.lay, platform=self.opts.platform))
                 self.cache.put("from:" + str(desc.digest), desc)
             return desc
         if "/" not in src:
@@ -527,7 +550,7 @@ class _Builder:
             # layout being built into, even when a directory of that name
             # exists here (a layout path needs ./ or a /).
             try:
-                return self.lay.resolve(check_ref(src)).manifest_descriptor
+                return self.lay.resolve(check_ref(src), self.opts.platform).manifest_descriptor
             except OCIToolsError:
                 if ":" not in src and not os.path.isfile(src):
                     raise
@@ -536,13 +559,13 @@ class _Builder:
         path, ref = split_image_ref(src)
         assert ref is not None
         if os.path.isdir(path) and os.path.samefile(path, self.lay.path):
-            return self.lay.resolve(ref).manifest_descriptor
+            return self.lay.resolve(ref, self.opts.platform).manifest_descriptor
         return self.copy_from(Layout.open(path), ref)
 
     def copy_from(self, other: Layout, ref: str) -> Descriptor:
         """Copy image ``ref`` of another layout here, blob by blob (blobs
         already here are not copied again: same digest, stored once)."""
-        img = Image.load(other, ref)
+        img = Image.load(other, ref, self.opts.platform)
         img.check_consistent()
         with self.lay.lock():
             # The manifest and config as stored (same digests), and every

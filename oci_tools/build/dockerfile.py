@@ -126,6 +126,10 @@ def parse_dockerfile(text: str, name: str = "Dockerfile") -> Dockerfile:
                 continue
             part, more = _continues(nxt, escape)
             text_ += part
+        if not text_.strip():
+            # Only a line continuation (``\`` alone, at the end of the file):
+            # nothing to run, like a blank line.
+            continue
         out.append(_instruction(name, start, text_.strip()))
     return Dockerfile(name, tuple(out), escape)
 

@@ -30,13 +30,14 @@ from oci_tools.cli.commands import (
     layers,
     layout,
     registry,
+    sign,
     surgery,
     views,
 )
 from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index, registry)
+GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index, registry, sign)
 
 
 class SkippedParser:

@@ -567,6 +567,26 @@ def index_listing(manifests: Iterable[Descriptor]) -> Listing:
     )
 
 
+def referrers_listing(manifests: Iterable[Descriptor]) -> Listing:
+    """``referrers``: DIGEST ARTIFACT TYPE SIZE, one row per referrer (JSON
+    adds media type and annotations)."""
+    import json
+
+    rows = [
+        {
+            "Digest": str(d.digest),
+            "ArtifactType": d.artifact_type or "-",
+            "Size": str(d.size),
+            "MediaType": d.media_type,
+            "Annotations": json.dumps(dict(d.annotations), sort_keys=True),
+        }
+        for d in manifests
+    ]
+    return Listing(
+        [("DIGEST", "Digest"), ("ARTIFACT TYPE", "ArtifactType"), ("SIZE", "Size")], rows
+    )
+
+
 __all__ = [
     "Listing",
     "changes_text",
@@ -581,6 +601,7 @@ __all__ = [
     "json_text",
     "layer_changes_text",
     "layers_text",
+    "referrers_listing",
     "refs_listing",
     "safe_text",
     "status_text",

@@ -37,7 +37,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageError
 from oci_tools.fsutil import CONTAINERS, private_path, remove_tree, write_json
@@ -45,6 +45,9 @@ from oci_tools.image import Image
 from oci_tools.layout import Layout
 from oci_tools.snapshots import LayerStore, content_size, is_mounted, mount_overlay, unmount
 from oci_tools.snapshots.overlay import lower_dirs, upper_changes
+
+if TYPE_CHECKING:
+    from oci_tools.spec.model import Platform
 
 RECORD = "container.json"
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -312,8 +315,10 @@ class Runtime:
         hostname: str | None = None,
         volumes: Sequence[str] = (),
         auto_remove: bool = False,
+        platform: Platform | None = None,
     ) -> Container:
-        """Record a container of image ``ref`` and mount its rootfs."""
+        """Record a container of image ``ref`` and mount its rootfs; an index
+        gives its entry for ``platform`` (default: this host's)."""
         from oci_tools.apply import read_file_in_root
         from oci_tools.bundle import RECORD as BUNDLE_RECORD
         from oci_tools.bundle import BaseRecord
@@ -329,7 +334,7 @@ class Runtime:
             raise OCIToolsError(
                 "containers need root and overlayfs", hint="run as root on a kernel with overlay"
             )
-        img = Image.load(layout, ref)
+        img = Image.load(layout, ref, platform)
         img.check_consistent()
         if not img.layers:
             raise UsageError(f"{image_name} has no layers: nothing to run")

@@ -237,7 +237,12 @@ class Manifest(Document):
             raise InvalidDocumentError(
                 what, [f"mediaType {doc['mediaType']!r} does not match descriptor {media_type!r}"]
             )
-        _need(mtype in mt.MANIFEST_TYPES, what, f"mediaType {mtype!r} is not a manifest")
+        # isinstance first: a list or an object there is unhashable.
+        _need(
+            isinstance(mtype, str) and mtype in mt.MANIFEST_TYPES,
+            what,
+            f"mediaType {mtype!r} is not a manifest",
+        )
         layers = doc.get("layers")
         _need(isinstance(layers, list), what, "layers must be an array")
         subj = doc.get("subject")
@@ -292,7 +297,11 @@ class Index(Document):
             "an index must not have 'config' or 'layers'",
         )
         mtype = doc.get("mediaType") or media_type or mt.OCI_INDEX
-        _need(mtype in mt.INDEX_TYPES, what, f"mediaType {mtype!r} is not an index")
+        _need(
+            isinstance(mtype, str) and mtype in mt.INDEX_TYPES,
+            what,
+            f"mediaType {mtype!r} is not an index",
+        )
         manifests = doc.get("manifests")
         _need(isinstance(manifests, list), what, "manifests must be an array")
         return cls(

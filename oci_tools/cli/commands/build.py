@@ -13,6 +13,7 @@ from oci_tools.cli._common import (
     new_layout_guard,
     note_moved,
     open_layout,
+    parse_platform,
 )
 from oci_tools.errors import UsageError
 
@@ -50,6 +51,7 @@ def cmd_build(a: argparse.Namespace, c: Console) -> int:
         runtime=a.runtime,
         network=a.network,
         compress=a.compress,
+        platform=parse_platform(a.platform),
     )
 
     def log(line: str) -> None:
@@ -111,4 +113,9 @@ def register(add: Add) -> None:
         "--network", choices=["none", "host"], default="none", help="network of RUN steps"
     )
     sp.add_argument("--compress", default="gzip", metavar="gzip|zstd|none|auto")
+    sp.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="the image's platform: FROM picks it from an index, the config says it (no emulation)",
+    )
     add_quiet(sp, "print only the image digest")

@@ -27,6 +27,7 @@ def _rt() -> Runtime:
 
 
 def cmd_run(a: argparse.Namespace, c: Console) -> int:
+    from oci_tools.cli._common import parse_platform
     from oci_tools.errors import UsageError
     from oci_tools.layout import Layout, split_image_ref
 
@@ -52,6 +53,7 @@ def cmd_run(a: argparse.Namespace, c: Console) -> int:
         hostname=a.hostname,
         volumes=a.volume,
         auto_remove=a.rm,
+        platform=parse_platform(a.platform),
     )
     if a.detach:
         try:
@@ -247,6 +249,11 @@ def _define(add: Callable[..., Any], prefix: str = "") -> None:
     sp.add_argument("--hostname")
     sp.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
     sp.add_argument("-p", "--publish", action="append", default=[], help=argparse.SUPPRESS)
+    sp.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="pick this platform when the ref is a multi-platform index (default: the host's)",
+    )
     sp.add_argument("image", metavar="LAYOUT:REF")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
 

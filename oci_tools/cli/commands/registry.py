@@ -59,8 +59,18 @@ def cmd_pull(a: argparse.Namespace, c: Console) -> int:
     ref = _remote(a.source)
     plat = _plat(a)
     path, name = split_image_ref(a.image, default=None)
-    lay = open_or_init_layout(path)
     with registry_client(a) as client:
+        if a.verify_key:
+            # Verified before anything lands; then pulled by the verified
+            # digest, so a tag moved in between cannot slip in.
+            from oci_tools.sign.keys import read_public_key
+            from oci_tools.sign.remote import verify_remote
+
+            digest, good = verify_remote(client, ref, read_public_key(a.verify_key))
+            c.note(f"{len(good)} signature(s) verified for {digest}")
+            name = name or ref.tag or str(digest)
+            ref = ref.with_reference(tag=ref.tag, digest=digest)
+        lay = open_or_init_layout(path)
         _, desc = pull(
             client,
             ref,
@@ -70,8 +80,17 @@ def cmd_pull(a: argparse.Namespace, c: Console) -> int:
             all_platforms=a.all_platforms,
             progress=progress(a, c),
         )
+        if a.include_signatures:
+            _fetch_signatures(client, ref, desc, lay, c)
     c.print(str(desc.digest))
     return 0
+
+
+def _fetch_signatures(client: Any, ref: Any, desc: Any, lay: Any, c: Console) -> None:
+    from oci_tools.sign.remote import fetch_signatures
+
+    if not fetch_signatures(client, ref, desc.digest, lay):
+        c.note(f"no signatures for {desc.digest} in {ref.name}")
 
 
 def cmd_push(a: argparse.Namespace, c: Console) -> int:
@@ -82,8 +101,27 @@ def cmd_push(a: argparse.Namespace, c: Console) -> int:
     assert ref is not None
     lay = Layout.open(path)
     dest = _remote(a.dest)
+    if a.sign_by:
+        # Signed for the destination's name (with its tag, as skopeo signs),
+        # kept in the layout beside the image, pushed after it.
+        from oci_tools.sign.cosign import sign_image
+        from oci_tools.sign.keys import read_passphrase, read_private_key
+
+        key = read_private_key(a.sign_by, read_passphrase)
+        identity = dest.name + (f":{dest.tag}" if dest.tag else "")
+        sign_image(lay, ref, key, identity)
     with registry_client(a) as client:
         dg = push(client, lay, ref, dest, progress=progress(a, c))
+        if a.sign_by or a.include_signatures:
+            from oci_tools.errors import SignatureError
+            from oci_tools.sign.remote import push_signatures
+
+            try:
+                push_signatures(client, lay, dg, dest)
+            except SignatureError:
+                if a.sign_by:
+                    raise
+                c.note(f"no signatures for {dg} in {path}")
     c.print(str(dg))
     return 0
 
@@ -102,6 +140,12 @@ def cmd_copy(a: argparse.Namespace, c: Console) -> int:
             all_platforms=a.all_platforms,
             progress=progress(a, c),
         )
+        if a.include_signatures:
+            from oci_tools.digest import Digest
+            from oci_tools.sign.remote import copy_signatures
+
+            if not copy_signatures(client, src, dst, Digest.parse(dg)):
+                c.note(f"no signatures for {dg} at {src}")
     c.print(dg)
     return 0
 
@@ -180,6 +224,14 @@ def _host(text: str) -> str:
 # ---------------------------------------------------------------- wiring
 
 
+def _signatures_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--include-signatures",
+        action="store_true",
+        help="also copy the image's cosign signatures (the sha256-<hex>.sig tag)",
+    )
+
+
 def register(add: Add) -> None:
     """Add this group's subcommands; ``add(name, handler, help, aliases=())``
     returns the subparser, and handlers are called as ``handler(ns, console)``."""
@@ -187,11 +239,23 @@ def register(add: Add) -> None:
     sp.add_argument("source", metavar="[docker://]HOST/REPO[:TAG|@DIGEST]")
     sp.add_argument("image", metavar="LAYOUT[:REF]", help="REF defaults to the tag")
     _platform_flags(sp)
+    sp.add_argument(
+        "--verify-key",
+        metavar="PUB",
+        help="refuse the image unless a signature verifies with this public key",
+    )
+    _signatures_flag(sp)
     add_network(sp)
 
     sp = add("push", cmd_push, "copy a layout image (or index) to a registry; prints its digest")
     sp.add_argument("image", metavar="LAYOUT[:REF]")
     sp.add_argument("dest", metavar="[docker://]HOST/REPO[:TAG]")
+    sp.add_argument(
+        "--sign-by",
+        metavar="KEY",
+        help="sign for the destination's name with this private key and push the signature",
+    )
+    _signatures_flag(sp)
     add_network(sp)
 
     sp = add(
@@ -202,6 +266,7 @@ def register(add: Add) -> None:
     sp.add_argument("source", metavar="SRC")
     sp.add_argument("dest", metavar="DST")
     _platform_flags(sp)
+    _signatures_flag(sp)
     add_network(sp)
 
     sp = add("login", cmd_login, "check and save credentials for a registry (file mode 0600)")
