@@ -29,6 +29,14 @@ unchanged, so an export re-imports under the same ref):
 
 ``export_image(..., name=...)`` overrides the derived name.
 
+Signatures (``include_signatures``, oci-archive only): the cosign signature
+image of the exported manifest (the layout's ref ``sha256-<hex>.sig``) goes
+into ``blobs/`` and its manifest digest into the :data:`SIGNATURES`
+annotation of the image's ``index.json`` entry -- not as a second entry,
+because skopeo's ``oci-archive:FILE`` (no ref) and Docker-style loaders
+expect exactly one image.  :func:`import_archive` tags it back as
+``sha256-<hex>.sig`` (merged with signatures the layout already holds).
+
 :func:`import_archive` reads any of those forms, the classic archives written
 by ``docker save``, ``podman save`` and ``skopeo copy ... docker-archive:``,
 and plain tars of an OCI layout, from a file or a non-seekable stream (also
@@ -84,6 +92,9 @@ from oci_tools.spec.model import (
 from oci_tools.spec.schema import parse_json, validate
 from oci_tools.store import MAX_DOCUMENT_SIZE, put_bytes, read_small
 
+#: Annotation on an oci-archive's index.json entry: the digest of the image's
+#: signature manifest, carried in the archive's blobs.
+SIGNATURES = "io.github.oci-tools.signatures"
 #: The archive formats :func:`export_image` writes.
 FORMATS = ("oci-archive", "docker-archive")
 CHUNK = 1 << 20
@@ -313,13 +324,21 @@ def _uncompressed_size(layout: Layout, image: Image, i: int) -> int:
     return rd.hasher.size
 
 
-def _write_oci(tar: _TarOut, image: Image, ref: str, full_name: str) -> None:
+def _write_oci(
+    tar: _TarOut, image: Image, ref: str, full_name: str, sig: Descriptor | None = None
+) -> None:
     layout = image.layout
     mdesc = image.descriptor
     blobs: dict[Digest, Descriptor] = {mdesc.digest: mdesc}
     assert image.manifest.config is not None
     for d in (image.manifest.config, *image.layers):
         blobs.setdefault(d.digest, d)
+    annotations = {CONTAINERD_NAME: full_name, REF_NAME: ref}
+    if sig is not None:
+        sm = layout.manifest(sig)
+        for d in (sig, *([sm.config] if sm.config else []), *sm.layers):
+            blobs.setdefault(d.digest, d)
+        annotations[SIGNATURES] = str(sig.digest)
     algs = sorted({d.algorithm for d in blobs})
     tar.directory("blobs")
     for alg in algs:
@@ -330,7 +349,7 @@ def _write_oci(tar: _TarOut, image: Image, ref: str, full_name: str) -> None:
         mdesc.media_type,
         mdesc.digest,
         mdesc.size,
-        {CONTAINERD_NAME: full_name, REF_NAME: ref},
+        annotations,
         mdesc.platform,
     )
     tar.file("index.json", Index.build([entry]).raw)
@@ -436,6 +455,19 @@ def _open_target(dest: str) -> Iterator[IO[bytes]]:
         raise
 
 
+def _signature_image(layout: Layout, digest: Digest) -> Descriptor | None:
+    """The descriptor of the signature image of ``digest``, None if unsigned."""
+    from oci_tools.sign.cosign import signature_tag  # lazy: loads cryptography
+
+    try:
+        desc = layout.lookup(signature_tag(digest))
+    except NotFoundError:
+        return None
+    if desc.media_type not in mt.MANIFEST_TYPES:
+        raise InvalidDocumentError(f"{signature_tag(digest)}", ["is not an image manifest"])
+    return Descriptor(desc.media_type, desc.digest, desc.size)
+
+
 def export_image(
     layout: Layout,
     ref: str,
@@ -444,11 +476,14 @@ def export_image(
     fmt: str = "oci-archive",
     platform: Platform | None = None,
     name: str | None = None,
+    include_signatures: bool = False,
 ) -> Descriptor:
     """Write image ``ref`` (one manifest: for an index, the one for
     ``platform``, default this host) as an archive to ``dest``, a path or a
     binary stream.  ``fmt`` is ``oci-archive`` (hybrid, default) or
-    ``docker-archive``; ``name`` overrides the derived image name.
+    ``docker-archive``; ``name`` overrides the derived image name;
+    ``include_signatures`` also carries the exported manifest's signature
+    image, when the layout has one (oci-archive only).
 
     Returns the exported manifest's descriptor.  Every blob is verified while
     it streams out; on a mismatch the export fails and a path target is left
@@ -464,11 +499,17 @@ def export_image(
     # containerd matches platforms on index entries; an artifact has none.
     plat = mdesc.platform or (cfg.platform if cfg.os and cfg.architecture else None)
     clean = Descriptor(mdesc.media_type, mdesc.digest, mdesc.size, platform=plat)
+    sig = None
+    if include_signatures:
+        if fmt != "oci-archive":
+            raise UsageError("--include-signatures needs --format oci-archive")
+        sig = _signature_image(layout, clean.digest)
 
     def write(out: IO[bytes]) -> None:
         tar = _TarOut(out)
         if fmt == "oci-archive":
-            _write_oci(tar, Image(layout, clean, image.manifest, image.config), ref, full_name)
+            img = Image(layout, clean, image.manifest, image.config)
+            _write_oci(tar, img, ref, full_name, sig)
         else:
             _write_docker(tar, image, full_name)
         tar.close()
@@ -623,6 +664,7 @@ class _Found:
 
     descriptor: Descriptor
     names: tuple[str, ...]
+    signatures: Descriptor | None = None  # its signature image, carried along
 
 
 def _oci_images(sp: _Spool, layout: Layout) -> list[_Found]:
@@ -655,9 +697,30 @@ def _oci_images(sp: _Spool, layout: Layout) -> list[_Found]:
             m = layout.manifest(d)
             if m.config is not None:
                 names = [t for t in map(_tag_of, tags_by_config.get(m.config.digest, [])) if t]
-        clean = d.with_annotations(**{REF_NAME: None, CONTAINERD_NAME: None})
-        found.append(_Found(clean, tuple(names)))
+        clean = d.with_annotations(**{REF_NAME: None, CONTAINERD_NAME: None, SIGNATURES: None})
+        found.append(_Found(clean, tuple(names), _carried_signatures(sp, layout, d)))
     return found
+
+
+def _carried_signatures(sp: _Spool, layout: Layout, d: Descriptor) -> Descriptor | None:
+    """The signature image an export put beside ``d`` (see :data:`SIGNATURES`),
+    checked complete; None when there is none."""
+    value = d.annotations.get(SIGNATURES)
+    if value is None:
+        return None
+    what = f"archive {sp.label}"
+    if digest_problem(value) is not None:
+        raise InvalidDocumentError(what, [f"{SIGNATURES} {value!r} is not a digest"])
+    member = sp.members.get(_blob_path(Digest.parse(value)))
+    if member is None:
+        raise InvalidDocumentError(what, [f"signature manifest {value} is missing"])
+    doc = parse_json(read_small(layout.store, member.digest, member.size), "signature manifest")
+    media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+    if media_type not in mt.MANIFEST_TYPES:
+        raise InvalidDocumentError(what, [f"signature {value} is not an image manifest"])
+    sig = Descriptor(str(media_type), member.digest, member.size)
+    _check_closure(layout, sig, sp.label)
+    return sig
 
 
 def _check_closure(layout: Layout, top: Descriptor, label: str) -> None:
@@ -819,13 +882,48 @@ def import_archive(
             )
         result = _assign_refs(found, ref, label)
         names = {n for n, _ in result}
+        sigs = _signature_refs(found)
+        merge: list[tuple[Digest, Descriptor]] = []
 
         def change(entries: list[Descriptor]) -> list[Descriptor]:
             kept = [d for d in entries if d.ref_name not in names]
+            have = {d.ref_name: d for d in kept}
+            for tag, (digest, sig) in sigs.items():
+                old = have.get(tag)
+                if old is None:
+                    kept.append(with_ref(sig, tag))
+                elif old.digest != sig.digest:
+                    merge.append((digest, sig))  # the layout has its own: merged below
             return kept + [with_ref(d, n) for n, d in result]
 
         layout.update_index(change)
+        _merge_signatures(layout, merge)
     return result
+
+
+def _signature_refs(found: list[_Found]) -> dict[str, tuple[Digest, Descriptor]]:
+    """Signature tag -> (signed digest, signature image) of the carried ones."""
+    from oci_tools.sign.cosign import signature_tag  # lazy: loads cryptography
+
+    return {
+        signature_tag(f.descriptor.digest): (f.descriptor.digest, f.signatures)
+        for f in found
+        if f.signatures is not None
+    }
+
+
+def _merge_signatures(layout: Layout, merge: list[tuple[Digest, Descriptor]]) -> None:
+    """Append the carried signature layers to signature images already in
+    ``layout`` (identical layers are not added twice)."""
+    if not merge:
+        return
+    from oci_tools.sign.cosign import SIMPLESIGNING, add_signature
+    from oci_tools.sign.payload import MAX_PAYLOAD
+
+    for digest, sig in merge:
+        for d in layout.manifest(sig).layers:
+            if d.media_type == SIMPLESIGNING and d.size <= MAX_PAYLOAD:
+                add_signature(layout, digest, layout.read_blob(d), dict(d.annotations))
 
 
 __all__ = [

@@ -29,6 +29,8 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
             hint="redirect stdout (> FILE.tar or | COMMAND), or give FILE.tar",
         )
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.flat and a.include_signatures:
+        raise UsageError("--flat writes no image: it cannot carry signatures")
     if a.flat:
         from oci_tools.image import Image
         from oci_tools.surgery import export_flat
@@ -39,11 +41,30 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
         if a.file != "-":
             c.print(str(info.diff_id))
         return 0
+    sigs = a.include_signatures
     if a.file == "-":
-        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
-        return 0
-    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat, name=a.name)
-    c.print(str(desc.digest))
+        desc = export_image(
+            lay,
+            ref,
+            sys.stdout.buffer,
+            fmt=a.format,
+            platform=plat,
+            name=a.name,
+            include_signatures=sigs,
+        )
+    else:
+        desc = export_image(
+            lay, ref, a.file, fmt=a.format, platform=plat, name=a.name, include_signatures=sigs
+        )
+        c.print(str(desc.digest))
+    if sigs:
+        from oci_tools.errors import NotFoundError
+        from oci_tools.sign.cosign import signature_tag
+
+        try:
+            lay.lookup(signature_tag(desc.digest))
+        except NotFoundError:
+            c.note(f"no signatures for {desc.digest} in {lay.path}")
     return 0
 
 
@@ -83,6 +104,11 @@ def register(add: Add) -> None:
         "--flat",
         action="store_true",
         help="one plain tar of the image's final filesystem (whiteouts applied), not an archive",
+    )
+    sp.add_argument(
+        "--include-signatures",
+        action="store_true",
+        help="carry the image's signatures (its sha256-<hex>.sig image) in the oci-archive",
     )
     add_platform(sp)
     add_quiet(sp, "no progress bars")
