@@ -601,3 +601,20 @@ def test_export_signatures_errors(lay: Layout, tmp_path: Path) -> None:
     assert r.code == 2 and not (tmp_path / "b.tar").exists()
     r = cli("export", f"{lay.path}:v2", str(tmp_path / "c.tar"), "--include-signatures", "--flat")
     assert r.code == 2
+
+
+def test_import_refuses_archive_missing_carried_signature(
+    lay: Layout, pair: keys.KeyFiles, tmp_path: Path
+) -> None:
+    assert cli("sign", f"{lay.path}:v1", "--key", pair.private, "--identity", "ex.test/a").code == 0
+    signed, cut = tmp_path / "signed.tar", tmp_path / "cut.tar"
+    assert cli("export", f"{lay.path}:v1", str(signed), "--include-signatures").code == 0
+    sig = lay.lookup(cosign.signature_tag(lay.lookup("v1").digest))
+    # the same archive without the signature manifest blob
+    with tarfile.open(signed) as src, tarfile.open(cut, "w") as dst:
+        for m in src:
+            if m.name != f"blobs/sha256/{sig.digest.encoded}":
+                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    r = cli("import", str(cut), f"{tmp_path}/in:v1")
+    assert r.code != 0 and "signature manifest" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "in").exists()  # the layout it would have made is gone again
