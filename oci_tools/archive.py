@@ -29,13 +29,15 @@ unchanged, so an export re-imports under the same ref):
 
 ``export_image(..., name=...)`` overrides the derived name.
 
-Signatures (``include_signatures``, oci-archive only): the cosign signature
-image of the exported manifest (the layout's ref ``sha256-<hex>.sig``) goes
-into ``blobs/`` and its manifest digest into the :data:`SIGNATURES`
-annotation of the image's ``index.json`` entry -- not as a second entry,
-because skopeo's ``oci-archive:FILE`` (no ref) and Docker-style loaders
-expect exactly one image.  :func:`import_archive` tags it back as
-``sha256-<hex>.sig`` (merged with signatures the layout already holds).
+Signatures (oci-archive only): ``export_image(..., signatures=...)`` is
+asked for the signature image of the exported manifest; its blobs go into
+``blobs/`` and its manifest digest into the :data:`SIGNATURES` annotation of
+the image's ``index.json`` entry -- not as a second entry, because skopeo's
+``oci-archive:FILE`` (no ref) and Docker-style loaders expect exactly one
+image.  ``import_archive(..., signatures=...)`` checks the carried image is
+complete and hands it over after the import.  How signature images are
+named and merged is the sign package's business (oci_tools.sign.cosign),
+not this module's.
 
 :func:`import_archive` reads any of those forms, the classic archives written
 by ``docker save``, ``podman save`` and ``skopeo copy ... docker-archive:``,
@@ -455,19 +457,6 @@ def _open_target(dest: str) -> Iterator[IO[bytes]]:
         raise
 
 
-def _signature_image(layout: Layout, digest: Digest) -> Descriptor | None:
-    """The descriptor of the signature image of ``digest``, None if unsigned."""
-    from oci_tools.sign.cosign import signature_tag  # lazy: loads cryptography
-
-    try:
-        desc = layout.lookup(signature_tag(digest))
-    except NotFoundError:
-        return None
-    if desc.media_type not in mt.MANIFEST_TYPES:
-        raise InvalidDocumentError(f"{signature_tag(digest)}", ["is not an image manifest"])
-    return Descriptor(desc.media_type, desc.digest, desc.size)
-
-
 def export_image(
     layout: Layout,
     ref: str,
@@ -476,14 +465,14 @@ def export_image(
     fmt: str = "oci-archive",
     platform: Platform | None = None,
     name: str | None = None,
-    include_signatures: bool = False,
+    signatures: Callable[[Digest], Descriptor | None] | None = None,
 ) -> Descriptor:
     """Write image ``ref`` (one manifest: for an index, the one for
     ``platform``, default this host) as an archive to ``dest``, a path or a
     binary stream.  ``fmt`` is ``oci-archive`` (hybrid, default) or
     ``docker-archive``; ``name`` overrides the derived image name;
-    ``include_signatures`` also carries the exported manifest's signature
-    image, when the layout has one (oci-archive only).
+    ``signatures(digest)`` names the signature image of the exported
+    manifest to carry along (None: there is none; oci-archive only).
 
     Returns the exported manifest's descriptor.  Every blob is verified while
     it streams out; on a mismatch the export fails and a path target is left
@@ -500,10 +489,12 @@ def export_image(
     plat = mdesc.platform or (cfg.platform if cfg.os and cfg.architecture else None)
     clean = Descriptor(mdesc.media_type, mdesc.digest, mdesc.size, platform=plat)
     sig = None
-    if include_signatures:
+    if signatures is not None:
         if fmt != "oci-archive":
-            raise UsageError("--include-signatures needs --format oci-archive")
-        sig = _signature_image(layout, clean.digest)
+            raise UsageError("signatures travel in an oci-archive only", hint="drop --format")
+        sig = signatures(clean.digest)
+        if sig is not None and sig.media_type not in mt.MANIFEST_TYPES:
+            raise InvalidDocumentError(f"signatures of {clean.digest}", ["not an image manifest"])
 
     def write(out: IO[bytes]) -> None:
         tar = _TarOut(out)
@@ -843,7 +834,11 @@ def _assign_refs(found: list[_Found], ref: str | None, label: str) -> list[tuple
 
 
 def import_archive(
-    src: str | BinaryIO, layout: Layout, ref: str | None = None
+    src: str | BinaryIO,
+    layout: Layout,
+    ref: str | None = None,
+    *,
+    signatures: Callable[[Digest, Descriptor], None] | None = None,
 ) -> list[tuple[str, Descriptor]]:
     """Import every image of an oci-archive, docker-archive or hybrid tar
     (a path, or a stream read once from start to end) into ``layout``.
@@ -852,6 +847,10 @@ def import_archive(
     images keep their own names (``ref.name``; Docker ``RepoTags`` by their
     tag part).  Returns (ref, descriptor) per tag set, in archive order.
     ``index.json`` changes only once, after everything was verified.
+
+    ``signatures(digest, signature_image)`` is called, after that change,
+    for each signature image the archive carried (already stored and checked
+    complete); without it they are left for gc.
     """
     if ref is not None:
         check_ref(ref)
@@ -882,48 +881,18 @@ def import_archive(
             )
         result = _assign_refs(found, ref, label)
         names = {n for n, _ in result}
-        sigs = _signature_refs(found)
-        merge: list[tuple[Digest, Descriptor]] = []
 
         def change(entries: list[Descriptor]) -> list[Descriptor]:
             kept = [d for d in entries if d.ref_name not in names]
-            have = {d.ref_name: d for d in kept}
-            for tag, (digest, sig) in sigs.items():
-                old = have.get(tag)
-                if old is None:
-                    kept.append(with_ref(sig, tag))
-                elif old.digest != sig.digest:
-                    merge.append((digest, sig))  # the layout has its own: merged below
             return kept + [with_ref(d, n) for n, d in result]
 
         layout.update_index(change)
-        _merge_signatures(layout, merge)
+        if signatures is not None:
+            # Still under the lock: a gc cannot sweep the carried blobs first.
+            for item in found:
+                if item.signatures is not None:
+                    signatures(item.descriptor.digest, item.signatures)
     return result
-
-
-def _signature_refs(found: list[_Found]) -> dict[str, tuple[Digest, Descriptor]]:
-    """Signature tag -> (signed digest, signature image) of the carried ones."""
-    from oci_tools.sign.cosign import signature_tag  # lazy: loads cryptography
-
-    return {
-        signature_tag(f.descriptor.digest): (f.descriptor.digest, f.signatures)
-        for f in found
-        if f.signatures is not None
-    }
-
-
-def _merge_signatures(layout: Layout, merge: list[tuple[Digest, Descriptor]]) -> None:
-    """Append the carried signature layers to signature images already in
-    ``layout`` (identical layers are not added twice)."""
-    if not merge:
-        return
-    from oci_tools.sign.cosign import SIMPLESIGNING, add_signature
-    from oci_tools.sign.payload import MAX_PAYLOAD
-
-    for digest, sig in merge:
-        for d in layout.manifest(sig).layers:
-            if d.media_type == SIMPLESIGNING and d.size <= MAX_PAYLOAD:
-                add_signature(layout, digest, layout.read_blob(d), dict(d.annotations))
 
 
 __all__ = [

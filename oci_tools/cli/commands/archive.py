@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from oci_tools.cli._common import (
     Add,
@@ -17,6 +19,11 @@ from oci_tools.cli._common import (
     open_or_init_layout,
 )
 from oci_tools.errors import UsageError
+
+if TYPE_CHECKING:
+    from oci_tools.digest import Digest
+    from oci_tools.layout import Layout
+    from oci_tools.spec.model import Descriptor
 
 
 def cmd_export(a: argparse.Namespace, c: Console) -> int:
@@ -41,30 +48,18 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
         if a.file != "-":
             c.print(str(info.diff_id))
         return 0
-    sigs = a.include_signatures
-    if a.file == "-":
-        desc = export_image(
-            lay,
-            ref,
-            sys.stdout.buffer,
-            fmt=a.format,
-            platform=plat,
-            name=a.name,
-            include_signatures=sigs,
-        )
-    else:
-        desc = export_image(
-            lay, ref, a.file, fmt=a.format, platform=plat, name=a.name, include_signatures=sigs
-        )
+    to_stdout = a.file == "-"
+    desc = export_image(
+        lay,
+        ref,
+        sys.stdout.buffer if to_stdout else a.file,
+        fmt=a.format,
+        platform=plat,
+        name=a.name,
+        signatures=_carry(lay, c) if a.include_signatures else None,
+    )
+    if not to_stdout:
         c.print(str(desc.digest))
-    if sigs:
-        from oci_tools.errors import NotFoundError
-        from oci_tools.sign.cosign import signature_tag
-
-        try:
-            lay.lookup(signature_tag(desc.digest))
-        except NotFoundError:
-            c.note(f"no signatures for {desc.digest} in {lay.path}")
     return 0
 
 
@@ -78,11 +73,37 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
     with new_layout_guard(path):
         lay = open_or_init_layout(path)
         before = dict(lay.refs())
-        imported = import_archive(src, lay, ref)
+        imported = import_archive(src, lay, ref, signatures=_adopt(lay))
     for name, desc in imported:
         note_moved(c, name, before.get(name), desc.digest)
         c.print(f"{name} {desc.digest}")
     return 0
+
+
+def _carry(lay: Layout, c: Console) -> Callable[[Digest], Descriptor | None]:
+    """The signature image of an exported manifest, if the layout has one."""
+
+    def carry(digest: Digest) -> Descriptor | None:
+        from oci_tools.sign.cosign import signature_image
+
+        found = signature_image(lay, digest)
+        if found is None:
+            c.note(f"no signatures for {digest} in {lay.path}")
+        return found
+
+    return carry
+
+
+def _adopt(lay: Layout) -> Callable[[Digest, Descriptor], None]:
+    """Keep the signature images an archive carried (tagged ``sha256-<hex>.sig``,
+    merged with the layout's own)."""
+
+    def adopt(digest: Digest, sig: Descriptor) -> None:
+        from oci_tools.sign.cosign import adopt_signatures
+
+        adopt_signatures(lay, digest, sig)
+
+    return adopt
 
 
 def register(add: Add) -> None:
