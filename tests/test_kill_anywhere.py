@@ -307,3 +307,33 @@ def test_kill_anywhere_container_rm(containers: Path, tmp_path: Path) -> None:
             assert r.code == 0, f"{what}: {r.err}"
         assert names() == [], what
         check_clean(what)
+
+
+def test_a_remove_killed_after_dropping_the_record_is_swept(
+    containers: Path, tmp_path: Path
+) -> None:
+    # Regression (found by reading what a kill inside ``rm`` can leave): the
+    # record used to go in the middle of deleting the container's directory,
+    # so a kill there left a directory nothing listed or removed, forever.
+    lay = _busybox_layout(tmp_path)
+    assert cli("run", "-d", "--name", "c", f"{lay}:base", "sleep", "600").code == 0
+    code = (
+        "import os\n"
+        "from oci_tools.containers import Runtime\n"
+        "real = os.unlink\n"
+        "def unlink(p, *a, **k):\n"
+        "    real(p, *a, **k)\n"
+        "    if str(p).endswith('container.json'):\n"
+        "        os._exit(9)  # killed right after the record went\n"
+        "os.unlink = unlink\n"
+        "rt = Runtime()\n"
+        "rt.remove(rt.find('c'), force=True)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert p.returncode == 9, p.stderr
+    assert list((containers / "containers").iterdir()) != []  # the directory is left
+    assert cli("ps", "-a", "-q").out == ""
+    assert list((containers / "containers").iterdir()) == []  # ... and swept by ``ps -a``
+    assert _mounts_under(tmp_path) == []
+    assert cli("gc", str(lay)).code == 0
+    _check(lay, "after the sweep")
