@@ -604,7 +604,8 @@ class Runtime:
                     os.unlink(p)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(c.dir, RECORD))
-            remove_tree(c.dir)  # with any temp file a late ``save`` made meanwhile
+            with contextlib.suppress(FileNotFoundError):  # a listing's sweep got there first
+                remove_tree(c.dir)  # with any temp file a late ``save`` made meanwhile
 
     def _sweep(self) -> None:
         """Delete container directories without a record (what a ``create`` or
