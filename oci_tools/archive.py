@@ -29,6 +29,16 @@ unchanged, so an export re-imports under the same ref):
 
 ``export_image(..., name=...)`` overrides the derived name.
 
+Signatures (oci-archive only): ``export_image(..., signatures=...)`` is
+asked for the signature image of the exported manifest; its blobs go into
+``blobs/`` and its manifest digest into the :data:`SIGNATURES` annotation of
+the image's ``index.json`` entry -- not as a second entry, because skopeo's
+``oci-archive:FILE`` (no ref) and Docker-style loaders expect exactly one
+image.  ``import_archive(..., signatures=...)`` checks the carried image is
+complete and hands it over after the import.  How signature images are
+named and merged is the sign package's business (oci_tools.sign.cosign),
+not this module's.
+
 :func:`import_archive` reads any of those forms, the classic archives written
 by ``docker save``, ``podman save`` and ``skopeo copy ... docker-archive:``,
 and plain tars of an OCI layout, from a file or a non-seekable stream (also
@@ -84,6 +94,9 @@ from oci_tools.spec.model import (
 from oci_tools.spec.schema import parse_json, validate
 from oci_tools.store import MAX_DOCUMENT_SIZE, put_bytes, read_small
 
+#: Annotation on an oci-archive's index.json entry: the digest of the image's
+#: signature manifest, carried in the archive's blobs.
+SIGNATURES = "io.github.oci-tools.signatures"
 #: The archive formats :func:`export_image` writes.
 FORMATS = ("oci-archive", "docker-archive")
 CHUNK = 1 << 20
@@ -313,13 +326,21 @@ def _uncompressed_size(layout: Layout, image: Image, i: int) -> int:
     return rd.hasher.size
 
 
-def _write_oci(tar: _TarOut, image: Image, ref: str, full_name: str) -> None:
+def _write_oci(
+    tar: _TarOut, image: Image, ref: str, full_name: str, sig: Descriptor | None = None
+) -> None:
     layout = image.layout
     mdesc = image.descriptor
     blobs: dict[Digest, Descriptor] = {mdesc.digest: mdesc}
     assert image.manifest.config is not None
     for d in (image.manifest.config, *image.layers):
         blobs.setdefault(d.digest, d)
+    annotations = {CONTAINERD_NAME: full_name, REF_NAME: ref}
+    if sig is not None:
+        sm = layout.manifest(sig)
+        for d in (sig, *([sm.config] if sm.config else []), *sm.layers):
+            blobs.setdefault(d.digest, d)
+        annotations[SIGNATURES] = str(sig.digest)
     algs = sorted({d.algorithm for d in blobs})
     tar.directory("blobs")
     for alg in algs:
@@ -330,7 +351,7 @@ def _write_oci(tar: _TarOut, image: Image, ref: str, full_name: str) -> None:
         mdesc.media_type,
         mdesc.digest,
         mdesc.size,
-        {CONTAINERD_NAME: full_name, REF_NAME: ref},
+        annotations,
         mdesc.platform,
     )
     tar.file("index.json", Index.build([entry]).raw)
@@ -444,11 +465,14 @@ def export_image(
     fmt: str = "oci-archive",
     platform: Platform | None = None,
     name: str | None = None,
+    signatures: Callable[[Digest], Descriptor | None] | None = None,
 ) -> Descriptor:
     """Write image ``ref`` (one manifest: for an index, the one for
     ``platform``, default this host) as an archive to ``dest``, a path or a
     binary stream.  ``fmt`` is ``oci-archive`` (hybrid, default) or
-    ``docker-archive``; ``name`` overrides the derived image name.
+    ``docker-archive``; ``name`` overrides the derived image name;
+    ``signatures(digest)`` names the signature image of the exported
+    manifest to carry along (None: there is none; oci-archive only).
 
     Returns the exported manifest's descriptor.  Every blob is verified while
     it streams out; on a mismatch the export fails and a path target is left
@@ -464,11 +488,19 @@ def export_image(
     # containerd matches platforms on index entries; an artifact has none.
     plat = mdesc.platform or (cfg.platform if cfg.os and cfg.architecture else None)
     clean = Descriptor(mdesc.media_type, mdesc.digest, mdesc.size, platform=plat)
+    sig = None
+    if signatures is not None:
+        if fmt != "oci-archive":
+            raise UsageError("signatures travel in an oci-archive only", hint="drop --format")
+        sig = signatures(clean.digest)
+        if sig is not None and sig.media_type not in mt.MANIFEST_TYPES:
+            raise InvalidDocumentError(f"signatures of {clean.digest}", ["not an image manifest"])
 
     def write(out: IO[bytes]) -> None:
         tar = _TarOut(out)
         if fmt == "oci-archive":
-            _write_oci(tar, Image(layout, clean, image.manifest, image.config), ref, full_name)
+            img = Image(layout, clean, image.manifest, image.config)
+            _write_oci(tar, img, ref, full_name, sig)
         else:
             _write_docker(tar, image, full_name)
         tar.close()
@@ -623,6 +655,7 @@ class _Found:
 
     descriptor: Descriptor
     names: tuple[str, ...]
+    signatures: Descriptor | None = None  # its signature image, carried along
 
 
 def _oci_images(sp: _Spool, layout: Layout) -> list[_Found]:
@@ -655,9 +688,30 @@ def _oci_images(sp: _Spool, layout: Layout) -> list[_Found]:
             m = layout.manifest(d)
             if m.config is not None:
                 names = [t for t in map(_tag_of, tags_by_config.get(m.config.digest, [])) if t]
-        clean = d.with_annotations(**{REF_NAME: None, CONTAINERD_NAME: None})
-        found.append(_Found(clean, tuple(names)))
+        clean = d.with_annotations(**{REF_NAME: None, CONTAINERD_NAME: None, SIGNATURES: None})
+        found.append(_Found(clean, tuple(names), _carried_signatures(sp, layout, d)))
     return found
+
+
+def _carried_signatures(sp: _Spool, layout: Layout, d: Descriptor) -> Descriptor | None:
+    """The signature image an export put beside ``d`` (see :data:`SIGNATURES`),
+    checked complete; None when there is none."""
+    value = d.annotations.get(SIGNATURES)
+    if value is None:
+        return None
+    what = f"archive {sp.label}"
+    if digest_problem(value) is not None:
+        raise InvalidDocumentError(what, [f"{SIGNATURES} {value!r} is not a digest"])
+    member = sp.members.get(_blob_path(Digest.parse(value)))
+    if member is None:
+        raise InvalidDocumentError(what, [f"signature manifest {value} is missing"])
+    doc = parse_json(read_small(layout.store, member.digest, member.size), "signature manifest")
+    media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+    if media_type not in mt.MANIFEST_TYPES:
+        raise InvalidDocumentError(what, [f"signature {value} is not an image manifest"])
+    sig = Descriptor(str(media_type), member.digest, member.size)
+    _check_closure(layout, sig, sp.label)
+    return sig
 
 
 def _check_closure(layout: Layout, top: Descriptor, label: str) -> None:
@@ -780,7 +834,11 @@ def _assign_refs(found: list[_Found], ref: str | None, label: str) -> list[tuple
 
 
 def import_archive(
-    src: str | BinaryIO, layout: Layout, ref: str | None = None
+    src: str | BinaryIO,
+    layout: Layout,
+    ref: str | None = None,
+    *,
+    signatures: Callable[[Digest, Descriptor], None] | None = None,
 ) -> list[tuple[str, Descriptor]]:
     """Import every image of an oci-archive, docker-archive or hybrid tar
     (a path, or a stream read once from start to end) into ``layout``.
@@ -789,6 +847,10 @@ def import_archive(
     images keep their own names (``ref.name``; Docker ``RepoTags`` by their
     tag part).  Returns (ref, descriptor) per tag set, in archive order.
     ``index.json`` changes only once, after everything was verified.
+
+    ``signatures(digest, signature_image)`` is called, after that change,
+    for each signature image the archive carried (already stored and checked
+    complete); without it they are left for gc.
     """
     if ref is not None:
         check_ref(ref)
@@ -825,6 +887,11 @@ def import_archive(
             return kept + [with_ref(d, n) for n, d in result]
 
         layout.update_index(change)
+        if signatures is not None:
+            # Still under the lock: a gc cannot sweep the carried blobs first.
+            for item in found:
+                if item.signatures is not None:
+                    signatures(item.descriptor.digest, item.signatures)
     return result
 
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import stat
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -517,3 +520,101 @@ def test_attach_failures(lay: Layout, tmp_path: Path) -> None:
     assert r.code == 1 and "must be an index" in r.err
     r = cli("attach", f"{lay.path}:v1", str(f), "--artifact-type", "a/b")
     assert r.code == 1
+
+
+# ------------------------------------------------------------- archives
+
+
+def test_export_import_carry_signatures(lay: Layout, pair: keys.KeyFiles, tmp_path: Path) -> None:
+    plain, before = tmp_path / "plain.tar", tmp_path / "before.tar"
+    assert cli("export", f"{lay.path}:v1", str(before)).code == 0
+    assert cli("sign", f"{lay.path}:v1", "--key", pair.private, "--identity", "ex.test/a").code == 0
+    # without the flag nothing changes: the same bytes as before signing
+    assert cli("export", f"{lay.path}:v1", str(plain)).code == 0
+    assert plain.read_bytes() == before.read_bytes()
+    signed = tmp_path / "signed.tar"
+    r = cli("export", f"{lay.path}:v1", str(signed), "--include-signatures")
+    assert r.code == 0, r.err
+    digest = lay.lookup("v1").digest
+    sig = lay.lookup(cosign.signature_tag(digest))
+    # one index.json entry (skopeo's oci-archive:FILE wants exactly one), the
+    # signature image's blobs beside the image's
+    with tarfile.open(signed) as tf:
+        names = tf.getnames()
+        index = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert [m["digest"] for m in index["manifests"]] == [str(digest)]
+    assert index["manifests"][0]["annotations"]["io.github.oci-tools.signatures"] == str(sig.digest)
+    for d in (sig, *_sig_manifest(lay, digest).layers):
+        assert f"blobs/sha256/{d.digest.encoded}" in names
+    if shutil.which("skopeo"):
+        p = subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci-archive:{signed}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        assert Digest.of_bytes(p.stdout.encode()) == digest
+    # imported under another ref: verify passes; the signature tag came along
+    assert cli("import", str(signed), f"{tmp_path}/in:x").code == 0
+    r = cli("verify", f"{tmp_path}/in:x", "--key", pair.public)
+    assert r.code == 0, r.err
+    got = Layout.open(f"{tmp_path}/in")
+    assert got.lookup(cosign.signature_tag(digest)).digest == sig.digest
+    assert "io.github.oci-tools.signatures" not in got.lookup("x").annotations
+    # under the archive's own name as well
+    assert cli("import", str(signed), f"{tmp_path}/in2").code == 0
+    assert cli("verify", f"{tmp_path}/in2:v1", "--key", pair.public).code == 0
+    # the plain archive brings no signature
+    assert cli("import", str(plain), f"{tmp_path}/in3:v1").code == 0
+    assert cli("verify", f"{tmp_path}/in3:v1", "--key", pair.public).code == 1
+
+
+def test_import_merges_carried_signatures(lay: Layout, pair: keys.KeyFiles, tmp_path: Path) -> None:
+    other = keys.generate_key_pair(str(tmp_path / "o"), passphrase=b"s3cret")
+    assert cli("copy", f"oci:{lay.path}:v1", f"oci:{tmp_path}/dst:v1").code == 0
+    assert cli("sign", f"{lay.path}:v1", "--key", pair.private, "--identity", "ex.test/a").code == 0
+    r = cli("sign", f"{tmp_path}/dst:v1", "--key", other.private, "--identity", "ex.test/a")
+    assert r.code == 0
+    signed = tmp_path / "signed.tar"
+    assert cli("export", f"{lay.path}:v1", str(signed), "--include-signatures").code == 0
+    for _ in range(2):  # importing twice adds nothing
+        assert cli("import", str(signed), f"{tmp_path}/dst:v1").code == 0
+    for key in (pair, other):
+        r = cli("verify", f"{tmp_path}/dst:v1", "--key", key.public)
+        assert r.code == 0, r.err
+    dst = Layout.open(f"{tmp_path}/dst")
+    assert len(_sig_manifest(dst, dst.lookup("v1").digest).layers) == 2
+
+
+def test_export_signatures_errors(lay: Layout, tmp_path: Path) -> None:
+    r = cli("export", f"{lay.path}:v2", str(tmp_path / "a.tar"), "--include-signatures")
+    assert r.code == 0 and "no signatures" in r.err
+    r = cli(
+        "export",
+        f"{lay.path}:v2",
+        str(tmp_path / "b.tar"),
+        "--include-signatures",
+        "--format",
+        "docker-archive",
+    )
+    assert r.code == 2 and not (tmp_path / "b.tar").exists()
+    r = cli("export", f"{lay.path}:v2", str(tmp_path / "c.tar"), "--include-signatures", "--flat")
+    assert r.code == 2
+
+
+def test_import_refuses_archive_missing_carried_signature(
+    lay: Layout, pair: keys.KeyFiles, tmp_path: Path
+) -> None:
+    assert cli("sign", f"{lay.path}:v1", "--key", pair.private, "--identity", "ex.test/a").code == 0
+    signed, cut = tmp_path / "signed.tar", tmp_path / "cut.tar"
+    assert cli("export", f"{lay.path}:v1", str(signed), "--include-signatures").code == 0
+    sig = lay.lookup(cosign.signature_tag(lay.lookup("v1").digest))
+    # the same archive without the signature manifest blob
+    with tarfile.open(signed) as src, tarfile.open(cut, "w") as dst:
+        for m in src:
+            if m.name != f"blobs/sha256/{sig.digest.encoded}":
+                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    r = cli("import", str(cut), f"{tmp_path}/in:v1")
+    assert r.code != 0 and "signature manifest" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "in").exists()  # the layout it would have made is gone again

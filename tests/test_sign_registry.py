@@ -194,6 +194,33 @@ def test_pull_and_copy_carry_signatures(
     assert r.code == 2
 
 
+def test_copy_registry_to_registry_merges_signatures(
+    registry: Registry, src: Layout, pair: keys.KeyFiles, other: keys.KeyFiles, tmp_path: Path
+) -> None:
+    # The same image signed with one key on each side: the copy keeps both.
+    a, b = f"{registry.host}/sig/ma:v1", f"{registry.host}/sig/mb:v1"
+    # a second layout with the same image, so each side has its own signer
+    assert cli("copy", f"oci:{src.path}:v1", f"oci:{tmp_path}/twin:v1").code == 0
+    dg = _push(src, "v1", a, "--sign-by", pair.private)
+    assert _push(Layout.open(f"{tmp_path}/twin"), "v1", b, "--sign-by", other.private) == dg
+    assert cli("verify", f"docker://{b}", "--key", pair.public, *NET).code == 1
+    r = cli("copy", "--include-signatures", f"docker://{a}", f"docker://{b}", *NET)
+    assert r.code == 0, r.err
+    for key in (pair, other):
+        r = cli("verify", f"docker://{b}", "--key", key.public, *NET)
+        assert r.code == 0, r.err
+    # copying again adds nothing: two signatures, one per key
+    r = cli("copy", "--include-signatures", f"docker://{a}", f"docker://{b}", *NET)
+    assert r.code == 0, r.err
+    r = cli("pull", "--include-signatures", b, f"{tmp_path}/pulled:v1", *NET)
+    assert r.code == 0, r.err
+    sig = Layout.open(f"{tmp_path}/pulled")
+    tag = cosign.signature_tag(sig.lookup("v1").digest)
+    assert len(json.loads(sig.read_blob(sig.lookup(tag)))["layers"]) == 2
+    # the source keeps only its own
+    assert cli("verify", f"docker://{a}", "--key", other.public, *NET).code == 1
+
+
 # ------------------------------------------------------------- skopeo
 
 

@@ -206,6 +206,7 @@ class Runtime:
 
     def all(self) -> list[Container]:
         """Every recorded container, newest first."""
+        self._sweep()
         out = []
         try:
             names = os.listdir(self.containers_dir)
@@ -590,7 +591,45 @@ class Runtime:
         with contextlib.suppress(OCIToolsError, OSError):
             Layout.open(c.layout).remove_root("container-" + c.id)
         if os.path.isdir(c.dir):
-            remove_tree(c.dir)
+            # The record goes last: until then ``ps -a`` and ``rm`` still see the
+            # container and finish the job after a kill; a kill after it leaves
+            # a directory without a record, which the next listing sweeps.
+            for n in os.listdir(c.dir):
+                p = os.path.join(c.dir, n)
+                if n == RECORD:
+                    continue
+                if os.path.isdir(p) and not os.path.islink(p):
+                    remove_tree(p)
+                else:
+                    os.unlink(p)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(c.dir, RECORD))
+            with contextlib.suppress(FileNotFoundError):  # a listing's sweep got there first
+                remove_tree(c.dir)  # with any temp file a late ``save`` made meanwhile
+
+    def _sweep(self) -> None:
+        """Delete container directories without a record (what a ``create`` or
+        ``remove`` killed between its first and last step left).  Only when the
+        state lock is free: ``create`` makes a directory and then its record
+        under it, so a held lock may mean one is half made right now."""
+        try:
+            names = os.listdir(self.containers_dir)
+            fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return
+        try:
+            for n in names:
+                d = os.path.join(self.containers_dir, n)
+                if os.path.isdir(d) and not os.path.lexists(os.path.join(d, RECORD)):
+                    with contextlib.suppress(OSError):
+                        remove_tree(d)
+        finally:
+            os.close(fd)
 
     # -- exec, diff, sizes --------------------------------------------------------------
 

@@ -151,6 +151,33 @@ def sign_image(
     return Signed(desc.digest, payload, sig_desc, signature_tag(desc.digest), added)
 
 
+def signature_image(layout: Layout, digest: Digest) -> Descriptor | None:
+    """The signature image of ``digest`` in ``layout`` (bare descriptor),
+    None when it has none."""
+    try:
+        desc = layout.lookup(signature_tag(digest))
+    except NotFoundError:
+        return None
+    return Descriptor(desc.media_type, desc.digest, desc.size)
+
+
+def adopt_signatures(layout: Layout, digest: Digest, sig: Descriptor) -> None:
+    """Make ``sig``, a signature image whose blobs are already in ``layout``
+    (carried by an archive), the signatures of ``digest``: tagged as it is
+    when the layout has none, else its layers merged into the layout's
+    (identical ones are not added twice)."""
+    with layout.lock():
+        current = signature_image(layout, digest)
+        if current is None:
+            layout.set_ref(signature_tag(digest), sig)
+            return
+        if current.digest == sig.digest:
+            return
+        for d in layout.manifest(sig).layers:
+            if d.media_type == SIMPLESIGNING and d.size <= MAX_PAYLOAD:
+                add_signature(layout, digest, layout.read_blob(d), dict(d.annotations))
+
+
 # ---------------------------------------------------------------- verify
 
 
@@ -254,8 +281,10 @@ __all__ = [
     "Signed",
     "Verified",
     "add_signature",
+    "adopt_signatures",
     "make_signature",
     "sign_image",
+    "signature_image",
     "signature_tag",
     "verify_image",
     "verify_signatures",

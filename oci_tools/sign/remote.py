@@ -11,6 +11,8 @@ signatures with those already on the registry and pushes the result.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 
 from oci_tools.digest import Digest
@@ -139,8 +141,8 @@ def push_signatures(client: Client, layout: Layout, digest: Digest, dest: Remote
 
 def copy_signatures(client: Client, src: Endpoint, dst: Endpoint, digest: Digest) -> bool:
     """Copy the signatures of ``digest`` along a ``copy SRC DST`` (registry
-    and layout ends; merged into a layout destination, replacing a registry
-    destination's when both ends are registries).  False when the source
+    and layout ends; merged with the signatures already at the destination,
+    layout or registry).  False when the source
     has none; UsageError for an archive end."""
     tag = signature_tag(digest)
     if "oci-archive" in (src.kind, dst.kind):
@@ -150,9 +152,18 @@ def copy_signatures(client: Client, src: Endpoint, dst: Endpoint, digest: Digest
         if dst.remote is not None:
             if signature_manifest(repo, digest) is None:
                 return False
-            copy_remote(
-                client, src.remote.with_reference(tag=tag), dst.remote.with_reference(tag=tag)
-            )
+            if signature_manifest(client.repository(dst.remote), digest) is None:
+                # Nothing there yet: the signature image as it is (same digest).
+                copy_remote(
+                    client, src.remote.with_reference(tag=tag), dst.remote.with_reference(tag=tag)
+                )
+                return True
+            # Both ends hold signatures: merge them (as push does) through a
+            # scratch layout, so the destination's own signatures survive.
+            with tempfile.TemporaryDirectory(prefix="oci-tools-sig-") as tmp:
+                scratch = Layout.init(os.path.join(tmp, "sig"))
+                fetch_signatures(client, src.remote, digest, scratch)
+                push_signatures(client, scratch, digest, dst.remote)
             return True
         return fetch_signatures(client, src.remote, digest, Layout.open(dst.path))
     lay = Layout.open(src.path)

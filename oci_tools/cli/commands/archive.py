@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from oci_tools.cli._common import (
     Add,
@@ -18,6 +20,11 @@ from oci_tools.cli._common import (
 )
 from oci_tools.errors import UsageError
 
+if TYPE_CHECKING:
+    from oci_tools.digest import Digest
+    from oci_tools.layout import Layout
+    from oci_tools.spec.model import Descriptor
+
 
 def cmd_export(a: argparse.Namespace, c: Console) -> int:
     """``export``: one image as an oci-archive or docker-archive (``-``: stdout)."""
@@ -29,6 +36,8 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
             hint="redirect stdout (> FILE.tar or | COMMAND), or give FILE.tar",
         )
     lay, ref, plat = image_arg(a.image, a.platform)
+    if a.flat and a.include_signatures:
+        raise UsageError("--flat writes no image: it cannot carry signatures")
     if a.flat:
         from oci_tools.image import Image
         from oci_tools.surgery import export_flat
@@ -39,11 +48,18 @@ def cmd_export(a: argparse.Namespace, c: Console) -> int:
         if a.file != "-":
             c.print(str(info.diff_id))
         return 0
-    if a.file == "-":
-        export_image(lay, ref, sys.stdout.buffer, fmt=a.format, platform=plat, name=a.name)
-        return 0
-    desc = export_image(lay, ref, a.file, fmt=a.format, platform=plat, name=a.name)
-    c.print(str(desc.digest))
+    to_stdout = a.file == "-"
+    desc = export_image(
+        lay,
+        ref,
+        sys.stdout.buffer if to_stdout else a.file,
+        fmt=a.format,
+        platform=plat,
+        name=a.name,
+        signatures=_carry(lay, c) if a.include_signatures else None,
+    )
+    if not to_stdout:
+        c.print(str(desc.digest))
     return 0
 
 
@@ -57,11 +73,37 @@ def cmd_import(a: argparse.Namespace, c: Console) -> int:
     with new_layout_guard(path):
         lay = open_or_init_layout(path)
         before = dict(lay.refs())
-        imported = import_archive(src, lay, ref)
+        imported = import_archive(src, lay, ref, signatures=_adopt(lay))
     for name, desc in imported:
         note_moved(c, name, before.get(name), desc.digest)
         c.print(f"{name} {desc.digest}")
     return 0
+
+
+def _carry(lay: Layout, c: Console) -> Callable[[Digest], Descriptor | None]:
+    """The signature image of an exported manifest, if the layout has one."""
+
+    def carry(digest: Digest) -> Descriptor | None:
+        from oci_tools.sign.cosign import signature_image
+
+        found = signature_image(lay, digest)
+        if found is None:
+            c.note(f"no signatures for {digest} in {lay.path}")
+        return found
+
+    return carry
+
+
+def _adopt(lay: Layout) -> Callable[[Digest, Descriptor], None]:
+    """Keep the signature images an archive carried (tagged ``sha256-<hex>.sig``,
+    merged with the layout's own)."""
+
+    def adopt(digest: Digest, sig: Descriptor) -> None:
+        from oci_tools.sign.cosign import adopt_signatures
+
+        adopt_signatures(lay, digest, sig)
+
+    return adopt
 
 
 def register(add: Add) -> None:
@@ -83,6 +125,11 @@ def register(add: Add) -> None:
         "--flat",
         action="store_true",
         help="one plain tar of the image's final filesystem (whiteouts applied), not an archive",
+    )
+    sp.add_argument(
+        "--include-signatures",
+        action="store_true",
+        help="carry the image's signatures (its sha256-<hex>.sig image) in the oci-archive",
     )
     add_platform(sp)
     add_quiet(sp, "no progress bars")
