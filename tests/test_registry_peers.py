@@ -134,37 +134,12 @@ def test_podman_pulls_what_we_push(tmp_path: Path, registry: Registry) -> None:
 
 @pytest.fixture(scope="module")
 def docker() -> Iterator[list[str]]:
-    """A private Docker engine (as in tests/interop: own roots and socket, vfs,
-    no networking set-up); loopback registries are insecure for it by default."""
-    import tempfile
+    """A private Docker engine (tests/interop's one helper: own roots and
+    socket, vfs, no networking set-up); loopback registries are insecure for
+    it by default."""
+    from interop.daemons import docker_engine
 
-    from interop.test_peers import _daemon
-
-    need_tool("dockerd")
-    need_tool("docker")
-    if os.geteuid() != 0:
-        pytest.skip("dockerd needs root")
-    d = Path(tempfile.mkdtemp(prefix="ocdr-"))
-    sock = f"unix://{d}/d.sock"
-    argv = [
-        "dockerd",
-        "--data-root",
-        str(d / "root"),
-        "--exec-root",
-        str(d / "exec"),
-        "-H",
-        sock,
-        "--pidfile",
-        str(d / "pid"),
-        "--storage-driver",
-        "vfs",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--bridge=none",
-        "--ip-masq=false",
-    ]
-    cmd = ["docker", "-H", sock]
-    with _daemon(d, argv, [*cmd, "version"]):
+    with docker_engine() as cmd:
         yield cmd
 
 
