@@ -54,7 +54,14 @@ from oci_tools.errors import BlobNotFoundError, InvalidDocumentError, UsageError
 from oci_tools.image import Image, Layer, created_now, format_time
 from oci_tools.layout import Layout, host_platform
 from oci_tools.spec import mediatype as mt
-from oci_tools.spec.model import Descriptor, History, ImageConfig, Manifest, Platform
+from oci_tools.spec.model import (
+    Descriptor,
+    History,
+    ImageConfig,
+    Manifest,
+    Platform,
+    merge_annotations,
+)
 from oci_tools.store import put_stream
 
 # ---------------------------------------------------------------------------
@@ -369,14 +376,9 @@ def set_annotations(image: Image, changes: Mapping[str, str | None]) -> Image:
     """``image`` with its manifest annotations changed (a value of None
     removes the key).  The config keeps its exact bytes; only the manifest
     (and so the image digest) is new."""
-    ann = dict(image.manifest.annotations)
-    for k, v in changes.items():
-        if not k:
-            raise UsageError("an annotation needs a non-empty key")
-        if v is None:
-            ann.pop(k, None)
-        else:
-            ann[k] = v
+    if any(not k for k in changes):
+        raise UsageError("an annotation needs a non-empty key")
+    ann = merge_annotations(image.manifest.annotations, changes)
     assert image.manifest.config is not None
     manifest = Manifest.build(image.manifest.config, list(image.layers), ann)
     desc = Descriptor(mt.OCI_MANIFEST, manifest.digest, manifest.size, platform=image.platform)

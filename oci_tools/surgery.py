@@ -44,7 +44,7 @@ from oci_tools.layout import Layout
 from oci_tools.mutate import assemble
 from oci_tools.snapshot import Snapshot
 from oci_tools.spec import mediatype as mt
-from oci_tools.spec.model import Descriptor, History, Index, Platform
+from oci_tools.spec.model import Descriptor, History, Index, Platform, merge_annotations
 
 #: Manifest annotations naming the base image (image-spec annotations.md).
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -765,12 +765,7 @@ def index_annotate(
         p = Platform(p.os, p.architecture, p.variant, p.os_version, tuple(os_features))
     if not p.os or not p.architecture:
         raise UsageError("the entry has no platform yet: give --platform os/arch[/variant]")
-    ann = dict(d.annotations)
-    for k, v in (annotations or {}).items():
-        if v is None:
-            ann.pop(k, None)
-        else:
-            ann[k] = v
+    ann = merge_annotations(d.annotations, annotations or {})
     new = Descriptor(d.media_type, d.digest, d.size, ann, p, d.urls, d.data, d.artifact_type)
     entries = list(idx.manifests)
     entries[i] = new
@@ -781,14 +776,9 @@ def index_annotate(
 def annotate_index(layout: Layout, ref: str, changes: Mapping[str, str | None]) -> Descriptor:
     """The index ``ref`` names with its own annotations changed."""
     _, idx = load_index(layout, ref)
-    ann = dict(idx.annotations)
-    for k, v in changes.items():
-        if not k:
-            raise UsageError("an annotation needs a non-empty key")
-        if v is None:
-            ann.pop(k, None)
-        else:
-            ann[k] = v
+    if any(not k for k in changes):
+        raise UsageError("an annotation needs a non-empty key")
+    ann = merge_annotations(idx.annotations, changes)
     return _put_index(layout, _rebuild(idx, idx.manifests, ann))
 
 

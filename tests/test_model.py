@@ -116,3 +116,11 @@ def test_as_dict_is_a_copy() -> None:
     d = m.as_dict()
     d["layers"].clear()
     assert len(m.doc["layers"]) == 1
+
+
+def test_merge_annotations_sets_and_removes_without_touching_the_input() -> None:
+    from oci_tools.spec.model import merge_annotations
+
+    cur = {"a": "1", "b": "2"}
+    assert merge_annotations(cur, {"a": None, "c": "3", "zz": None}) == {"b": "2", "c": "3"}
+    assert cur == {"a": "1", "b": "2"}

@@ -165,12 +165,7 @@ class Descriptor:
 
     def with_annotations(self, **changes: str | None) -> Descriptor:
         """A copy with annotations set (a value of None removes the key)."""
-        ann = dict(self.annotations)
-        for k, v in changes.items():
-            if v is None:
-                ann.pop(k, None)
-            else:
-                ann[k] = v
+        ann = merge_annotations(self.annotations, changes)
         return Descriptor(
             self.media_type,
             self.digest,
@@ -181,6 +176,19 @@ class Descriptor:
             self.data,
             self.artifact_type,
         )
+
+
+def merge_annotations(
+    current: Mapping[str, str], changes: Mapping[str, str | None]
+) -> dict[str, str]:
+    """``current`` with ``changes`` applied: a value sets its key, None removes it."""
+    ann = dict(current)
+    for k, v in changes.items():
+        if v is None:
+            ann.pop(k, None)
+        else:
+            ann[k] = v
+    return ann
 
 
 def with_ref(desc: Descriptor, ref: str | None) -> Descriptor:
@@ -440,5 +448,6 @@ __all__ = [
     "Manifest",
     "Platform",
     "dump_json",
+    "merge_annotations",
     "with_ref",
 ]
