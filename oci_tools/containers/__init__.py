@@ -32,13 +32,13 @@ import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from oci_tools.containers.initlayer import make_init_layer, plan_init_layer
 from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageError
 from oci_tools.fsutil import CONTAINERS, private_path, remove_tree, write_json
 from oci_tools.image import Image
@@ -433,9 +433,9 @@ class Runtime:
             # Docker's init layer: mount points runc would otherwise create in
             # the upper dir (so a fresh container's rw size is 0B and its diff
             # and commit hold only what its processes wrote).
-            plan = _plan_init_layer(rootfs, spec["mounts"])
+            plan = plan_init_layer(rootfs, spec["mounts"])
             unmount(rootfs)
-            _make_init_layer(c.init, plan)
+            make_init_layer(c.init, plan)
             mount_overlay([c.init, *lowers], c.upper, c.work, c.rootfs)
             write_json(os.path.join(d, "config.json"), spec)
             # The bundle record ``commit`` reads (its rootfs is a link to the mount).
@@ -658,61 +658,6 @@ class Runtime:
             rec = store.get(Digest.parse(chain))
             base += rec.size if rec is not None else 0
         return rw, base + rw
-
-
-def _plan_init_layer(
-    rootfs: str, mounts: list[dict[str, Any]]
-) -> list[tuple[str, os.stat_result | None, bool]]:
-    """The mount points the image (mounted at ``rootfs``) lacks: (path,
-    metadata to copy or None, is a file), parents first.  No symlink of the
-    image is followed: a path through one is left to runc."""
-    dests = [str(m["destination"]).rstrip("/") for m in mounts]
-    out: list[tuple[str, os.stat_result | None, bool]] = []
-    planned: set[str] = set()
-    for m, dest in zip(mounts, dests, strict=True):
-        if not dest.startswith("/") or any(o != dest and dest.startswith(o + "/") for o in dests):
-            continue  # inside another mount: runc creates it there
-        parts = [p for p in dest.split("/") if p]
-        if not parts or ".." in parts:
-            continue
-        for i in range(len(parts)):
-            rel = "/".join(parts[: i + 1])
-            last = i == len(parts) - 1
-            try:
-                st = os.lstat(os.path.join(rootfs, rel))
-            except FileNotFoundError:
-                if rel not in planned:
-                    planned.add(rel)
-                    src = str(m.get("source", ""))
-                    is_file = last and m.get("type") == "bind" and os.path.isfile(src)
-                    out.append((rel, None, is_file))
-                continue
-            if last:
-                break
-            if not stat.S_ISDIR(st.st_mode):
-                break  # a symlink or file in the image: runc's business
-            if rel not in planned:
-                # An existing parent of a new mount point: copied with its metadata.
-                planned.add(rel)
-                out.append((rel, st, False))
-    # Only parents that lead to something new are needed.
-    new = [r for r, st, _ in out if st is None]
-    return [e for e in out if e[1] is None or any(n.startswith(e[0] + "/") for n in new)]
-
-
-def _make_init_layer(init: str, plan: list[tuple[str, os.stat_result | None, bool]]) -> None:
-    """Create the planned mount points in the init layer dir."""
-    for rel, st, is_file in plan:
-        target = os.path.join(init, rel)
-        if is_file:
-            with open(target, "a"):
-                pass
-            continue
-        os.mkdir(target, 0o755)
-        if st is not None:
-            os.chown(target, st.st_uid, st.st_gid)
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _tail(path: str, n: int = 400) -> str:
