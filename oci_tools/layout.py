@@ -254,6 +254,10 @@ class Layout:
         except InvalidDocumentError as e:
             raise InvalidLayoutError(self.path, f"index.json: {e.problems[0]}") from None
 
+    def is_same(self, other: Layout) -> bool:
+        """Whether ``other`` is this layout (the same directory, however named)."""
+        return self is other or os.path.realpath(self.path) == os.path.realpath(other.path)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the layout's exclusive writer lock (re-entrant in one process:

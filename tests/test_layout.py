@@ -205,3 +205,11 @@ def test_reachable_includes_missing_blobs_and_follows_subjects(tmp_path: Path) -
     assert missing.digest in live
     assert referrer.digest in live
     assert lay.manifest(m).layers[0].digest in live
+
+
+def test_is_same_knows_a_layout_by_its_directory_however_named(tmp_path: Path) -> None:
+    a = Layout.init(str(tmp_path / "lay"))
+    (tmp_path / "link").symlink_to(tmp_path / "lay")
+    assert a.is_same(a)
+    assert a.is_same(Layout.open(str(tmp_path / "link")))
+    assert not a.is_same(Layout.init(str(tmp_path / "other")))
