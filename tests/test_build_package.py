@@ -18,6 +18,7 @@ ORDER = [
     "sourcehash",
     "cache",
     "executor",
+    "workspace",
     "builder",
 ]
 

@@ -12,6 +12,7 @@ The package, from the bottom up:
   hashes of those sources, as the history rows show them;
 * :mod:`~oci_tools.build.cache` — the step cache and its keys;
 * :mod:`~oci_tools.build.executor` — running a RUN step with runc or chroot;
+* :mod:`~oci_tools.build.workspace` — the scratch directory and the one working bundle;
 * :mod:`~oci_tools.build.builder` — the builder: one step per instruction,
   through an explicit dispatch table, and :func:`build`.
 """

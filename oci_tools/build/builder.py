@@ -41,13 +41,11 @@ import os
 import posixpath
 import re
 import secrets
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, NoReturn, cast
+from typing import NoReturn
 
-from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
+from oci_tools.apply import read_file_in_root
 from oci_tools.archive import import_archive
 from oci_tools.build.cache import Cache, cache_key
 from oci_tools.build.context import (
@@ -55,8 +53,6 @@ from oci_tools.build.context import (
     Source,
     archive_codec,
     copy_entries,
-    entry_name,
-    resolve_in,
     with_mode,
 )
 from oci_tools.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
@@ -69,14 +65,12 @@ from oci_tools.build.executor import (
 )
 from oci_tools.build.sourcehash import ContextHasher
 from oci_tools.build.words import NAME_RE, Lexer
-from oci_tools.bundle import RECORD, BaseRecord, CommitOptions, commit, refresh, unpack
-from oci_tools.compression import CODECS, Writable
-from oci_tools.digest import Digest
+from oci_tools.build.workspace import WorkingBundle
+from oci_tools.bundle import CommitOptions, commit, refresh
+from oci_tools.compression import CODECS
 from oci_tools.errors import BuildError, NotFoundError, OCIToolsError, RunFailedError, UsageError
-from oci_tools.fsutil import BUILD, private_path, remove_tree, write_json
+from oci_tools.fsutil import remove_tree, write_json
 from oci_tools.image import Image, created_now
-from oci_tools.layer.entry import EntryType, TarEntry
-from oci_tools.layer.writer import write_layer
 from oci_tools.layout import Layout, check_ref, split_image_ref
 from oci_tools.mutate import (
     ConfigEdit,
@@ -160,83 +154,6 @@ def _chmod(text: str | None) -> int | None:
     return int(text, 8)
 
 
-class _WorkingBundle:
-    """The build's scratch directory (``.oci-tools/build/b-PID-*``, removed
-    when the build ends) and the one bundle in it that file steps change:
-    unpacked once, at the first file step not found in the cache, then kept
-    in step with the state being built."""
-
-    def __init__(self, layout: Layout, *, rootless: bool) -> None:
-        self.lay = layout
-        self.rootless = rootless
-        self.tmp: str | None = None
-        #: The layers and the manifest the bundle's files and record match.
-        self.bundle_layers: tuple[Digest, ...] | None = None
-        self.bundle_base: Digest | None = None
-
-    def workdir(self) -> str:
-        """The build's scratch directory (made at first use)."""
-        if self.tmp is None:
-            parent = private_path(self.lay.path, BUILD)
-            os.makedirs(parent, exist_ok=True)
-            _clean_stale(parent)
-            self.tmp = tempfile.mkdtemp(prefix=f"b-{os.getpid()}-", dir=parent)
-        return self.tmp
-
-    def prepare(self, img: Image) -> str:
-        """The bundle, holding the filesystem of state ``img`` and based on
-        it (unpacked or re-based as needed)."""
-        path = os.path.join(self.workdir(), "bundle")
-        if self.bundle_layers != img.config.diff_ids:
-            unpack(self.lay, img, path, rootless=self.rootless, force=True)
-            self.bundle_layers = img.config.diff_ids
-        elif self.bundle_base != img.descriptor.digest:
-            # Same files, newer config (metadata steps ran since): re-point the
-            # base record, keeping the snapshot (no walk of the rootfs needed).
-            rec = BaseRecord.load(path)
-            new = BaseRecord(rec.layout, img.descriptor, rec.ref, rec.rootless)
-            write_json(os.path.join(path, RECORD), new.to_dict())
-        self.bundle_base = img.descriptor.digest
-        return path
-
-    def apply_entries(
-        self, rootfs: str, entries: Iterator[tuple[TarEntry, BinaryIO | None]]
-    ) -> None:
-        """Apply ``entries`` to the rootfs as a layer would be: every name
-        resolves inside the rootfs, whatever symlinks it holds."""
-        with tempfile.SpooledTemporaryFile(max_size=32 << 20, dir=self.workdir()) as spool:
-            write_layer(entries, cast(Writable, spool), "none")
-            spool.seek(0)
-            apply_layer(
-                cast(BinaryIO, spool),
-                rootfs,
-                codec="none",
-                diff_id=None,
-                options=ApplyOptions(rootless=self.rootless),
-            )
-
-    def mkdir(self, rootfs: str, path: str) -> None:
-        """Create directory ``path`` (and missing parents) in the rootfs."""
-        found = resolve_in(rootfs, path)
-        if found is not None:
-            if not os.path.isdir(found):
-                raise OCIToolsError(f"{path} exists in the image and is not a directory")
-            return
-        entry = TarEntry(entry_name(path), EntryType.DIR, 0o755, 0, 0, 0, time.time_ns())
-        self.apply_entries(rootfs, iter([(entry, None)]))
-
-    def committed(self, img: Image) -> None:
-        """The bundle's changes were committed (and refreshed) as ``img``."""
-        self.bundle_layers = img.config.diff_ids
-        self.bundle_base = img.descriptor.digest
-
-    def remove(self) -> None:
-        """Delete the scratch directory (the bundle with it), if made."""
-        if self.tmp is not None:
-            with contextlib.suppress(OSError):
-                remove_tree(self.tmp)
-
-
 class _Builder:
     """One build: the state being built, the variables in scope, and a
     ``do_*`` method per instruction (dispatched through :data:`_STEPS`)."""
@@ -271,7 +188,7 @@ class _Builder:
         self.shell: list[str] = list(DEFAULT_SHELL)
         self.cmd_set = False
         self.cached = 0
-        self.work = _WorkingBundle(layout, rootless=self.rootless)
+        self.work = WorkingBundle(layout, rootless=self.rootless)
 
     # -- driving ----------------------------------------------------------------
 
@@ -769,27 +686,6 @@ _STEPS: dict[str, Callable[[_Builder, Instruction], None]] = {
 }
 #: The keywords the builder dispatches (for tests and docs).
 STEP_KEYWORDS = frozenset(_STEPS)
-
-
-# ---------------------------------------------------------------------------
-# housekeeping
-
-
-def _clean_stale(parent: str) -> None:
-    """Remove the working directories of builds whose process is gone."""
-    for name in os.listdir(parent):
-        m = re.fullmatch(r"b-(\d+)-.*", name)
-        if m is None:
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, someone else's
-        with contextlib.suppress(OSError):
-            remove_tree(os.path.join(parent, name))
 
 
 def build(
