@@ -315,18 +315,22 @@ def push(
 
     def upload(d: Descriptor) -> Callable[[], None]:
         def run() -> None:
-            if repo.has_blob(d.digest):
+            sources = [
+                where.removeprefix(prefix)
+                for where in reversed(known.get(str(d.digest), []))
+                if where.startswith(prefix)
+            ]
+            session = None
+            if sources and dest.repository not in sources:
+                # A mount answers "have it" by itself (201): no HEAD first.
+                # Only the newest source is asked; a refusal opens an
+                # upload session, used below unless the blob is there after all.
+                session = _mount_or_session(repo, d, sources[0], progress)
+                if session is None:
+                    return
+            elif repo.has_blob(d.digest):
                 progress(f"Blob {d.digest.short} already in {dest.name}")
                 return
-            session = None
-            for where in reversed(known.get(str(d.digest), [])):
-                source = where.removeprefix(prefix)
-                if where.startswith(prefix) and source != dest.repository:
-                    session = repo.mount_blob(d.digest, source)
-                    if session is None:
-                        progress(f"Mounted blob {d.digest.short} from {source}")
-                        return
-                    break
             repo.upload_blob(d.digest, d.size, _layout_opener(layout, d), location=session)
             progress(f"Pushed blob {d.digest.short} ({d.size} bytes)")
 
@@ -336,6 +340,24 @@ def push(
     digest = _put_documents(repo, plan, dest)
     _record_sources(layout, plan.blobs, dest.name)
     return digest
+
+
+def _mount_or_session(
+    repo: Repository, d: Descriptor, source: str, progress: Progress
+) -> str | None:
+    """Mount ``d`` from ``source`` (same registry): None when the
+    destination has the blob now, else an open upload session for it."""
+    session = repo.mount_blob(d.digest, source)
+    if session is None:
+        progress(f"Mounted blob {d.digest.short} from {source}")
+        return None
+    # Refused (the source lost it, or no pull right there): the destination
+    # may hold it anyway, and then nothing is uploaded.
+    if repo.has_blob(d.digest):
+        repo.cancel_upload(session)
+        progress(f"Blob {d.digest.short} already in {repo.name}")
+        return None
+    return session
 
 
 def _put_documents(repo: Repository, plan: _Plan, dest: RemoteRef) -> Digest:
@@ -367,14 +389,14 @@ def copy_remote(
 
     def move(d: Descriptor) -> Callable[[], None]:
         def run() -> None:
-            if dst_repo.has_blob(d.digest):
-                return
+            session = None
             if same_host and src.repository != dest.repository:
-                session = dst_repo.mount_blob(d.digest, src.repository)
+                session = _mount_or_session(dst_repo, d, src.repository, progress)
                 if session is None:
-                    progress(f"Mounted blob {d.digest.short} from {src.repository}")
                     return
-            _stream_blob(src_repo, dst_repo, d)
+            elif dst_repo.has_blob(d.digest):
+                return
+            _stream_blob(src_repo, dst_repo, d, session)
             progress(f"Copied blob {d.digest.short} ({d.size} bytes)")
 
         return run
@@ -383,14 +405,16 @@ def copy_remote(
     return _put_documents(dst_repo, plan, dest)
 
 
-def _stream_blob(src: Repository, dst: Repository, d: Descriptor) -> None:
+def _stream_blob(src: Repository, dst: Repository, d: Descriptor, session: str | None) -> None:
     policy = src.t.options.retry
     for attempt in range(1, policy.attempts + 1):
         resp = src.open_blob(d.digest)
         try:
-            dst.upload_stream(d.digest, d.size, VerifyingStream(resp, d.digest, d.size))  # type: ignore[arg-type]
+            stream = VerifyingStream(resp, d.digest, d.size)
+            dst.upload_stream(d.digest, d.size, stream, location=session)  # type: ignore[arg-type]
             return
         except OCIToolsError:
+            session = None  # a failed session is not reused
             if attempt == policy.attempts:
                 raise
         finally:
