@@ -19,7 +19,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -150,6 +149,8 @@ def _parallel(jobs: int, work: Iterable[Callable[[], None]]) -> None:
         for w in items:
             w()
         return
+    from concurrent.futures import ThreadPoolExecutor  # only with two or more blobs
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as ex:
         futures = [ex.submit(w) for w in items]
         first: BaseException | None = None
