@@ -5,11 +5,15 @@
   (temp file → verified → fsync → rename), then stores manifests and index
   with the exact bytes received, and tags last.  On failure the layout is
   as it was: index.json untouched, blobs this pull added removed.
-* **push** skips blobs the registry has (HEAD), uploads the others in
-  parallel, then PUTs each manifest, an index after its manifests, so no
-  reader ever sees a manifest whose blobs are missing.
+* **push** mounts, in parallel, every blob the layout knows another
+  repository of the same registry holds (a 201 needs no HEAD first; a
+  refused mount's upload session is used unless a HEAD finds the blob),
+  skips blobs the registry has (HEAD) and uploads the others in parallel,
+  then PUTs each manifest, an index after its manifests, so no reader ever
+  sees a manifest whose blobs are missing.
 * **copy** registry → registry mounts blobs across repositories of one
-  registry and otherwise streams them through without touching disk.
+  registry (the same way) and otherwise streams them through without
+  touching disk.
 """
 
 from __future__ import annotations

@@ -9,7 +9,13 @@ both directions).  What this module adds on top:
   ``$OCI_TOOLS_INSECURE_REGISTRIES`` (comma-separated ``HOST[:PORT]``); and
   for loopback registries (this machine), where it is tried first, before
   ``https``.
-* **Auth.**  The ``/v2/`` ping's ``WWW-Authenticate`` challenge picks Basic
+* **No ping.**  The first request to a host is the command's first real
+  one: it finds the scheme (the other one is tried after a TLS or protocol
+  failure, or, for plain HTTP, a 400 that a ``/v2/`` ping then explains) and,
+  from a 401, the auth challenge; one round trip fewer than a ping first.
+  It runs alone (the others wait for it), so parallel blob workers never
+  race to discover the same things.
+* **Auth.**  The ``WWW-Authenticate`` challenge picks Basic
   (credentials on every request) or Bearer (a token per scope from the
   realm, cached until it expires, fetched again on a 401).  Credentials and
   tokens go to the registry host and its token realm only: a redirect to
