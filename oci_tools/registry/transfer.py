@@ -494,7 +494,8 @@ def login(client: Client, host: str) -> None:
     """Check that the client's credential is accepted by ``host`` (raises
     AuthError when refused)."""
     t = client.transport(host)
-    t.base()
+    # The first request finds the scheme and the challenge (a 401, then the
+    # same GET again with the credential): no separate ping.
     resp = t.request("GET", "/v2/", scope="", what=f"login to {host}", ok=(200, 404), stream=False)
     resp.release_conn()
 
