@@ -1565,7 +1565,8 @@ def markdown(doc: dict[str, Any]) -> str:
             size = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
             label = r["label"].replace("|", "\\|")
             if key in case.get("requests", {}):
-                label += f" ({case['requests'][key]} requests)"
+                n = case["requests"][key]
+                label += f" ({n} request{'' if n == 1 else 's'})"
             lines.append(
                 f"| {case['title']} | {label} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
                 f"| {r['peak_rss_mb']:.0f} | {size} | {ratio} |"
