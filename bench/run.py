@@ -1084,10 +1084,12 @@ def case_containers() -> None:
 
 @dataclass
 class LocalRegistry:
-    """docker-registry on a loopback port, storage under the work dir."""
+    """docker-registry on a loopback port, storage under the work dir; its
+    access log (one line a request) goes to ``log``."""
 
     host: str
     proc: subprocess.Popen[bytes]
+    log: Path
 
 
 def start_registry(root: Path) -> LocalRegistry:
@@ -1099,7 +1101,8 @@ def start_registry(root: Path) -> LocalRegistry:
     root.mkdir(parents=True, exist_ok=True)
     cfg = {
         "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        # The access log counts each tool's requests (one short line each).
+        "log": {"level": "error", "accesslog": {"disabled": False}},
         "storage": {"filesystem": {"rootdirectory": str(root / "storage")}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": "bench"},
     }
@@ -1116,7 +1119,7 @@ def start_registry(root: Path) -> LocalRegistry:
                 break
         except OSError:
             time.sleep(0.05)
-    return LocalRegistry(f"127.0.0.1:{port}", proc)
+    return LocalRegistry(f"127.0.0.1:{port}", proc, root / "registry.log")
 
 
 def ensure_five_layer_image() -> Path:
@@ -1145,11 +1148,36 @@ def ensure_five_layer_image() -> Path:
     return layout
 
 
+def _access_lines(log: Path) -> int:
+    try:
+        with open(log, "rb") as f:
+            return sum(1 for line in f if b' HTTP/1.1" ' in line)
+    except FileNotFoundError:
+        return 0
+
+
+def count_requests(group: Group, access_log: Callable[[], Path]) -> None:
+    """One more, untimed run of every variant (its setup first, as a round
+    after the timed ones), counting the requests the registry's access log
+    shows: how many round trips each tool needs for the same copy."""
+    rnd = WARMUP + RUNS
+    counts: dict[str, int] = {}
+    for v in group.variants:
+        if v.setup is not None:
+            v.setup(rnd)
+        before = _access_lines(access_log())
+        measure(v.command(rnd))
+        time.sleep(0.05)  # the registry writes its log line after answering
+        counts[v.key] = _access_lines(access_log()) - before
+    group.notes["requests"] = counts
+    log(f"  {group.gid} requests: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+
+
 def _blob_bytes(layout: Path, ref: str) -> int:
     return sum(size for _, size in layers_of(layout, ref))
 
 
-def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> None:
+def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str, reg_log: Path) -> None:
     """The pull, push and copy groups for one image."""
     sk = ["skopeo", "--insecure-policy", "copy", "-q"]
     no_tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
@@ -1196,6 +1224,7 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
         )
     )
     g.notes["blob_bytes"] = size
+    count_requests(g, lambda: reg_log)
     # Uploads for real: a fresh registry for every run, so neither tool can
     # mount what it pushed before (skopeo's blob-info cache, our layout's
     # record of blob sources).
@@ -1209,8 +1238,17 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
         rm(w / "fresh")
         fresh_reg["r"] = start_registry(w / "fresh")
 
+    top_digest = "sha256:" + top
+    # curl's PUT of the biggest blob into a fresh upload session: what the
+    # registry can take in (its hashing and writing), the limit for uploads.
+    curl_put = (
+        'loc=$(curl -sf -o /dev/null -D - -X POST "http://$0/v2/bench/curl/blobs/uploads/" '
+        "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p') && "
+        'curl -sf -o /dev/null -T "$1" -H "Content-Type: application/octet-stream" '
+        '"$loc&digest=$2"'
+    )
     try:
-        run_group(
+        g = run_group(
             Group(
                 f"registry-upload-{name}",
                 f"push {name} to an empty loopback registry (every blob uploaded)",
@@ -1239,15 +1277,29 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
                         ],
                         new_registry,
                     ),
+                    Variant(
+                        "curl",
+                        "curl PUT of the biggest blob (registry intake limit)",
+                        lambda r: [
+                            "sh",
+                            "-c",
+                            curl_put,
+                            fresh_reg["r"].host,
+                            str(layout / "blobs" / "sha256" / top),
+                            top_digest,
+                        ],
+                        new_registry,
+                    ),
                 ],
             )
         )
+        count_requests(g, lambda: fresh_reg["r"].log)
     finally:
         new_registry(0)
         fresh_reg["r"].proc.terminate()
         fresh_reg["r"].proc.wait()
         rm(w / "fresh")
-    run_group(
+    g = run_group(
         Group(
             f"registry-push-{name}",
             f"push {name} to a loopback registry (new repository each run)",
@@ -1277,7 +1329,8 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
             ],
         )
     )
-    run_group(
+    count_requests(g, lambda: reg_log)
+    g = run_group(
         Group(
             f"registry-copy-{name}",
             f"copy {name} registry -> registry (same registry, new repository)",
@@ -1307,6 +1360,7 @@ def _registry_image(host: str, w: Path, name: str, layout: Path, ref: str) -> No
             ],
         )
     )
+    count_requests(g, lambda: reg_log)
     rm(out)
 
 
@@ -1327,7 +1381,7 @@ def case_registry() -> None:
     host = reg.host
     try:
         for name, layout, ref in (("debian", debian, "debian"), ("five", five, "five")):
-            _registry_image(host, w, name, layout, ref)
+            _registry_image(host, w, name, layout, ref, reg.log)
     finally:
         reg.proc.terminate()
         reg.proc.wait()
@@ -1464,6 +1518,7 @@ def report(targets: list[dict[str, Any]]) -> str:
         lines += ["", g.title, head, "-" * len(head)]
         base = g.stats[g.ours]["wall_s"]
         sizes = g.notes.get("compressed_bytes", {})
+        reqs = g.notes.get("requests", {})
         for key, s in g.stats.items():
             if key == g.ours:
                 ratio = ""
@@ -1472,6 +1527,7 @@ def report(targets: list[dict[str, Any]]) -> str:
             else:
                 ratio = f"{base / s['wall_s']:.2f}"
             size = f"  [{sizes[key] / 1e6:.1f} MB]" if key in sizes else ""
+            size += f"  [{reqs[key]} req]" if key in reqs else ""
             lines.append(
                 f"  {s['label'] + size:<44} {s['wall_s']:>8.3f} {s['cpu_s']:>8.2f} "
                 f"{s['peak_rss_mb']:>8.1f} {ratio:>10}"
@@ -1508,6 +1564,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 ratio = f"{base / r['wall_s']:.2f}"
             size = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
             label = r["label"].replace("|", "\\|")
+            if key in case.get("requests", {}):
+                n = case["requests"][key]
+                label += f" ({n} request{'' if n == 1 else 's'})"
             lines.append(
                 f"| {case['title']} | {label} | {r['wall_s']:.3f} | {r['cpu_s']:.2f} "
                 f"| {r['peak_rss_mb']:.0f} | {size} | {ratio} |"

@@ -146,6 +146,30 @@ def test_token_auth_push_pull(tmp_path: Path, token_setup: tuple[Registry, Token
     assert all(r["user"] == USER for r in ts.requests)
 
 
+def test_token_auth_mount_as_the_first_request(
+    tmp_path: Path, token_setup: tuple[Registry, TokenServer]
+) -> None:
+    """A fresh client whose first request is a mount (no ping before it): the
+    401 gives the challenge, one token covers both repositories, every blob
+    is mounted."""
+    reg, ts = token_setup
+    src = _image(tmp_path)
+    with _quick(Credential(USER, PASSWORD)) as c:
+        push(c, src, "v1", parse_reference(f"docker://{reg.host}/t/mount-a:v1"))
+    ts.requests.clear()
+    said: list[str] = []
+    with _quick(Credential(USER, PASSWORD)) as c:
+        dest = parse_reference(f"docker://{reg.host}/t/mount-b:v1")
+        dg = push(c, src, "v1", dest, progress=said.append)
+        dst = Layout.init(str(tmp_path / "dst"))
+        pull(c, parse_reference(f"docker://{reg.host}/t/mount-b:v1"), dst)
+    assert dst.lookup("v1").digest == dg
+    assert said and all(m.startswith("Mounted blob") for m in said), said
+    scopes = [tuple(r["scope"]) for r in ts.requests]
+    assert ("repository:t/mount-b:pull,push", "repository:t/mount-a:pull") in scopes
+    assert len(scopes) == len(set(scopes)), scopes
+
+
 def test_token_refreshed_on_401(tmp_path: Path, token_setup: tuple[Registry, TokenServer]) -> None:
     reg, ts = token_setup
     src = _image(tmp_path)

@@ -329,6 +329,61 @@ def test_push_mounts_blobs_the_layout_knows_a_source_for(tmp_path: Path, proxy: 
     assert_valid_layout(tmp_path / "dst")
 
 
+def test_mount_only_push_and_copy_make_the_fewest_requests(
+    tmp_path: Path, proxy: FaultProxy
+) -> None:
+    """Where every blob can be mounted, a push is one mount POST per blob and
+    the manifest PUT (no /v2/ ping, no HEAD: a 201 says it all), and a copy
+    within one registry adds only the source manifest's GET."""
+    src = _image(tmp_path, n=2)
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/few-a:v1"))
+    proxy.log.clear()
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/few-b:v1"))
+    seen = sorted((m, p.split("/")[4]) for m, p, _ in proxy.log)
+    assert seen == [("POST", "blobs")] * 3 + [("PUT", "manifests")]
+    proxy.log.clear()
+    r = cli("copy", f"docker://{proxy.host}/t/few-b:v1", f"docker://{proxy.host}/t/few-c:v1")
+    assert r.code == 0, r.err
+    seen = sorted((m, p.split("/")[4]) for m, p, _ in proxy.log)
+    assert seen == [("GET", "manifests")] + [("POST", "blobs")] * 3 + [("PUT", "manifests")]
+    dst = Layout.init(str(tmp_path / "dst"))
+    with client() as c:
+        pull(c, parse_reference(f"docker://{proxy.host}/t/few-c:v1"), dst)
+    assert dst.lookup("v1").digest == src.lookup("v1").digest
+
+
+def test_refused_mount_uploads_into_its_session_or_skips(tmp_path: Path, proxy: FaultProxy) -> None:
+    """A mount the registry refuses (the source does not hold the blob) opens
+    an upload session: the blob goes into it, unless a HEAD shows the
+    destination has it already (then the session is cancelled)."""
+    from oci_tools.registry import transfer
+
+    src = _image(tmp_path, n=2)
+    blobs = [d for d in src.reachable([src.lookup("v1")]) if d != src.lookup("v1").digest]
+    transfer._record_sources(src, blobs, f"{proxy.host}/t/nowhere")
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/refused:v1"))
+    mounts = [p for m, p, _ in proxy.log if m == "POST" and "mount=" in p]
+    assert len(mounts) == 3 and all("from=t%2Fnowhere" in p for p in mounts)
+    assert len([m for m, p, _ in proxy.log if m == "PUT" and "/blobs/uploads/" in p]) == 3
+    assert not [m for m, p, _ in proxy.log if m == "POST" and "mount=" not in p]
+    # Now the destination has them; the layout forgot, and names only the wrong source.
+    os.unlink(transfer._sources_path(src))
+    transfer._record_sources(src, blobs, f"{proxy.host}/t/nowhere")
+    proxy.log.clear()
+    with client() as c:
+        push(c, src, "v1", parse_reference(f"docker://{proxy.host}/t/refused:v2"))
+    methods = sorted(m for m, p, _ in proxy.log if "/blobs/" in p)
+    assert methods == ["DELETE"] * 3 + ["HEAD"] * 3 + ["POST"] * 3
+    dst = Layout.init(str(tmp_path / "dst"))
+    with client() as c:
+        pull(c, parse_reference(f"docker://{proxy.host}/t/refused:v2"), dst)
+    assert dst.lookup("v2").digest == src.lookup("v1").digest
+    assert_valid_layout(tmp_path / "dst")
+
+
 def test_tls_registry_on_loopback(tmp_path: Path) -> None:
     """A loopback port that speaks only TLS: plain HTTP is tried first and
     HTTPS taken; a self-signed certificate needs --tls-verify=false."""

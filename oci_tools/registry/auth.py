@@ -23,7 +23,6 @@ import binascii
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +159,8 @@ def _decode_entry(entry: Any) -> Credential | None:
 
 
 def _helper_get(helper: str, host: str) -> Credential | None:
+    import subprocess  # only for credential helpers: most commands never run one
+
     prog = f"docker-credential-{helper}"
     server = _HUB_KEY if host in _HUB_ALIASES else host
     try:
@@ -238,6 +239,8 @@ def _write_file(path: str, doc: dict[str, Any]) -> None:
 def store(host: str, cred: Credential, authfile: str | None = None) -> str:
     """Save ``cred`` for ``host`` (through the file's helper if it names one);
     returns the file written.  The file is mode 0600."""
+    import subprocess  # only for credential helpers: most commands never run one
+
     path = authfile or default_auth_file()
     doc = _read_file(path)
     helper = None
@@ -276,6 +279,8 @@ def store(host: str, cred: Credential, authfile: str | None = None) -> str:
 
 def erase(host: str, authfile: str | None = None) -> bool:
     """Remove the stored credential for ``host``; False if there was none."""
+    import subprocess  # only for credential helpers: most commands never run one
+
     path = authfile or default_auth_file()
     doc = _read_file(path)
     auths = doc.get("auths")

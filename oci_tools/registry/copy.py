@@ -13,7 +13,6 @@ Registry → registry never touches the disk.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 from oci_tools.errors import UsageError
@@ -91,6 +90,8 @@ def copy(
     if dst.kind != "docker":
         near = os.path.dirname(os.path.abspath(dst.path)) or "."
         os.makedirs(near, exist_ok=True)
+    import tempfile  # not for registry -> registry
+
     work = tempfile.mkdtemp(prefix=".oci-tools-copy-", dir=near)
     try:
         # Bring the source into a layout (the user's own, or a private one).

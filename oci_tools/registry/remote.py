@@ -10,6 +10,7 @@ offset the registry reports) for large ones; the manifest is always PUT last.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import time
@@ -264,6 +265,19 @@ class Repository:
             return None
         return self._location(resp, f"/v2/{self.name}/blobs/uploads/")
 
+    def cancel_upload(self, location: str) -> None:
+        """DELETE an upload session that is not needed (best effort: the
+        registry expires it anyway)."""
+        with contextlib.suppress(RegistryError):
+            self.t.request(
+                "DELETE",
+                location,
+                scope=self.push_scope,
+                what=f"cancel upload to {self._where()}",
+                ok=(200, 202, 204, 404),
+                retry=False,
+            ).release_conn()
+
     def _location(self, resp: urllib3.BaseHTTPResponse, base: str) -> str:
         loc = resp.headers.get("Location")
         if not loc:
@@ -407,10 +421,13 @@ class Repository:
             offset = end if end > start else start + n
         self._put(loc, digest, 0, lambda: b"")
 
-    def upload_stream(self, digest: Digest, size: int, src: IO[bytes]) -> None:
+    def upload_stream(
+        self, digest: Digest, size: int, src: IO[bytes], *, location: str | None = None
+    ) -> None:
         """Upload from a stream that can be read once (registry → registry
-        copy): one PATCH with the whole blob, then the closing PUT."""
-        loc = self.start_upload()
+        copy): one PATCH with the whole blob, then the closing PUT (into the
+        session ``location`` when one is open)."""
+        loc = location or self.start_upload()
         resp = self.t.request(
             "PATCH",
             loc,

@@ -5,11 +5,15 @@
   (temp file → verified → fsync → rename), then stores manifests and index
   with the exact bytes received, and tags last.  On failure the layout is
   as it was: index.json untouched, blobs this pull added removed.
-* **push** skips blobs the registry has (HEAD), uploads the others in
-  parallel, then PUTs each manifest, an index after its manifests, so no
-  reader ever sees a manifest whose blobs are missing.
+* **push** mounts, in parallel, every blob the layout knows another
+  repository of the same registry holds (a 201 needs no HEAD first; a
+  refused mount's upload session is used unless a HEAD finds the blob),
+  skips blobs the registry has (HEAD) and uploads the others in parallel,
+  then PUTs each manifest, an index after its manifests, so no reader ever
+  sees a manifest whose blobs are missing.
 * **copy** registry → registry mounts blobs across repositories of one
-  registry and otherwise streams them through without touching disk.
+  registry (the same way) and otherwise streams them through without
+  touching disk.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -150,6 +153,8 @@ def _parallel(jobs: int, work: Iterable[Callable[[], None]]) -> None:
         for w in items:
             w()
         return
+    from concurrent.futures import ThreadPoolExecutor  # only with two or more blobs
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as ex:
         futures = [ex.submit(w) for w in items]
         first: BaseException | None = None
@@ -315,18 +320,22 @@ def push(
 
     def upload(d: Descriptor) -> Callable[[], None]:
         def run() -> None:
-            if repo.has_blob(d.digest):
+            sources = [
+                where.removeprefix(prefix)
+                for where in reversed(known.get(str(d.digest), []))
+                if where.startswith(prefix)
+            ]
+            session = None
+            if sources and dest.repository not in sources:
+                # A mount answers "have it" by itself (201): no HEAD first.
+                # Only the newest source is asked; a refusal opens an
+                # upload session, used below unless the blob is there after all.
+                session = _mount_or_session(repo, d, sources[0], progress)
+                if session is None:
+                    return
+            elif repo.has_blob(d.digest):
                 progress(f"Blob {d.digest.short} already in {dest.name}")
                 return
-            session = None
-            for where in reversed(known.get(str(d.digest), [])):
-                source = where.removeprefix(prefix)
-                if where.startswith(prefix) and source != dest.repository:
-                    session = repo.mount_blob(d.digest, source)
-                    if session is None:
-                        progress(f"Mounted blob {d.digest.short} from {source}")
-                        return
-                    break
             repo.upload_blob(d.digest, d.size, _layout_opener(layout, d), location=session)
             progress(f"Pushed blob {d.digest.short} ({d.size} bytes)")
 
@@ -336,6 +345,24 @@ def push(
     digest = _put_documents(repo, plan, dest)
     _record_sources(layout, plan.blobs, dest.name)
     return digest
+
+
+def _mount_or_session(
+    repo: Repository, d: Descriptor, source: str, progress: Progress
+) -> str | None:
+    """Mount ``d`` from ``source`` (same registry): None when the
+    destination has the blob now, else an open upload session for it."""
+    session = repo.mount_blob(d.digest, source)
+    if session is None:
+        progress(f"Mounted blob {d.digest.short} from {source}")
+        return None
+    # Refused (the source lost it, or no pull right there): the destination
+    # may hold it anyway, and then nothing is uploaded.
+    if repo.has_blob(d.digest):
+        repo.cancel_upload(session)
+        progress(f"Blob {d.digest.short} already in {repo.name}")
+        return None
+    return session
 
 
 def _put_documents(repo: Repository, plan: _Plan, dest: RemoteRef) -> Digest:
@@ -367,14 +394,14 @@ def copy_remote(
 
     def move(d: Descriptor) -> Callable[[], None]:
         def run() -> None:
-            if dst_repo.has_blob(d.digest):
-                return
+            session = None
             if same_host and src.repository != dest.repository:
-                session = dst_repo.mount_blob(d.digest, src.repository)
+                session = _mount_or_session(dst_repo, d, src.repository, progress)
                 if session is None:
-                    progress(f"Mounted blob {d.digest.short} from {src.repository}")
                     return
-            _stream_blob(src_repo, dst_repo, d)
+            elif dst_repo.has_blob(d.digest):
+                return
+            _stream_blob(src_repo, dst_repo, d, session)
             progress(f"Copied blob {d.digest.short} ({d.size} bytes)")
 
         return run
@@ -383,14 +410,16 @@ def copy_remote(
     return _put_documents(dst_repo, plan, dest)
 
 
-def _stream_blob(src: Repository, dst: Repository, d: Descriptor) -> None:
+def _stream_blob(src: Repository, dst: Repository, d: Descriptor, session: str | None) -> None:
     policy = src.t.options.retry
     for attempt in range(1, policy.attempts + 1):
         resp = src.open_blob(d.digest)
         try:
-            dst.upload_stream(d.digest, d.size, VerifyingStream(resp, d.digest, d.size))  # type: ignore[arg-type]
+            stream = VerifyingStream(resp, d.digest, d.size)
+            dst.upload_stream(d.digest, d.size, stream, location=session)  # type: ignore[arg-type]
             return
         except OCIToolsError:
+            session = None  # a failed session is not reused
             if attempt == policy.attempts:
                 raise
         finally:
@@ -465,7 +494,8 @@ def login(client: Client, host: str) -> None:
     """Check that the client's credential is accepted by ``host`` (raises
     AuthError when refused)."""
     t = client.transport(host)
-    t.base()
+    # The first request finds the scheme and the challenge (a 401, then the
+    # same GET again with the credential): no separate ping.
     resp = t.request("GET", "/v2/", scope="", what=f"login to {host}", ok=(200, 404), stream=False)
     resp.release_conn()
 

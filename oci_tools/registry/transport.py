@@ -9,7 +9,13 @@ both directions).  What this module adds on top:
   ``$OCI_TOOLS_INSECURE_REGISTRIES`` (comma-separated ``HOST[:PORT]``); and
   for loopback registries (this machine), where it is tried first, before
   ``https``.
-* **Auth.**  The ``/v2/`` ping's ``WWW-Authenticate`` challenge picks Basic
+* **No ping.**  The first request to a host is the command's first real
+  one: it finds the scheme (the other one is tried after a TLS or protocol
+  failure, or, for plain HTTP, a 400 that a ``/v2/`` ping then explains) and,
+  from a 401, the auth challenge; one round trip fewer than a ping first.
+  It runs alone (the others wait for it), so parallel blob workers never
+  race to discover the same things.
+* **Auth.**  The ``WWW-Authenticate`` challenge picks Basic
   (credentials on every request) or Bearer (a token per scope from the
   realm, cached until it expires, fetched again on a 401).  Credentials and
   tokens go to the registry host and its token realm only: a redirect to
@@ -167,7 +173,8 @@ class Transport:
         self.host = host
         self.options = options
         self._pool = pool
-        self._lock = threading.Lock()
+        # Re-entrant: the first request holds it while it finds the scheme.
+        self._lock = threading.RLock()
         self._token_lock = threading.Lock()
         self._base: str | None = None
         self._challenge: Challenge | None = None
@@ -350,18 +357,75 @@ class Transport:
         whose status is in ``ok`` (else raises).  ``body`` is a factory called
         for every attempt, so a retry sends the body again from the start;
         ``retry=False`` for bodies that cannot be replayed."""
-        url = self.url(path)
+        args = (method, path, scope, what, headers, body, ok, stream, retry)
+        if self._base is None and not path.startswith(("http://", "https://")):
+            with self._lock:
+                if self._base is None:
+                    return self._first(*args)
+        resp = self._request_at(self.url(path), method, *args[2:])
+        assert resp is not None  # only a probe answers None
+        return resp
+
+    def _first(self, method: str, path: str, *rest: Any) -> urllib3.BaseHTTPResponse:
+        """The first request to this host, which also finds its scheme and
+        (from a 401) its auth challenge: no separate ``/v2/`` ping, one round
+        trip fewer for every command."""
+        schemes = self._schemes()
+        for scheme in schemes:
+            base = f"{scheme}://{self.host}"
+            probe = scheme != schemes[-1]
+            try:
+                resp = self._request_at(base + path, method, *rest, probe=probe)
+            except RegistryError as e:
+                # A TLS handshake with a plain-HTTP server (or the reverse)
+                # fails one way or another; try the other scheme next.
+                if probe and isinstance(e.__cause__, (SSLError, ProtocolError)):
+                    continue
+                raise
+            if resp is None:
+                # A plain HTTP request answered 400: maybe a TLS port, maybe
+                # a request the registry refuses; the ping tells which.
+                self._ping()
+                assert self._base is not None
+                resp = self._request_at(self._base + path, method, *rest)
+                assert resp is not None
+                return resp
+            self._base = base
+            return resp
+        raise RegistryError(f"registry {self.host}: no usable scheme")  # pragma: no cover
+
+    def _request_at(
+        self,
+        url: str,
+        method: str,
+        scope: str,
+        what: str,
+        headers: Mapping[str, str] | None,
+        body: BodyFactory | None,
+        ok: tuple[int, ...],
+        stream: bool,
+        retry: bool,
+        *,
+        probe: bool = False,
+    ) -> urllib3.BaseHTTPResponse | None:
+        """One request at an absolute URL; None only for a ``probe`` of plain
+        HTTP that a server answered 400 (perhaps a TLS port)."""
         refreshed = False
         while True:
             h = dict(headers or {})
             auth = self._authorization(scope)
             if auth is not None:
                 h["Authorization"] = auth
-            resp = self._send_retrying(method, url, h, body, what, retry=retry, ok=ok)
+            resp = self._send_retrying(method, url, h, body, what, retry=retry, ok=ok, probe=probe)
+            if probe and resp.status == 400 and url.startswith("http:"):
+                resp.drain_conn()
+                resp.release_conn()
+                return None
             challenged = bool(resp.headers.get("WWW-Authenticate"))
             if resp.status == 401 and not refreshed and (challenged or self._challenge):
-                # Expired or too narrow token (or a challenge we had not seen):
-                # take the new challenge, get a fresh token once, try again.
+                # Expired or too narrow token (or a challenge we had not seen,
+                # as on the first request): take the new challenge, get a
+                # fresh token once, try again.
                 refreshed = True
                 header = resp.headers.getlist("WWW-Authenticate")
                 resp.drain_conn()
@@ -385,7 +449,10 @@ class Transport:
         *,
         retry: bool = True,
         ok: tuple[int, ...] = (200,),
+        probe: bool = False,
     ) -> urllib3.BaseHTTPResponse:
+        """``probe``: the scheme is a guess; a TLS or protocol failure is
+        raised at once (the caller tries the other scheme), not retried."""
         policy = self.options.retry
         deadline = time.monotonic() + policy.total
         attempt = 0
@@ -396,7 +463,8 @@ class Transport:
             except HTTPError as e:
                 wait = policy.delay(attempt)
                 # A certificate problem does not go away by asking again.
-                again = retry and not isinstance(e, SSLError) and attempt < policy.attempts
+                mismatch = isinstance(e, SSLError) or (probe and isinstance(e, ProtocolError))
+                again = retry and not mismatch and attempt < policy.attempts
                 if again and time.monotonic() + wait < deadline:
                     time.sleep(wait)
                     continue
