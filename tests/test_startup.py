@@ -10,11 +10,20 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from oci_tools.cli.app import SkippedParser, build_parser, command_word, main
+from oci_tools.cli.app import (
+    COMMANDS,
+    GROUPS,
+    SkippedParser,
+    build_parser,
+    command_word,
+    group_module,
+    main,
+)
 from oci_tools.image import Image
 from oci_tools.layout import Layout
 from oci_tools.mutate import new_image
@@ -44,6 +53,29 @@ def test_lazy_parser_matches_the_full_one_for_every_command() -> None:
         lazy = _subparsers(build_parser(name))
         assert set(lazy) == {n for n, p in full.items() if p is sub}, name  # it and its aliases
         assert lazy[name].format_help() == sub.format_help(), name
+
+
+def test_the_command_table_names_the_group_of_every_command() -> None:
+    registered: dict[str, str] = {}
+    for group in GROUPS:
+
+        def add(name: str, handler: object, help_: str, aliases: Sequence[str] = ()) -> object:
+            for word in (name, *aliases):
+                assert word not in registered, f"{word} registered twice"
+                registered[word] = group  # noqa: B023  (called before the loop moves on)
+            return SkippedParser()
+
+        group_module(group).register(add)  # type: ignore[arg-type]
+    assert registered == COMMANDS
+    assert list(dict.fromkeys(COMMANDS.values())) == list(GROUPS)  # --help's order
+
+
+def test_a_command_missing_from_the_table_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(COMMANDS, "history")
+    assert set(_subparsers(build_parser("history"))) == {"history"}  # found in every group
+    out = io.StringIO()
+    assert main(["history", "--help"], stdout=out, stderr=io.StringIO()) == 0
+    assert "usage: oci-tools history" in out.getvalue()
 
 
 def test_unknown_command_gets_the_full_parser() -> None:

@@ -131,7 +131,7 @@ def cmd_status(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import BaseRecord, find_bundles, relocate
     from oci_tools.cli import tables
     from oci_tools.layout import is_layout
-    from oci_tools.views import bundle_status
+    from oci_tools.views.status import bundle_status
 
     bundles = a.bundles
     if not bundles:
