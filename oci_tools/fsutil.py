@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -155,6 +154,8 @@ def write_json(path: str, doc: Any, *, indent: int | None = 2, sync: bool = True
 def remove_tree(path: str) -> None:
     """Delete a tree, including mode-000 directories it holds (opened up
     first, never through a symlink)."""
+    import shutil  # only removals need it (start-up of read-only commands)
+
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             p = os.path.join(root, d)
