@@ -189,6 +189,11 @@ def main(
     args = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     try:
         word = command_word(args)
+        if word is None and args[:1] == ["--version"]:
+            # What argparse's version action prints (it acts on the first
+            # argument), without importing every command group first.
+            out.write(f"oci-tools {__version__}\n")
+            return 0
         try:
             with contextlib.redirect_stdout(out):
                 ns = build_parser(word).parse_args(args)
