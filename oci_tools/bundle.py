@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from oci_tools.errors import (
@@ -33,6 +32,7 @@ from oci_tools.errors import (
 from oci_tools.fsutil import empty_dir, remove_tree, write_json
 from oci_tools.image import Image, Layer, created_now, source_date_epoch
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, History, Platform
 
@@ -49,7 +49,7 @@ SNAPSHOT = "oci-tools.snapshot"
 RECORD_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BaseRecord:
     """What ``unpack`` remembers for ``commit``.
 
@@ -115,7 +115,7 @@ def register_root(layout: Layout, bundle: str, rec: BaseRecord) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnpackResult:
     """Summary of an unpack."""
 
@@ -275,7 +275,7 @@ def _remove_bundle_contents(bundle: str) -> None:
     empty_dir(bundle)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommitOptions:
     """How ``commit`` builds the new image."""
 
@@ -289,7 +289,7 @@ class CommitOptions:
     from_upper: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommitResult:
     """What commit did: the resulting manifest, and whether a layer was added."""
 

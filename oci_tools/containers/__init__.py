@@ -42,6 +42,7 @@ from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageEr
 from oci_tools.fsutil import CONTAINERS, private_path, remove_tree, write_json
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.snapshots import LayerStore, content_size, is_mounted, mount_overlay, unmount
 from oci_tools.snapshots.overlay import lower_dirs, upper_changes
 
@@ -170,7 +171,7 @@ class Container:
         write_json(os.path.join(self.dir, RECORD), self.to_dict())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class State:
     """A container's reconciled status."""
 

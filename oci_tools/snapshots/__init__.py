@@ -41,7 +41,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from oci_tools.digest import Digest
@@ -49,6 +48,7 @@ from oci_tools.errors import OCIToolsError, UnsafeLayerError
 from oci_tools.fsutil import LAYERS, private_path, remove_tree, sync_dir, write_json
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Index, Manifest
 
@@ -83,7 +83,7 @@ def _dir_name(chain: Digest) -> str:
     return chain.encoded if chain.algorithm == "sha256" else f"{chain.algorithm}-{chain.encoded}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LayerRecord:
     """One stored layer: where it is and what it holds."""
 

@@ -6,16 +6,16 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.image import Image
+from oci_tools.records import record
 from oci_tools.spec.model import History
 from oci_tools.views.images import tagged_images
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HistoryRow:
     """One ``history`` row (newest first in output)."""
 

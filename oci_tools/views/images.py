@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.spec.model import Descriptor
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ImageRow:
     """One ``images`` row."""
 
