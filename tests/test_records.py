@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
 
-from oci_tools.records import record
+from oci_tools.records import field as rfield
+from oci_tools.records import record, replace
 
 
 @record
@@ -21,7 +24,7 @@ class R:
 
     a: int
     b: str = "x"
-    c: Mapping[str, str] = field(default_factory=dict)
+    c: Mapping[str, str] = rfield(default_factory=dict)
 
     def twice(self) -> int:
         return self.a * 2
@@ -94,7 +97,9 @@ def test_dataclasses_functions_work() -> None:
     r = R(1, "y", {"k": "v"})
     assert dataclasses.is_dataclass(r)
     assert [f.name for f in dataclasses.fields(r)] == ["a", "b", "c"]
-    assert dataclasses.replace(r, b="z") == R(1, "z", {"k": "v"})
+    assert dataclasses.replace(r, b="z") == R(1, "z", {"k": "v"}) == replace(r, b="z")
+    with pytest.raises(TypeError):
+        replace(r, d=1)
     assert dataclasses.asdict(r) == {"a": 1, "b": "y", "c": {"k": "v"}}
     assert pickle.loads(pickle.dumps(Sub(b"r", 2, "q"))) == Sub(b"r", 2, "q")
     assert R.__match_args__ == ("a", "b", "c")
@@ -137,4 +142,42 @@ def test_what_record_refuses() -> None:
 
         @record
         class Opts:
-            a: int = field(default=1, compare=False)
+            a: int = field(default=1)  # dataclasses' own field: records.field is the one
+
+
+def test_records_are_made_without_importing_dataclasses() -> None:
+    code = (
+        "import sys\n"
+        "from oci_tools.records import field, record\n"
+        "@record\n"
+        "class P:\n"
+        "    a: int\n"
+        "    b: dict = field(default_factory=dict)\n"
+        "p = P(1)\n"
+        "assert p == P(1) and hash(P(1, None)) == hash((1, None)) and repr(p) == 'P(a=1, b={})'\n"
+        "assert 'dataclasses' not in sys.modules and 'inspect' not in sys.modules\n"
+        "import dataclasses\n"
+        "assert [f.name for f in dataclasses.fields(p)] == ['a', 'b']\n"
+        "assert dataclasses.fields(P)[1].default_factory is dict\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@record(frozen=False)
+class Mutable:
+    """frozen=False: assignable, compared by value, unhashable."""
+
+    name: str
+    n: int = 0
+
+
+def test_a_mutable_record() -> None:
+    m = Mutable("a")
+    m.n = 2
+    assert m == Mutable("a", 2) and repr(m) == "Mutable(name='a', n=2)"
+    with pytest.raises(TypeError):
+        hash(m)
+    with pytest.raises(AttributeError):
+        m.other = 1  # type: ignore[attr-defined]  # slotted
+    assert dataclasses.fields(Mutable)[1].default == 0
+    assert not Mutable.__dataclass_params__.frozen  # type: ignore[attr-defined]

@@ -31,7 +31,6 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 # subprocess, secrets, shutil and signal are imported where runc is called, an
 # id is made or a signal parsed: ``df`` and ``ps`` read records without them.
@@ -42,7 +41,7 @@ from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageEr
 from oci_tools.fsutil import CONTAINERS, private_path, remove_tree, write_json
 from oci_tools.image import Image
 from oci_tools.layout import Layout
-from oci_tools.records import record
+from oci_tools.records import field_names, record
 from oci_tools.snapshots import LayerStore, content_size, is_mounted, mount_overlay, unmount
 from oci_tools.snapshots.overlay import lower_dirs, upper_changes
 
@@ -90,7 +89,7 @@ def _parse_time(text: str | None) -> datetime.datetime | None:
         return None
 
 
-@dataclass
+@record(frozen=False)
 class Container:
     """One container's record (``container.json``) plus where it lives."""
 
@@ -164,7 +163,7 @@ class Container:
     def load(cls, d: str) -> Container:
         with open(os.path.join(d, RECORD), "rb") as f:
             doc = json.loads(f.read(1 << 20))
-        keys = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc and k not in ("dir",)}
+        keys = {k: doc[k] for k in field_names(cls) if k in doc and k not in ("dir",)}
         return cls(**keys, dir=d)
 
     def save(self) -> None:

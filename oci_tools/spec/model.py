@@ -9,15 +9,13 @@ not files (L2).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Any
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError
-from oci_tools.records import record
+from oci_tools.records import field, record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.schema import parse_json
 
@@ -220,6 +218,8 @@ class Document:
 
     def as_dict(self) -> dict[str, Any]:
         """A deep, mutable copy of the decoded JSON (for building a changed copy)."""
+        import copy  # building a changed copy, not reading (start-up)
+
         return copy.deepcopy(dict(self.doc))
 
 
