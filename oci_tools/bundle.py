@@ -20,13 +20,8 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
-from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
-from oci_tools.compression import check_codec
-from oci_tools.diff import write_diff
 from oci_tools.errors import (
     ClobberError,
     CorruptBlobError,
@@ -37,18 +32,24 @@ from oci_tools.errors import (
 from oci_tools.fsutil import empty_dir, remove_tree, write_json
 from oci_tools.image import Image, Layer, created_now, source_date_epoch
 from oci_tools.layout import Layout
-from oci_tools.mutate import ConfigEdit, add_history, append_layer, edit_config, set_created, write
-from oci_tools.snapshot import Snapshot
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, History, Platform
-from oci_tools.spec.runtime import runtime_config
+
+if TYPE_CHECKING:
+    from oci_tools.apply import ApplyOptions
+
+# apply, diff, mutate, snapshot and the runtime config are imported by the
+# functions that use them: the base record (``BaseRecord``, ``register_root``)
+# is all that ``unpack --overlay``, ``status`` and containers need from here,
+# and they start faster without the layer machinery.
 
 RECORD = "oci-tools.json"
 SNAPSHOT = "oci-tools.snapshot"
 RECORD_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BaseRecord:
     """What ``unpack`` remembers for ``commit``.
 
@@ -114,7 +115,7 @@ def register_root(layout: Layout, bundle: str, rec: BaseRecord) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnpackResult:
     """Summary of an unpack."""
 
@@ -139,6 +140,12 @@ def unpack(
     ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
     ``layout`` (``mutate.write``), so an untagged image can be unpacked too.
     (``oci_tools.snapshots.overlay.unpack_overlay`` mounts the image instead.)"""
+    import uuid
+
+    from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
+    from oci_tools.snapshot import Snapshot
+    from oci_tools.spec.runtime import runtime_config
+
     if isinstance(ref, Image):
         img = ref
         if not layout.store.has(img.digest):
@@ -268,7 +275,7 @@ def _remove_bundle_contents(bundle: str) -> None:
     empty_dir(bundle)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommitOptions:
     """How ``commit`` builds the new image."""
 
@@ -282,7 +289,7 @@ class CommitOptions:
     from_upper: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommitResult:
     """What commit did: the resulting manifest, and whether a layer was added."""
 
@@ -301,6 +308,17 @@ def commit(
 
     When nothing changed and ``opts.allow_empty`` is false, no image is made:
     the result is the base image (``empty``), which ``ref`` then names."""
+    from oci_tools.diff import write_diff
+    from oci_tools.mutate import (
+        ConfigEdit,
+        add_history,
+        append_layer,
+        edit_config,
+        set_created,
+        write,
+    )
+    from oci_tools.snapshot import Snapshot
+
     opts = opts or CommitOptions()
     rec = BaseRecord.load(bundle)
     rootfs = os.path.join(bundle, "rootfs")
@@ -373,6 +391,8 @@ def commit(
 def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> None:
     """Make ``bundle`` look freshly unpacked from image ``desc``: a new
     snapshot of its rootfs and a base record pointing at ``desc``."""
+    from oci_tools.snapshot import Snapshot
+
     rec = BaseRecord.load(bundle)
     snap = Snapshot.walk(os.path.join(bundle, "rootfs"), hash_content=True)
     snap.dump(os.path.join(bundle, SNAPSHOT))
@@ -436,6 +456,8 @@ def _open(path: str) -> Layout:
 
 
 def _choose_codec(name: str, base: Image) -> str:
+    from oci_tools.compression import check_codec
+
     if name != "auto":
         return check_codec(name)
     for ld in reversed(base.layers):
@@ -461,6 +483,7 @@ def _overlay_upper(bundle: str) -> str | None:
 def changes_of(bundle: str) -> list[Any]:
     """``docker diff`` of a bundle: what changed since unpack."""
     from oci_tools.diff import changes
+    from oci_tools.snapshot import Snapshot
 
     BaseRecord.load(bundle)
     if _overlay_upper(bundle) is not None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from oci_tools import progress
 from oci_tools.errors import DigestMismatchError, InvalidDocumentError
+from oci_tools.records import record
 from oci_tools.render import short_id
 
 _GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -43,7 +43,7 @@ def digest_problem(value: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@record(order=True)
 class Digest:
     """A validated ``algorithm:encoded`` digest."""
 

@@ -18,11 +18,11 @@ Imports nothing from oci_tools: every package may use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -63,10 +63,8 @@ def atomic_writer(
     atomic) and is removed if the block raises.  ``sync=False`` is for caches,
     whose loss costs only a recomputation.
     """
-    import tempfile  # only writers need it (start-up of read-only commands)
-
     parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(f".{os.path.basename(path)}"), dir=parent)
+    fd, tmp = _make_temp(parent, temp_prefix(f".{os.path.basename(path)}"))
     try:
         with os.fdopen(fd, "wb", buffering=buffering) as f:
             yield f
@@ -81,6 +79,21 @@ def atomic_writer(
         raise
     if sync:
         sync_dir(parent)
+
+
+def _make_temp(parent: str, prefix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp(prefix=prefix, dir=parent)``: a new file (0600,
+    exclusive create, no symlink followed) with a random suffix; the
+    tempfile module (random, shutil, ...) costs more to import than a small
+    command's whole write."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", parent)
 
 
 def temp_prefix(name: str) -> str:
@@ -155,6 +168,8 @@ def write_json(path: str, doc: Any, *, indent: int | None = 2, sync: bool = True
 def remove_tree(path: str) -> None:
     """Delete a tree, including mode-000 directories it holds (opened up
     first, never through a symlink)."""
+    import shutil  # only removals need it (start-up of read-only commands)
+
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             p = os.path.join(root, d)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, UsageError
 from oci_tools.layout import Layout, Resolved
+from oci_tools.records import record
 from oci_tools.render import format_rfc3339
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, ImageConfig, Manifest, Platform
@@ -70,7 +70,7 @@ def created_now(explicit: str | None = None) -> str:
     return format_time(_dt.datetime.now(_dt.UTC).replace(microsecond=0))
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record(repr=False)
 class Layer:
     """One layer of an image: the blob's descriptor plus what the config says.
 
@@ -142,7 +142,7 @@ def _known_uncompressed_size(d: Descriptor) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record(repr=False)
 class Image:
     """A read-only image: manifest, config, and the layout its blobs live in.
 

@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 from oci_tools import fsutil
 from oci_tools.digest import Digest
@@ -30,6 +29,7 @@ from oci_tools.errors import (
     UsageError,
 )
 from oci_tools.fsutil import atomic_write, private_path
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import (
     Descriptor,
@@ -144,7 +144,7 @@ def split_image_ref(
     return path, check_ref(ref)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resolved:
     """A ref resolved to a single image manifest.
 
@@ -158,7 +158,7 @@ class Resolved:
     manifest: Manifest
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RootRecord:
     """One extra gc root: its key, the image it keeps, the file of its owner
     (empty: none) and whether that owner was found."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -218,6 +217,8 @@ def display_width(text: str) -> int:
 
 
 def _char_width(c: str) -> int:
+    import unicodedata  # only for text beyond printable ASCII (start-up)
+
     if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf", "Cc"):
         return 0
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1

@@ -14,6 +14,8 @@ from helpers import cli
 from verify import assert_valid_layout
 
 import oci_tools.cli._common as cli_common
+import oci_tools.compression
+import oci_tools.layer.stream
 import oci_tools.views.sizes
 
 T0 = "2024-01-01T00:00:00Z"
@@ -167,8 +169,9 @@ def test_views_read_only_json(seed: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("a view decompressed a layer")
 
-    monkeypatch.setattr(oci_tools.views.sizes, "decompressor", boom)
-    monkeypatch.setattr(oci_tools.views.sizes, "open_layer_stream", boom)
+    # views.sizes imports these where a layer is read (start-up): patch their homes.
+    monkeypatch.setattr(oci_tools.compression, "decompressor", boom)
+    monkeypatch.setattr(oci_tools.layer.stream, "open_layer_stream", boom)
     ok("images", str(seed))
     ok("history", f"{seed}:app")
     ok("df", "-v", str(seed))

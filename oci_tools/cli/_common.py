@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, cast
 
 from oci_tools.errors import UsageError
 
@@ -55,8 +57,30 @@ class Add(Protocol):
     ) -> argparse.ArgumentParser: ...
 
 
+def _help_width() -> int:
+    """The width argparse wraps help to: ``shutil.get_terminal_size``'s
+    columns (``$COLUMNS``, else stdout's terminal, else 80) less 2."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns - 2
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing and exiting."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check its
+        # metavar), and one without a width imports shutil for the terminal
+        # size: the same width here, without that import on every start.
+        make: Any = self.formatter_class  # typeshed's protocol omits ``width``
+        return cast(argparse.HelpFormatter, make(prog=self.prog, width=_help_width()))
 
     def error(self, message: str) -> NoReturn:
         # The ladder prints "oci-tools: error: "; a subcommand names itself
@@ -100,8 +124,6 @@ def open_layout(path: str) -> Layout:
 def open_or_init_layout(path: str) -> Layout:
     """The layout at ``path``, created when nothing is there yet (only inside
     an existing directory: a typo in a parent is an error, not a new tree)."""
-    import os
-
     from oci_tools.layout import Layout
 
     if os.path.exists(path):
@@ -112,8 +134,6 @@ def open_or_init_layout(path: str) -> Layout:
 
 def check_parent(path: str) -> None:
     """Refuse to create a layout at ``path`` unless its parent directory exists."""
-    import os
-
     from oci_tools.errors import NotFoundError
 
     parent = os.path.dirname(os.path.abspath(path))
@@ -129,8 +149,6 @@ def new_layout_guard(path: str) -> Iterator[None]:
     """Around a command that may create the layout at ``path``: when the
     command fails, a layout it created is removed again (no empty layout
     is left behind by a failed build or import)."""
-    import os
-
     existed = os.path.lexists(path)
     if not existed:
         check_parent(path)

@@ -5,39 +5,73 @@ OCIToolsError 1 (``oci-tools: error: ...`` plus ``hint: ...``), an
 environment failure (OSError) 1 in one line, Ctrl-C 130, and a closed stdout
 pipe exits quietly.  Anything else is a bug and keeps its traceback.
 
-Each module of :mod:`oci_tools.cli.commands` registers its own subcommands;
-only the subparser of the command being run is built, and handlers import
-heavy modules when they run, so start-up stays light.
+Each module of :mod:`oci_tools.cli.commands` registers its own subcommands.
+Start-up stays light three ways: :data:`COMMANDS` names the one module that
+registers each command word, so running a command imports only that module;
+only the subparser of the command being run is built; and handlers import
+heavy modules when they run.  ``--help``, a command word nobody registers
+(for "did you mean") and no command at all build the full parser from every
+module.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, NoReturn, TextIO, cast
 
 from oci_tools import __version__
 from oci_tools.cli._common import Console, Handler, Parser
-from oci_tools.cli.commands import (
-    archive,
-    build,
-    bundle,
-    containers,
-    index,
-    layers,
-    layout,
-    registry,
-    sign,
-    surgery,
-    views,
-)
 from oci_tools.errors import CorruptBlobError, OCIToolsError, UsageError
 
-#: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (layout, bundle, views, archive, layers, build, containers, surgery, index, registry, sign)
+#: The command groups (modules of :mod:`oci_tools.cli.commands`), in the
+#: order ``--help`` lists their commands.
+GROUPS = (
+    "layout",
+    "bundle",
+    "views",
+    "archive",
+    "layers",
+    "build",
+    "containers",
+    "surgery",
+    "index",
+    "registry",
+    "sign",
+)
+
+#: command word (aliases too) -> the group that registers it.  Running a
+#: command imports only that group's module (importing all eleven cost more
+#: than a view's own work).  A word missing here still runs, through the full
+#: parser, only slower; tests/test_startup.py keeps this table equal to what
+#: the groups register.
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(
+        ("init", "new", "tag", "rm", "untag", "ls", "list", "inspect", "gc", "validate"), "layout"
+    ),
+    **dict.fromkeys(("unpack", "commit", "diff", "status", "config"), "bundle"),
+    **dict.fromkeys(("history", "images", "df"), "views"),
+    **dict.fromkeys(("export", "import"), "archive"),
+    **dict.fromkeys(("layers", "layer", "efficiency"), "layers"),
+    "build": "build",
+    **dict.fromkeys(
+        ("run", "ps", "stop", "start", "kill", "logs", "exec", "container"), "containers"
+    ),
+    **dict.fromkeys(("squash", "append", "rebase", "annotate", "label"), "surgery"),
+    "index": "index",
+    **dict.fromkeys(("pull", "push", "copy", "login", "logout", "ls-tags"), "registry"),
+    **dict.fromkeys(("generate-key-pair", "sign", "verify", "attach", "referrers"), "sign"),
+}
+
+
+def group_module(group: str) -> ModuleType:
+    """The command module of ``group`` (imported on first use)."""
+    return importlib.import_module(f"oci_tools.cli.commands.{group}")
 
 
 class SkippedParser:
@@ -89,8 +123,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sp.set_defaults(handler=handler)
         return sp
 
-    for group in GROUPS:
-        group.register(add)
+    group = COMMANDS.get(command or "")
+    for name in GROUPS if group is None else (group,):
+        group_module(name).register(add)
     if command is not None and not found:
         return build_parser()
     return p
@@ -154,6 +189,11 @@ def main(
     args = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
     try:
         word = command_word(args)
+        if word is None and args[:1] == ["--version"]:
+            # What argparse's version action prints (it acts on the first
+            # argument), without importing every command group first.
+            out.write(f"oci-tools {__version__}\n")
+            return 0
         try:
             with contextlib.redirect_stdout(out):
                 ns = build_parser(word).parse_args(args)
@@ -215,4 +255,13 @@ def run() -> NoReturn:
     sys.exit(code)
 
 
-__all__ = ["SkippedParser", "build_parser", "command_word", "main", "run"]
+__all__ = [
+    "COMMANDS",
+    "GROUPS",
+    "SkippedParser",
+    "build_parser",
+    "command_word",
+    "group_module",
+    "main",
+    "run",
+]

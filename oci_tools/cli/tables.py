@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from oci_tools import render
+from oci_tools.records import record
 
 if TYPE_CHECKING:
     from oci_tools.containers.usage import StoreUsage
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------- listings
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Listing:
     """Rows of strings with named columns: ``columns`` maps each table header
     to the row key it shows; JSON output carries every key of a row."""

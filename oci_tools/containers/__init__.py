@@ -29,13 +29,11 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+
+# subprocess, secrets, shutil and signal are imported where runc is called, an
+# id is made or a signal parsed: ``df`` and ``ps`` read records without them.
 from typing import IO, TYPE_CHECKING, Any
 
 from oci_tools.containers.initlayer import make_init_layer, plan_init_layer
@@ -43,6 +41,7 @@ from oci_tools.errors import ClobberError, NotFoundError, OCIToolsError, UsageEr
 from oci_tools.fsutil import CONTAINERS, private_path, remove_tree, write_json
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import field_names, record
 from oci_tools.snapshots import LayerStore, content_size, is_mounted, mount_overlay, unmount
 from oci_tools.snapshots.overlay import lower_dirs, upper_changes
 
@@ -67,6 +66,8 @@ def state_dir() -> str:
 
 
 def _runc() -> str:
+    import shutil
+
     path = os.environ.get("OCI_TOOLS_RUNC") or shutil.which("runc")
     if not path:
         raise NotFoundError("runc is not installed", hint="containers run on runc")
@@ -88,7 +89,7 @@ def _parse_time(text: str | None) -> datetime.datetime | None:
         return None
 
 
-@dataclass
+@record(frozen=False)
 class Container:
     """One container's record (``container.json``) plus where it lives."""
 
@@ -162,14 +163,14 @@ class Container:
     def load(cls, d: str) -> Container:
         with open(os.path.join(d, RECORD), "rb") as f:
             doc = json.loads(f.read(1 << 20))
-        keys = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc and k not in ("dir",)}
+        keys = {k: doc[k] for k in field_names(cls) if k in doc and k not in ("dir",)}
         return cls(**keys, dir=d)
 
     def save(self) -> None:
         write_json(os.path.join(self.dir, RECORD), self.to_dict())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class State:
     """A container's reconciled status."""
 
@@ -232,6 +233,8 @@ class Runtime:
         raise NotFoundError(f"no such container: {key}")
 
     def runc_state(self, c: Container) -> dict[str, Any] | None:
+        import subprocess
+
         p = subprocess.run(
             self._runc_cmd("state", c.id), capture_output=True, text=True, check=False
         )
@@ -245,6 +248,8 @@ class Runtime:
 
     def state(self, c: Container) -> State:
         """Status from runc, reconciled with our record (see the module docstring)."""
+        import subprocess
+
         st = self.runc_state(c)
         started = _parse_time(c.started)
         if st is not None and st.get("status") in ("running", "paused", "created"):
@@ -350,6 +355,8 @@ class Runtime:
         if not args:
             raise UsageError("no command specified", hint="give one after the image, or set CMD")
         binds = [_bind(v) for v in volumes]
+        import secrets  # here, not at the top: listing (ps, df) starts faster without it
+
         cid = secrets.token_hex(32)
         with self.lock():
             taken = {c.name for c in self.all()}
@@ -462,6 +469,8 @@ class Runtime:
     def start(self, c: Container, *, detach: bool, out: IO[str] | None = None) -> int:
         """Start ``c``: detached, wait until it runs (returns 0); else attach
         its output and return its exit code."""
+        import subprocess
+
         if c.started is not None:  # a restart: runc may still know it
             if self.state(c).status in ("running", "paused"):
                 return 0
@@ -529,6 +538,8 @@ class Runtime:
 
     def kill(self, c: Container, sig: str = "KILL") -> None:
         """Send ``sig`` to a running container."""
+        import subprocess
+
         if self.state(c).status not in ("running", "paused"):
             raise OCIToolsError(f"container {c.name} is not running")
         p = subprocess.run(self._runc_cmd("kill", c.id, sig), capture_output=True, text=True)
@@ -580,6 +591,8 @@ class Runtime:
 
     def _destroy(self, c: Container) -> None:
         """Delete everything of ``c``: runc state, mount, writable layer, record."""
+        import subprocess
+
         with contextlib.suppress(subprocess.SubprocessError, OSError, OCIToolsError):
             subprocess.run(self._runc_cmd("delete", "-f", c.id), capture_output=True)
         with contextlib.suppress(OCIToolsError, OSError):
@@ -635,6 +648,8 @@ class Runtime:
 
     def exec(self, c: Container, argv: Sequence[str], *, detach: bool = False) -> int:
         """Run ``argv`` in running container ``c``; its exit code."""
+        import subprocess
+
         if self.state(c).status != "running":
             raise OCIToolsError(f"container {c.name} is not running")
         if not argv:
@@ -697,6 +712,8 @@ def _bind(spec: str) -> dict[str, Any]:
 
 
 def _random_name(taken: set[str]) -> str:
+    import secrets
+
     for _ in range(100):
         n = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}"
         if n not in taken:
@@ -718,6 +735,8 @@ def lookup(key: str) -> Container | None:
 
 def signal_name(text: str) -> str:
     """Validate a signal given as a name (``TERM``, ``SIGTERM``) or number."""
+    import signal
+
     t = text.upper().removeprefix("SIG")
     if t.isdigit():
         return t

@@ -9,14 +9,14 @@ frees).  Presentation lives in the CLI (``cli.tables.df_containers``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from oci_tools.containers import Runtime
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.snapshots import LayerRecord, LayerStore, content_size
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ContainerUse:
     """One container of the layout and its writable layer's size."""
 
@@ -29,7 +29,7 @@ class ContainerUse:
     rw: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoreUsage:
     """The layout's containers and stored layers."""
 

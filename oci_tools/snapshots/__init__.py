@@ -41,18 +41,22 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError, UnsafeLayerError
 from oci_tools.fsutil import LAYERS, private_path, remove_tree, sync_dir, write_json
 from oci_tools.image import Image
-from oci_tools.layer.entry import TarEntry
-from oci_tools.layer.whiteout import WhiteoutKind, classify
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Index, Manifest
+
+if TYPE_CHECKING:
+    # Extraction's (imported where a layer is extracted): mounting stored
+    # layers, the common case, starts faster without the tar entry types.
+    from oci_tools.layer.entry import TarEntry
+    from oci_tools.layer.whiteout import WhiteoutKind
 
 RECORD = "layer.json"
 DIFF = "diff"
@@ -79,7 +83,7 @@ def _dir_name(chain: Digest) -> str:
     return chain.encoded if chain.algorithm == "sha256" else f"{chain.algorithm}-{chain.encoded}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LayerRecord:
     """One stored layer: where it is and what it holds."""
 
@@ -205,6 +209,7 @@ class LayerStore:
 
         from oci_tools.apply import ApplyOptions, apply_layer
         from oci_tools.compression import codec_for_media_type
+        from oci_tools.layer.whiteout import WhiteoutKind, classify
 
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
@@ -378,6 +383,8 @@ def _convert_whiteouts(diff: str, whiteouts: list[tuple[WhiteoutKind, str]]) -> 
     """Write the layer's OCI whiteouts in overlayfs form (module docstring)."""
     if not whiteouts:
         return
+    from oci_tools.layer.whiteout import WhiteoutKind
+
     rootfd = os.open(diff, _O_DIR)
     try:
         for kind, target in whiteouts:

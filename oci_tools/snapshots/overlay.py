@@ -88,9 +88,6 @@ def unpack_overlay(
     """``unpack --overlay`` of ``img`` (in ``layout``, named ``ref``): a bundle
     whose rootfs is an overlay mount of the image's stored layers (the caller
     checked :func:`overlay_supported`)."""
-    import uuid
-
-    from oci_tools.apply import read_file_in_root
     from oci_tools.bundle import RECORD, BaseRecord, register_root
     from oci_tools.errors import ClobberError
     from oci_tools.spec.runtime import runtime_config
@@ -116,10 +113,15 @@ def unpack_overlay(
         upper, work, rootfs = prepare_dirs(bundle)
         with layout.lock():  # gc must not free a layer between extraction and the root
             recs = mount_image(layout, img, upper, work, rootfs)
-            spec = runtime_config(img.config, lambda p: read_file_in_root(rootfs, p))
+            spec = runtime_config(img.config, lambda p: _read_in_root(rootfs, p))
             write_json(os.path.join(bundle, "config.json"), spec)
             rec = BaseRecord(
-                os.path.abspath(layout.path), img.descriptor, ref, False, uuid.uuid4().hex
+                # a random 128-bit id, as ``unpack`` makes (without uuid's imports)
+                os.path.abspath(layout.path),
+                img.descriptor,
+                ref,
+                False,
+                os.urandom(16).hex(),
             )
             register_root(layout, bundle, rec)
             doc = rec.to_dict()
@@ -134,6 +136,14 @@ def unpack_overlay(
                 empty_dir(bundle)
         raise
     return img
+
+
+def _read_in_root(rootfs: str, path: str) -> bytes | None:
+    """A file of the mounted rootfs, read safely; runtime_config asks only
+    when the image names a user or group (apply is imported only then)."""
+    from oci_tools.apply import read_file_in_root
+
+    return read_file_in_root(rootfs, path)
 
 
 def lower_dirs(layout_path: str, chains: list[str]) -> list[str]:

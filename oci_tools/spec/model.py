@@ -9,14 +9,13 @@ not files (L2).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError
+from oci_tools.records import field, record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.schema import parse_json
 
@@ -44,7 +43,7 @@ def _str_map(value: Any, what: str, field_name: str) -> dict[str, str]:
     return dict(value)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Platform:
     """Where an image runs: ``os/architecture[/variant]``."""
 
@@ -95,7 +94,7 @@ class Platform:
         return f"{base}/{self.variant}" if self.variant else base
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Descriptor:
     """A content descriptor: media type, digest and size of a blob."""
 
@@ -197,7 +196,7 @@ def with_ref(desc: Descriptor, ref: str | None) -> Descriptor:
     return desc.with_annotations(**kw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Document:
     """Common part of every JSON document: raw bytes + decoded JSON."""
 
@@ -219,10 +218,12 @@ class Document:
 
     def as_dict(self) -> dict[str, Any]:
         """A deep, mutable copy of the decoded JSON (for building a changed copy)."""
+        import copy  # building a changed copy, not reading (start-up)
+
         return copy.deepcopy(dict(self.doc))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Manifest(Document):
     """An image manifest (OCI or Docker v2.2)."""
 
@@ -285,7 +286,7 @@ class Manifest(Document):
         return cls.parse(dump_json(doc), mt.OCI_MANIFEST)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Index(Document):
     """An image index (OCI) or manifest list (Docker); also ``index.json``."""
 
@@ -337,7 +338,7 @@ class Index(Document):
         return cls.parse(dump_json(doc), mt.OCI_INDEX)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class History:
     """One row of ``config.history``: a build step."""
 
@@ -373,7 +374,7 @@ class History:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ImageConfig(Document):
     """An image configuration (OCI or Docker ``container.image.v1``)."""
 

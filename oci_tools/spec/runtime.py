@@ -13,10 +13,10 @@ resolve paths inside the rootfs (never following a symlink out of it).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from oci_tools.errors import InvalidDocumentError, NotFoundError
+from oci_tools.records import record
 from oci_tools.spec.model import ImageConfig
 
 RUNTIME_SPEC_VERSION = "1.0.2"
@@ -26,7 +26,7 @@ MAX_ID = 2**31 - 1
 ReadFile = Callable[[str], bytes | None]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class User:
     """A resolved ``process.user``."""
 

@@ -27,9 +27,9 @@ import binascii
 import functools
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path as _FsPath
 from typing import Any
 
 from oci_tools.digest import digest_problem
@@ -61,7 +61,7 @@ MEDIA_TYPES: frozenset[str] = frozenset(_DOCUMENTS)
 
 #: Where the schema files ship: ``oci_tools/schemas`` (a symlink to the top-level
 #: ``schemas/`` in the source tree, a real directory in the wheel).
-_SCHEMA_DIR = _FsPath(__file__).resolve().parent.parent / "schemas"
+_SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "schemas")
 _SCHEMA_FILES = (
     "defs.json",
     "descriptor.json",
@@ -76,6 +76,8 @@ _SCHEMA_FILES = (
 # rejected, yet POSIX environments allow one (``docker run -e 'A=x<newline>y'``).
 _ENV_ENTRY = re.compile(r"[^=]+=.*", re.DOTALL)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# The JSON escape of a UTF-16 surrogate (either half): where a lone one can come from.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keep messages one line and readable even when the offending value is huge.
 _MAX_VALUE_REPR = 80
@@ -116,13 +118,14 @@ def _parse(raw: bytes) -> tuple[Any, list[str]]:
     flagged: list[tuple[dict[str, Any], list[str]]] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        dups: list[str] = []
-        for key, val in pairs:
-            if key in obj and key not in dups:
-                dups.append(key)
-            obj[key] = val
-        if dups:
+        obj = dict(pairs)  # the last value of a duplicated key wins, as in json.loads
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            dups: list[str] = []
+            for key, _ in pairs:
+                if key in seen and key not in dups:
+                    dups.append(key)
+                seen.add(key)
             flagged.append((obj, dups))
         return obj
 
@@ -149,6 +152,11 @@ def _parse(raw: bytes) -> tuple[Any, list[str]]:
     except ValueError as exc:  # e.g. an integer literal with more than 4300 digits
         return None, [f"(root): {exc}"]
 
+    if not flagged and not _SURROGATE_ESCAPE.search(text):
+        # Nothing to locate: no object had a duplicate key, and a lone
+        # surrogate can only come from a \uD800-\uDFFF escape (valid UTF-8
+        # never encodes one).  The common case skips the walk over every node.
+        return value, found
     by_id = {id(obj): dups for obj, dups in flagged}
     for path, node in _walk(value):
         if isinstance(node, dict):
@@ -262,7 +270,8 @@ def _toolkit() -> tuple[Any, Any, dict[str, Any]]:
 def _schema_text(name: str) -> str:
     # Next to this module rather than importlib.resources: oci_tools may be a
     # namespace package (no __init__.py), which resources.files() mishandles.
-    return (_SCHEMA_DIR / name).read_text(encoding="utf-8")
+    with open(os.path.join(_SCHEMA_DIR, name), encoding="utf-8") as f:
+        return f.read()
 
 
 def schema_document(name: str) -> dict[str, Any]:

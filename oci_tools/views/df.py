@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor, Manifest
 from oci_tools.views.images import ImageRow, image_rows, tagged_images
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LayerUse:
     """A layer blob and the images using it (``df -v``)."""
 
@@ -24,7 +24,7 @@ class LayerUse:
     content: int = 0  # Docker's size: regular-file bytes (views.sizes)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DiskUsage:
     """``df``: what the layout stores, counted once per blob."""
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.image import Image
+from oci_tools.records import record, replace
 from oci_tools.spec.model import History
 from oci_tools.views.images import tagged_images
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HistoryRow:
     """One ``history`` row (newest first in output)."""
 
@@ -72,7 +71,7 @@ def history_rows(image: Image, sizes: SizeCache | None = None) -> list[HistoryRo
         )
     rows.reverse()
     if rows:
-        rows[0] = dataclasses.replace(rows[0], id=str(image.id))
+        rows[0] = replace(rows[0], id=str(image.id))
     sizes.save()
     return rows
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.errors import OCIToolsError
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import record, replace
 from oci_tools.spec.model import Descriptor
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ImageRow:
     """One ``images`` row."""
 
@@ -52,7 +51,7 @@ def tagged_images(
             if img is None:
                 img = loaded[mdesc.digest] = Image.from_descriptor(layout, mdesc, ref)
             elif img.descriptor != mdesc or img.ref != ref:
-                img = dataclasses.replace(img, descriptor=mdesc, ref=ref)
+                img = replace(img, descriptor=mdesc, ref=ref)
             out.append((ref, img))
     return out
 

@@ -22,13 +22,9 @@ import json
 import os
 from typing import BinaryIO, cast
 
-from oci_tools.compression import decompressor
 from oci_tools.errors import OCIToolsError
 from oci_tools.fsutil import CACHE, private_path, write_json
 from oci_tools.image import UNCOMPRESSED_SIZE
-from oci_tools.layer.entry import EntryType
-from oci_tools.layer.reader import iter_entries
-from oci_tools.layer.stream import open_layer_stream
 from oci_tools.layout import Layout
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import Descriptor
@@ -77,6 +73,12 @@ class SizeCache:
         codec = mt.LAYER_CODECS.get(desc.media_type)
         if codec is None or not self.layout.store.has(desc.digest):
             return self.size(desc)
+        # Reading a layer is the rare case (once per layer ever): the views
+        # start faster without the codecs and the tar reader.
+        from oci_tools.layer.entry import EntryType
+        from oci_tools.layer.reader import iter_entries
+        from oci_tools.layer.stream import open_layer_stream
+
         total = 0
         raw = self.layout.store.open(desc.digest, desc.size)
         try:
@@ -112,6 +114,8 @@ class SizeCache:
             return sizes[key]
         if codec is None or not self.layout.store.has(desc.digest):
             return desc.size
+        from oci_tools.compression import decompressor  # rare: see content()
+
         n = 0
         r = self.layout.store.open(desc.digest, desc.size)
         try:

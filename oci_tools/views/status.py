@@ -7,15 +7,15 @@ import datetime
 import json
 import os
 import stat
-from dataclasses import dataclass
 
 from oci_tools.errors import OCIToolsError
 from oci_tools.image import Image
 from oci_tools.layout import Layout
+from oci_tools.records import record
 from oci_tools.views.sizes import SizeCache
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BundleStatus:
     """``docker ps -s`` for a bundle."""
 

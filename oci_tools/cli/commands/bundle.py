@@ -24,8 +24,6 @@ from oci_tools.errors import UsageError
 
 def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
     """``unpack``: an image into a runtime bundle."""
-    from oci_tools.bundle import unpack
-
     lay, ref, plat = image_arg(a.image, a.platform)
     if a.rootfs_only:
         if a.overlay:
@@ -51,6 +49,8 @@ def cmd_unpack(a: argparse.Namespace, c: Console) -> int:
             return 0
     if a.overlay:
         c.note("note: overlay not available (needs root, overlayfs, layers): copied the layers")
+    from oci_tools.bundle import unpack  # the copy: not needed by --overlay or --rootfs-only
+
     res = unpack(
         lay, ref, a.bundle, platform=plat, rootless=True if a.rootless else None, force=a.force
     )
@@ -131,7 +131,7 @@ def cmd_status(a: argparse.Namespace, c: Console) -> int:
     from oci_tools.bundle import BaseRecord, find_bundles, relocate
     from oci_tools.cli import tables
     from oci_tools.layout import is_layout
-    from oci_tools.views import bundle_status
+    from oci_tools.views.status import bundle_status
 
     bundles = a.bundles
     if not bundles:

@@ -24,7 +24,7 @@ def cmd_history(a: argparse.Namespace, c: Console) -> int:
     """``history``: an image's build steps, newest first."""
     from oci_tools.cli import tables
     from oci_tools.image import Image
-    from oci_tools.views import history_rows
+    from oci_tools.views.history import history_rows
 
     lay, ref, plat = image_arg(a.image, a.platform)
     rows = history_rows(Image.load(lay, ref, plat))
@@ -36,7 +36,7 @@ def cmd_history(a: argparse.Namespace, c: Console) -> int:
 def cmd_images(a: argparse.Namespace, c: Console) -> int:
     """``images``: tagged images with total, shared and unique sizes."""
     from oci_tools.cli import tables
-    from oci_tools.views import image_rows
+    from oci_tools.views.images import image_rows
 
     rows = image_rows(open_layout(a.layout))
     listing = tables.images_listing(rows, digests=a.digests, no_trunc=a.no_trunc, now=_common.now())
@@ -48,7 +48,7 @@ def cmd_df(a: argparse.Namespace, c: Console) -> int:
     """``df``: disk usage of a layout."""
     from oci_tools.cli import tables
     from oci_tools.containers.usage import store_usage
-    from oci_tools.views import disk_usage
+    from oci_tools.views.df import disk_usage
 
     lay = open_layout(a.layout)
     du = disk_usage(lay, verbose=a.verbose)
