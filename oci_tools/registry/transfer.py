@@ -147,16 +147,31 @@ def _resolve(
     return desc
 
 
-def _parallel(jobs: int, work: Iterable[Callable[[], None]]) -> None:
-    items = list(work)
-    if jobs <= 1 or len(items) <= 1:
-        for w in items:
+#: Blobs up to this size (configs, small layers) do not count against ``-j``:
+#: they move few bytes, and queued behind big layers they would only add a
+#: round trip at the end.
+SMALL_BLOB = 1 << 20
+
+
+def _parallel(jobs: int, work: Iterable[tuple[int, Callable[[], None]]]) -> None:
+    """Run ``(size, job)`` pairs, ``jobs`` big ones at a time, largest first
+    (so the longest transfer starts at once instead of last), with the small
+    ones in extra workers beside them."""
+    items = sorted(work, key=lambda w: -w[0])
+    if len(items) <= 1 or jobs <= 1:
+        for _, w in items:
             w()
         return
     from concurrent.futures import ThreadPoolExecutor  # only with two or more blobs
 
-    with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as ex:
-        futures = [ex.submit(w) for w in items]
+    big = [w for size, w in items if size > SMALL_BLOB]
+    small = [w for size, w in items if size <= SMALL_BLOB]
+    with contextlib.ExitStack() as stack:
+        futures = []
+        for group in (big, small):
+            if group:
+                ex = stack.enter_context(ThreadPoolExecutor(max_workers=min(jobs, len(group))))
+                futures += [ex.submit(w) for w in group]
         first: BaseException | None = None
         for f in futures:
             try:
@@ -246,15 +261,20 @@ def pull(
 
     with layout.lock():
         try:
-            todo = [d for d in plan.blobs.values() if not store.has(d.digest)]
+            todo = []
             for d in plan.blobs.values():
                 if store.has(d.digest):
                     progress(f"Blob {d.digest.short} already present")
-            _parallel(client.options.jobs, (fetch(d) for d in todo))
-            for d, raw in plan.documents:
-                if not store.has(d.digest):
-                    put_bytes(store, raw)
-                    added.append(d.digest)
+                else:
+                    todo.append(d)
+            # One fsync of blobs/sha256 for every blob this pull renames into
+            # it, before index.json names any of them (see batched_dir_sync).
+            with store.batched_dir_sync():
+                _parallel(client.options.jobs, [(d.size, fetch(d)) for d in todo])
+                for d, raw in plan.documents:
+                    if not store.has(d.digest):
+                        put_bytes(store, raw)
+                        added.append(d.digest)
             layout.set_ref(name, desc)
         except BaseException:
             for dg in added:
@@ -341,7 +361,7 @@ def push(
 
         return run
 
-    _parallel(client.options.jobs, (upload(d) for d in plan.blobs.values()))
+    _parallel(client.options.jobs, [(d.size, upload(d)) for d in plan.blobs.values()])
     digest = _put_documents(repo, plan, dest)
     _record_sources(layout, plan.blobs, dest.name)
     return digest
@@ -406,7 +426,7 @@ def copy_remote(
 
         return run
 
-    _parallel(client.options.jobs, (move(d) for d in plan.blobs.values()))
+    _parallel(client.options.jobs, [(d.size, move(d)) for d in plan.blobs.values()])
     return _put_documents(dst_repo, plan, dest)
 
 
