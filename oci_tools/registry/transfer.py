@@ -23,7 +23,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import IO
 
 from oci_tools.digest import Digest
@@ -94,12 +93,17 @@ def _select(index: Index, platform: Platform) -> Descriptor:
     return pick[0]
 
 
-@dataclass(slots=True)
 class _Plan:
     """What one image needs: documents (stored last, children first) and blobs."""
 
-    documents: list[tuple[Descriptor, bytes]] = field(default_factory=list)
-    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    # Plain classes here and for the other internal records of the registry
+    # modules: a dataclass costs 0.2-0.5 ms to create at import, and every
+    # registry command imports them all.
+    __slots__ = ("blobs", "documents")
+
+    def __init__(self) -> None:
+        self.documents: list[tuple[Descriptor, bytes]] = []
+        self.blobs: dict[Digest, Descriptor] = {}
 
 
 def _plan_manifest(desc: Descriptor, raw: bytes, plan: _Plan) -> None:
@@ -450,14 +454,16 @@ def _stream_blob(src: Repository, dst: Repository, d: Descriptor, session: str |
 # ------------------------------------------------------------------- inspect
 
 
-@dataclass(frozen=True, slots=True)
 class RemoteImage:
     """What ``inspect docker://…`` shows: the top document, the manifest
-    chosen for the platform and its config."""
+    chosen for the platform and its config (read-only)."""
 
-    top: RemoteManifest
-    manifest: RemoteManifest
-    config: bytes | None
+    __slots__ = ("config", "manifest", "top")
+
+    def __init__(self, top: RemoteManifest, manifest: RemoteManifest, config: bytes | None) -> None:
+        self.top = top
+        self.manifest = manifest
+        self.config = config
 
     def summary(self, name: str) -> dict[str, object]:
         """What ``inspect docker://…`` prints (skopeo inspect's main fields)."""

@@ -99,10 +99,12 @@ class Options:
         return is_loopback(host) or host in named
 
 
-@dataclass(slots=True)
 class _Token:
-    value: str
-    expires: float
+    __slots__ = ("expires", "value")
+
+    def __init__(self, value: str, expires: float) -> None:
+        self.value = value
+        self.expires = expires
 
 
 def _one_line(text: str, limit: int = 200) -> str:
