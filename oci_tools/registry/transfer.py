@@ -160,33 +160,56 @@ SMALL_BLOB = 1 << 20
 def _parallel(jobs: int, work: Iterable[tuple[int, Callable[[], None]]]) -> None:
     """Run ``(size, job)`` pairs, ``jobs`` big ones at a time, largest first
     (so the longest transfer starts at once instead of last), with the small
-    ones in extra workers beside them."""
+    ones in workers of their own beside them.  After a failure no new job
+    starts; the running ones finish, then the first failure is raised.
+
+    Plain threads rather than concurrent.futures, whose import costs a
+    registry command 1-1.5 ms (threading is loaded already, by urllib3)."""
     items = sorted(work, key=lambda w: -w[0])
     if len(items) <= 1 or jobs <= 1:
         for _, w in items:
             w()
         return
-    from concurrent.futures import ThreadPoolExecutor  # only with two or more blobs
+    queues = [
+        [w for size, w in items if size > SMALL_BLOB],
+        [w for size, w in items if size <= SMALL_BLOB],
+    ]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
 
-    big = [w for size, w in items if size > SMALL_BLOB]
-    small = [w for size, w in items if size <= SMALL_BLOB]
-    with contextlib.ExitStack() as stack:
-        futures = []
-        for group in (big, small):
-            if group:
-                ex = stack.enter_context(ThreadPoolExecutor(max_workers=min(jobs, len(group))))
-                futures += [ex.submit(w) for w in group]
-        first: BaseException | None = None
-        for f in futures:
+    def worker(queue: list[Callable[[], None]]) -> None:
+        while True:
+            with lock:
+                if errors or not queue:
+                    return
+                job = queue.pop(0)
             try:
-                f.result()
+                job()
             except BaseException as e:
-                if first is None:
-                    first = e
-                    for other in futures:
-                        other.cancel()
-        if first is not None:
-            raise first
+                with lock:
+                    errors.append(e)
+                return
+
+    threads = [
+        threading.Thread(target=worker, args=(q,), name=f"blob-{n}", daemon=True)
+        for q in queues
+        for n in range(min(jobs, len(q)))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as e:
+        # Interrupted while waiting: no new job starts, and the running ones
+        # end before the caller cleans up after them.
+        with lock:
+            errors.insert(0, e)
+        for t in threads:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
 
 
 # ---------------------------------------------------------- blob sources
