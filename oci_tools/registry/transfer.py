@@ -1,9 +1,10 @@
 """Pull, push and copy whole images between registries and layouts.
 
 * **pull** follows an index to one platform (or keeps all of them), fetches
-  every blob the layout lacks in parallel, each through the store's writer
-  (temp file → verified → fsync → rename), then stores manifests and index
-  with the exact bytes received, and tags last.  On failure the layout is
+  every blob the layout lacks in parallel (largest first; configs beside
+  the big ones), each through the store's writer (temp file → verified →
+  fsync → rename; the blobs directory fsynced once for all of them), then
+  stores manifests and index with the exact bytes received, and tags last.  On failure the layout is
   as it was: index.json untouched, blobs this pull added removed.
 * **push** mounts, in parallel, every blob the layout knows another
   repository of the same registry holds (a 201 needs no HEAD first; a
