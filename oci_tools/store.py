@@ -9,7 +9,10 @@ Contract (every store; one test suite runs against all of them):
 
 DirStore is ``LAYOUT/blobs/<alg>/<encoded>``: a blob lands via a temp file in
 the layout, is fsynced, then renamed into place with mode 0644, so a crash at
-any point leaves either no blob or the whole blob.
+any point leaves either no blob or the whole blob.  The rename itself is made
+durable by an fsync of ``blobs/<alg>`` after each commit, or once for a whole
+batch of commits (:meth:`DirStore.batched_dir_sync`) before anything that
+refers to them is written.
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ class _DirBlobWriter:
             final = self._store.path_of(actual)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(self._tmp, final)
-            self._store.sync_dir(os.path.dirname(final))
+            self._store._renamed_in(os.path.dirname(final))
             self._done = True
             return actual
         finally:
@@ -234,6 +237,8 @@ class DirStore:
         self.blobs = os.path.join(layout_root, "blobs")
         self.tmp_dir = private_path(layout_root, TMP)
         self._swept = False
+        # Directories with renames not yet fsynced (inside batched_dir_sync).
+        self._unsynced: set[str] | None = None
 
     def path_of(self, digest: Digest) -> str:
         """Filesystem path of a blob (the digest was validated when parsed)."""
@@ -281,6 +286,42 @@ class DirStore:
     def delete(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_of(digest))
+
+    def _renamed_in(self, directory: str) -> None:
+        """A blob was renamed into ``directory``: fsync it now, or at the end
+        of the batch."""
+        pending = self._unsynced
+        if pending is None:
+            self.sync_dir(directory)
+        else:
+            pending.add(directory)  # one set.add: atomic for the writer threads
+
+    @contextlib.contextmanager
+    def batched_dir_sync(self) -> Iterator[None]:
+        """Commits inside the block fsync their blob file before its rename as
+        always, but the ``blobs/<alg>`` directory once, when the block ends
+        cleanly, instead of once a blob.
+
+        The guarantee is the same as with a directory fsync a commit, as long
+        as the caller writes nothing that refers to the new blobs (index.json,
+        a manifest naming them is only a blob) until the block has ended: a
+        crash before the directory fsync may lose some of the renames, but
+        then the previous index.json is still the one on disk, and it refers
+        to none of them; after it, every renamed blob is on disk, each one
+        whole (its data was fsynced before the rename).  A block that ends
+        with an exception skips the fsync: its caller removes the blobs.
+        """
+        if self._unsynced is not None:  # nested: the outer block syncs
+            yield
+            return
+        pending: set[str] = set()
+        self._unsynced = pending
+        try:
+            yield
+        finally:
+            self._unsynced = None
+        for directory in sorted(pending):
+            self.sync_dir(directory)
 
     def _listing(self) -> Iterator[tuple[str, str | None]]:
         """(algorithm, file name) for every file under blobs/, sorted;

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,69 @@ def test_schemes_by_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCI_TOOLS_INSECURE_REGISTRIES", "a.example, reg.example:5000")
     assert schemes("reg.example:5000") == ["https", "http"]
     assert schemes("reg.example") == ["https"]
+
+
+def test_registry_import_leaves_importlib_metadata_unloaded_and_urllib3_whole() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, oci_tools.registry.transfer\n"
+        "print('importlib.metadata' in sys.modules)\n"
+        "import urllib3.http2\n"
+        "print(urllib3.http2.version('urllib3') == urllib3.__version__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.split() == ["False", "True"]
+
+
+def test_parallel_runs_big_blobs_largest_first_within_jobs_and_small_ones_beside() -> None:
+    import threading
+    import time
+
+    from oci_tools.registry.transfer import SMALL_BLOB, _parallel
+
+    lock = threading.Lock()
+    running = {"big": 0, "small": 0}
+    peak = {"big": 0, "small": 0}
+    started: list[int] = []
+
+    def job(size: int) -> tuple[int, Callable[[], None]]:
+        kind = "big" if size > SMALL_BLOB else "small"
+
+        def run() -> None:
+            with lock:
+                started.append(size)
+                running[kind] += 1
+                peak[kind] = max(peak[kind], running[kind])
+            time.sleep(0.02)
+            with lock:
+                running[kind] -= 1
+
+        return size, run
+
+    sizes = [SMALL_BLOB + 1, 5 << 20, 100, SMALL_BLOB + 3, 9 << 20, 200, SMALL_BLOB + 2]
+    _parallel(2, [job(s) for s in sizes])
+    big_started = [s for s in started if s > SMALL_BLOB]
+    assert big_started == sorted(big_started, reverse=True)
+    assert sorted(started) == sorted(sizes)
+    assert peak["big"] == 2 and peak["small"] == 2
+
+
+def test_parallel_raises_the_first_failure_after_the_others_stop() -> None:
+    from oci_tools.registry.transfer import _parallel
+
+    ran: list[int] = []
+
+    def ok(i: int) -> tuple[int, Callable[[], None]]:
+        return 10 << 20, lambda: ran.append(i)
+
+    def bad() -> None:
+        raise RuntimeError("blob failed")
+
+    with pytest.raises(RuntimeError, match="blob failed"):
+        _parallel(1, [ok(1), (20 << 20, bad), ok(2)])
+    with pytest.raises(RuntimeError, match="blob failed"):
+        _parallel(3, [ok(1), (20 << 20, bad), ok(2)])

@@ -148,3 +148,38 @@ def test_blob_writer_without_writeback_support(
     w.write(b"y" * 5000)
     dg = w.commit()
     assert Path(lay.store.path_of(dg)).read_bytes() == b"x" * 5000 + b"y" * 5000
+
+
+def test_batched_dir_sync_fsyncs_the_directory_once_after_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _dir_store(tmp_path)
+    assert isinstance(s, DirStore)
+    synced: list[str] = []
+    monkeypatch.setattr(s, "sync_dir", synced.append)
+    put_bytes(s, b"alone")  # outside a batch: its own directory fsync
+    assert synced == [os.path.join(s.blobs, "sha256")]
+    synced.clear()
+    with s.batched_dir_sync():
+        digests = [put_bytes(s, b"blob %d" % i) for i in range(3)]
+        with s.batched_dir_sync():  # nested: the outer block syncs
+            digests.append(put_bytes(s, b"inner"))
+        # Renamed into place (visible, whole) but not yet made durable.
+        assert synced == []
+        assert all(s.has(d) for d in digests)
+    assert synced == [os.path.join(s.blobs, "sha256")]
+
+
+def test_batched_dir_sync_skips_the_fsync_when_the_batch_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _dir_store(tmp_path)
+    assert isinstance(s, DirStore)
+    synced: list[str] = []
+    monkeypatch.setattr(s, "sync_dir", synced.append)
+    with pytest.raises(RuntimeError), s.batched_dir_sync():
+        put_bytes(s, b"x")
+        raise RuntimeError("pull failed")
+    assert synced == []
+    put_bytes(s, b"after")  # the batch is over: back to a fsync a commit
+    assert synced == [os.path.join(s.blobs, "sha256")]

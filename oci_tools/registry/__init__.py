@@ -8,6 +8,8 @@ images: pull, push, registry → registry copy, inspect) and :mod:`copy`
 (skopeo-style transports ``docker://``, ``oci:``, ``oci-archive:``).
 """
 
+# First: urllib3 without importlib.metadata (see _http).
+from oci_tools.registry import _http  # noqa: F401
 from oci_tools.registry.auth import Credential, parse_creds
 from oci_tools.registry.reference import RemoteRef, is_remote, parse_reference
 from oci_tools.registry.transport import Options, RetryPolicy

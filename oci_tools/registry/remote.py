@@ -16,7 +16,6 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, Protocol, cast
 
 import urllib3
@@ -44,13 +43,19 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
 class RemoteManifest:
-    """A manifest or index as the registry sent it."""
+    """A manifest or index as the registry sent it (read-only; a plain class,
+    not a dataclass, for import time)."""
 
-    raw: bytes
-    media_type: str
-    digest: Digest
+    __slots__ = ("digest", "media_type", "raw")
+
+    def __init__(self, raw: bytes, media_type: str, digest: Digest) -> None:
+        self.raw = raw
+        self.media_type = media_type
+        self.digest = digest
+
+    def __repr__(self) -> str:
+        return f"RemoteManifest({self.media_type!r}, {self.digest})"
 
 
 def _media_type(raw: bytes, header: str | None) -> str:

@@ -99,10 +99,12 @@ class Options:
         return is_loopback(host) or host in named
 
 
-@dataclass(slots=True)
 class _Token:
-    value: str
-    expires: float
+    __slots__ = ("expires", "value")
+
+    def __init__(self, value: str, expires: float) -> None:
+        self.value = value
+        self.expires = expires
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -536,7 +538,9 @@ def _pick_challenge(headers: list[str]) -> Challenge | None:
 def new_pool(options: Options) -> urllib3.PoolManager:
     """The connection pool one command shares between its registries."""
     kw: dict[str, Any] = {
-        "maxsize": max(4, options.jobs + 2),
+        # Big and small blobs move in two worker groups of up to ``jobs``
+        # each (transfer._parallel); every worker keeps its connection.
+        "maxsize": max(4, 2 * options.jobs + 2),
         "block": False,
         "timeout": urllib3.Timeout(connect=options.connect_timeout, read=options.read_timeout),
         # Big send blocks: uploads stream from files at disk speed.
