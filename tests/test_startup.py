@@ -276,3 +276,20 @@ def test_the_heavy_check_can_fail() -> None:
         "oci_tools.cli.commands.b",
         "urllib3",
     ]
+
+
+def test_the_registry_path_imports_no_heavy_module() -> None:
+    """pull/push/copy load urllib3 and the registry modules, but not what only
+    signing, validation, progress bars or dataclasses need."""
+    code = (
+        "import json, sys\n"
+        "import oci_tools.cli.commands.registry, oci_tools.registry.transfer\n"
+        "import oci_tools.registry.copy\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mods = set(json.loads(res.stdout))
+    assert "urllib3" in mods  # the check sees the registry stack
+    banned = ("cryptography", "nacl", "jsonschema", "tqdm", "dataclasses", "inspect")
+    banned += ("concurrent.futures", "importlib.metadata", "oci_tools.sign", "oci_tools.apply")
+    assert sorted(m for m in mods if m in banned or m.startswith(banned)) == []

@@ -23,11 +23,12 @@ import binascii
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from oci_tools.errors import AuthError, UsageError
 from oci_tools.fsutil import atomic_write
+
+from ..records import record
 
 #: The key Docker uses for its default registry in ``auths``.
 # Docker Hub is known by its normalized name only (as containers auth.json keys
@@ -37,13 +38,13 @@ _HUB_ALIASES = ("docker.io",)
 _HELPER_TIMEOUT = 30
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Credential:
     """A user name and secret (a password, or an identity token when
     ``username`` is ``<token>``)."""
 
     username: str
-    secret: str = field(repr=False)
+    secret: str  # never shown: __repr__ below masks it
 
     @property
     def identity_token(self) -> bool:
@@ -316,7 +317,7 @@ def erase(host: str, authfile: str | None = None) -> bool:
 # ------------------------------------------------------------ challenges
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Challenge:
     """One ``WWW-Authenticate`` challenge: scheme (lower case) and params."""
 

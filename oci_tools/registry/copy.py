@@ -13,7 +13,6 @@ Registry → registry never touches the disk.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from oci_tools.errors import UsageError
 from oci_tools.fsutil import remove_tree
@@ -22,10 +21,12 @@ from oci_tools.registry.reference import TRANSPORT, RemoteRef, parse_reference
 from oci_tools.registry.transfer import Client, Progress, _quiet, copy_remote, pull, push
 from oci_tools.spec.model import Platform
 
+from ..records import record
+
 TRANSPORTS = ("docker://", "oci:", "oci-archive:")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     """One side of a copy."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 from oci_tools.digest import Digest
 from oci_tools.errors import UsageError
+
+from ..records import record
 
 #: The name Docker gives its default registry (a name only, see module doc).
 DOCKER_HUB = "docker.io"
@@ -29,7 +30,7 @@ _HOST_RE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RemoteRef:
     """A parsed remote reference; exactly one of ``tag``/``digest`` is used
     to address the manifest (the digest wins when both are given)."""

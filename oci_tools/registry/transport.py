@@ -37,7 +37,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
 
@@ -47,6 +46,8 @@ from urllib3.exceptions import HTTPError, ProtocolError, SSLError
 from oci_tools.errors import AuthError, RegistryError
 from oci_tools.registry.auth import Challenge, Credential, lookup, parse_challenge
 from oci_tools.registry.reference import is_loopback
+
+from ..records import field, record
 
 USER_AGENT = "oci-tools"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -58,7 +59,7 @@ Body = bytes | IO[bytes] | None
 BodyFactory = Callable[[], Body]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RetryPolicy:
     """How hard to try: ``attempts`` per request, backoff ``base * 2**n``
     seconds (capped at ``cap``, with 10 % jitter), all within ``total``
@@ -75,7 +76,7 @@ class RetryPolicy:
         return d * (1.0 + random.uniform(0.0, 0.1))
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Options:
     """Connection settings shared by every registry a command talks to."""
 
