@@ -263,6 +263,21 @@ class EntryContent:
             self.remaining -= len(mv)
             yield mv
 
+    def buffered(self) -> memoryview | None:
+        """All of the remaining content as one zero-copy slice when the
+        reader's buffer already holds it (as it does for most small files),
+        else None (then use ``chunks``).  The slice is valid until the
+        iterator moves on."""
+        src = self._src
+        n = self.remaining
+        pos = src._pos
+        if pos + n > len(src._buf):
+            return None
+        src._pos = pos + n
+        src.consumed += n
+        self.remaining = 0
+        return memoryview(src._buf)[pos : pos + n]
+
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (everything left when ``n`` is negative)."""
         if n is None or n < 0 or n > self.remaining:
