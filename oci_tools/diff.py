@@ -72,7 +72,7 @@ from typing import BinaryIO
 
 from oci_tools.compression import Writable
 from oci_tools.errors import DigestMismatchError, OCIToolsError, UnsafeLayerError
-from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, opaque_name, whiteout_name
 from oci_tools.layer.writer import LayerInfo, write_layer
@@ -666,7 +666,9 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool 
                     first_of[ident] = rel
                 etype = _ENTRY_TYPES[fmt]
                 if f is not None:
-                    entry = TarEntry(rel, etype, mode, uid, gid, st.st_size, mtime, xattrs=xattrs)
+                    entry = make_entry(
+                        rel, etype, mode, uid, gid, st.st_size, mtime, "", 0, 0, xattrs
+                    )
                     yield entry, f
                     continue
             finally:

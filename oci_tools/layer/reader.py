@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Protocol
 from zlib import adler32
 
@@ -32,7 +32,7 @@ from oci_tools.errors import (
     SpecialFileError,
     UnsafeLayerError,
 )
-from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -106,53 +106,6 @@ def _err(name: str, reason: str) -> UnsafeLayerError:
 def _shown(raw_name: bytes) -> str:
     """A member name as error messages show it."""
     return raw_name[:200].decode("utf-8", "replace")
-
-
-_new_object = object.__new__
-(
-    _set_name,
-    _set_type,
-    _set_mode,
-    _set_uid,
-    _set_gid,
-    _set_size,
-    _set_mtime,
-    _set_linkname,
-    _set_devmajor,
-    _set_devminor,
-    _set_xattrs,
-) = (TarEntry.__dict__[f.name].__set__ for f in fields(TarEntry))
-
-
-def _new_entry(
-    name: str,
-    etype: EntryType,
-    mode: int,
-    uid: int,
-    gid: int,
-    size: int,
-    mtime_ns: int,
-    linkname: str,
-    devmajor: int,
-    devminor: int,
-    xattrs: dict[str, bytes],
-) -> TarEntry:
-    """``TarEntry(...)`` with every field given, at a third of the cost (the
-    frozen dataclass's ``__init__`` sets each slot through
-    ``object.__setattr__``; the slot descriptors are called directly here)."""
-    e: TarEntry = _new_object(TarEntry)
-    _set_name(e, name)
-    _set_type(e, etype)
-    _set_mode(e, mode)
-    _set_uid(e, uid)
-    _set_gid(e, gid)
-    _set_size(e, size)
-    _set_mtime(e, mtime_ns)
-    _set_linkname(e, linkname)
-    _set_devmajor(e, devmajor)
-    _set_devminor(e, devminor)
-    _set_xattrs(e, xattrs)
-    return e
 
 
 class _Source:
@@ -469,7 +422,7 @@ def iter_entries(
     common_numbers = _COMMON_NUMBERS.fullmatch
     pax_mtime_only = _PAX_MTIME_ONLY.fullmatch
     types_get = _TYPES.get
-    new_entry = _new_entry
+    new_entry = make_entry
     reg = EntryType.REG
     while True:
         if content is not None:
