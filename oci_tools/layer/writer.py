@@ -52,8 +52,11 @@ from oci_tools.layer.entry import EntryType, TarEntry
 BLOCK_SIZE = 512
 #: Content is read and written in chunks of this size.
 CHUNK_SIZE = 1 << 20
-#: Headers and small contents are gathered and written in pieces of about this size.
-_FLUSH_AT = 1 << 16
+#: Headers and small contents are gathered and written in pieces of about this
+#: size: one gzip block (``GZIP_BLOCK``), as each piece crosses to the
+#: PipeWriter's thread through a queue (at 64 KiB a 100k-file commit made 71k
+#: futex calls, 28k at 256 KiB).
+_FLUSH_AT = 1 << 18
 
 _TYPEFLAGS = {
     EntryType.REG: b"0",
