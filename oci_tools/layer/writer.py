@@ -516,6 +516,62 @@ def _piped(sink: Writable, entries: Iterable[tuple[TarEntry, BinaryIO | None]]) 
     return writer
 
 
+class _HashSink:
+    """A writable that only hashes."""
+
+    def __init__(self) -> None:
+        self.hasher = Hasher()
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.hasher.update(data)
+        return len(data)
+
+
+class _FanOut:
+    """Hand every piece to two PipeWriters (two worker threads): the
+    compressor's and the tar hasher's.  Each sees the same pieces in the same
+    order, so each result is what one thread would give."""
+
+    def __init__(self, first: PipeWriter, second: PipeWriter) -> None:
+        self._pipes = (first, second)
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        piece = data if type(data) is bytes else bytes(data)
+        for pipe in self._pipes:
+            pipe.write(piece)
+        return len(piece)
+
+    def close(self) -> None:
+        first, second = self._pipes
+        try:
+            first.close()
+        finally:
+            second.close()
+
+    def abort(self) -> None:
+        for pipe in self._pipes:
+            pipe.abort()
+
+
+def _piped_hashed(
+    comp: Writable, entries: Iterable[tuple[TarEntry, BinaryIO | None]]
+) -> tuple[TarWriter, Hasher]:
+    """``_piped`` into ``comp`` with the tar hashed on a thread of its own:
+    compressing is the longest job of a commit of big files, and the diff_id's
+    sha256 (which releases the GIL) then runs beside it instead of after it."""
+    sink = _HashSink()
+    hasher = sink.hasher
+    fan = _FanOut(PipeWriter(comp), PipeWriter(sink))
+    writer = TarWriter(fan)
+    try:
+        _write_all(writer, entries)
+        fan.close()
+    except BaseException:
+        fan.abort()
+        raise
+    return writer, hasher
+
+
 def write_layer(
     entries: Iterable[tuple[TarEntry, BinaryIO | None]],
     out: Writable,
@@ -535,14 +591,13 @@ def write_layer(
         digest = blob_hash.digest()
         return LayerInfo(digest, blob_hash.size, digest, blob_hash.size, codec, writer.entries)
     comp = compressor(codec, blob, level)
-    tar = _HashingWriter(comp)
-    writer = _piped(tar, entries)
+    writer, tar_hash = _piped_hashed(comp, entries)
     comp.close()
     return LayerInfo(
         blob_hash.digest(),
         blob_hash.size,
-        tar.hasher.digest(),
-        tar.hasher.size,
+        tar_hash.digest(),
+        tar_hash.size,
         codec,
         writer.entries,
     )
