@@ -68,11 +68,11 @@ import stat
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from oci_tools.compression import Writable
-from oci_tools.errors import OCIToolsError, UnsafeLayerError
-from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.errors import DigestMismatchError, OCIToolsError, UnsafeLayerError
+from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, opaque_name, whiteout_name
 from oci_tools.layer.writer import LayerInfo, write_layer
@@ -95,6 +95,8 @@ WHITEOUT_MODE = 0o644
 _OVERLAY_NS = ("trusted.overlay.", "user.overlay.")
 _NS = 1_000_000_000
 _CHUNK = 1 << 20
+#: Regular files up to this size are read whole when their entry is made.
+_SMALL_FILE = 1 << 20
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 Entries = Iterator[tuple[TarEntry, BinaryIO | None]]
@@ -152,6 +154,24 @@ def _digest_at(dir_fd: int, name: str, st: os.stat_result, rel: str) -> str:
         return hash_fd(fd)
     finally:
         os.close(fd)
+
+
+def _resized(rel: str, expected: int, got: int) -> DigestMismatchError:
+    """The error ``TarWriter`` gives for a file whose size changed while it
+    was read (``got`` is what one read of ``expected + 1`` bytes gave)."""
+    if got > expected:
+        return DigestMismatchError(
+            f"size of {rel}",
+            expected=str(expected),
+            actual=f"more than {expected}",
+            hint="the file grew while the layer was written",
+        )
+    return DigestMismatchError(
+        f"size of {rel}",
+        expected=str(expected),
+        actual=str(got),
+        hint="the file shrank while the layer was written",
+    )
 
 
 def _parent(rel: str) -> str:
@@ -595,10 +615,23 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool 
                 # Its content goes in the layer: open it now and read the
                 # attributes through that fd (no path lookup through /proc).
                 content_fd = _open_checked(dfd, name, st, rel)
-            f = None if content_fd is None else io.FileIO(content_fd, "rb", closefd=True)
+            f: BinaryIO | None = None
             try:
                 if content_fd is not None:
                     raw = read_xattrs(content_fd, None)
+                    if st.st_size <= _SMALL_FILE:
+                        # Read it whole now, one byte more than its size to
+                        # tell a file that grew (a short read of a regular
+                        # file is its end): one read, and the fd closes here.
+                        data = os.read(content_fd, st.st_size + 1)
+                        os.close(content_fd)
+                        content_fd = None
+                        if len(data) != st.st_size:
+                            raise _resized(rel, st.st_size, len(data))
+                        f = io.BytesIO(data)
+                    else:
+                        f = io.FileIO(content_fd, "rb", closefd=True)
+                        content_fd = None
                 elif fmt == stat.S_IFDIR:
                     # Opened anyway to read its children next: use that fd.
                     raw = read_xattrs(fds.get(rel), None)
@@ -633,10 +666,14 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool 
                     first_of[ident] = rel
                 etype = _ENTRY_TYPES[fmt]
                 if f is not None:
-                    entry = TarEntry(rel, etype, mode, uid, gid, st.st_size, mtime, xattrs=xattrs)
-                    yield entry, cast(BinaryIO, f)
+                    entry = make_entry(
+                        rel, etype, mode, uid, gid, st.st_size, mtime, "", 0, 0, xattrs
+                    )
+                    yield entry, f
                     continue
             finally:
+                if content_fd is not None:
+                    os.close(content_fd)
                 if f is not None:
                     f.close()
             linkname = ""

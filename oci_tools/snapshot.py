@@ -398,12 +398,33 @@ class Snapshot:
         Take ``st`` after the last change to the path (chown, chmod, xattrs,
         utime, and for a file that gains a hardlink, the link).
         """
-        self._store(
-            path,
-            stat_fields(st),
-            content,
-            None if xattrs is None else xattr_fingerprint(xattrs),
-        )
+        fingerprint = None if xattrs is None else xattr_fingerprint(xattrs) if xattrs else ""
+        self._store(path, stat_fields(st), content, fingerprint)
+
+    def record_plain(self, path: str, st: os.stat_result, content: bytes) -> None:
+        """``record(path, st, content.hex(), xattrs={})`` for the applier's
+        hot path: a node with no attributes and the raw sha256 ``content``
+        of its bytes (a new path is appended to the columns directly)."""
+        if len(content) != _DIGEST_LEN:
+            raise ValueError(f"content of {path!r} is not a sha256 digest")
+        index = self._index
+        if path in index or self._children is not None:
+            self._store(path, stat_fields(st), content.hex(), "")
+            return
+        index[path] = len(self._flags)
+        mode, uid, gid, size, mtime, ctime, ino, nlink, rdev = self._cols
+        mode.append(st.st_mode)
+        uid.append(st.st_uid)
+        gid.append(st.st_gid)
+        size.append(st.st_size)
+        mtime.append(st.st_mtime_ns)
+        ctime.append(st.st_ctime_ns)
+        ino.append(st.st_ino)
+        nlink.append(st.st_nlink)
+        rdev.append(st.st_rdev)
+        self._flags.append(_HAS_CONTENT | _XATTRS_RECORDED)
+        self._content += content
+        self._xattrs += _NO_DIGEST
 
     def put(self, path: str, state: FileState) -> None:
         """Store a ready-made FileState for ``path``."""

@@ -170,6 +170,51 @@ def test_pax_mtime_nanoseconds_exact(value: str, ns: int) -> None:
     assert e.mtime_ns == ns
 
 
+def test_mtime_only_pax_header_fast_path_matches_the_general_one() -> None:
+    """A PAX header holding only ``mtime`` takes the reader's fast path; with
+    another record beside it, or in a second header, the general one: the
+    entries are the same either way, and the later header still wins."""
+    t = "1796422938.296464199"
+    fast = read_all(build_tar([file("a/f", b"x", pax={"mtime": t}), directory("a")]))
+    general = read_all(build_tar([file("a/f", b"x", pax={"mtime": t, "uid": "0"}), directory("a")]))
+    assert fast == general
+    assert fast[0][0].mtime_ns == 1796422938296464199
+    # Two mtime-only headers in front of one member: the later one wins.
+    first = ext_header(b"x", pax_records({"mtime": "5.5"}))
+    second = ext_header(b"x", pax_records({"mtime": "7.25"}))
+    ((e, _),) = read_all(first + second + build_tar([file("g")]))
+    assert e.mtime_ns == 7_250_000_000
+    ((e, _),) = read_all(second + first + build_tar([file("g")]))
+    assert e.mtime_ns == 5_500_000_000
+    # Trailing bytes after the one record: not the fast path, still refused.
+    with pytest.raises(UnsafeLayerError, match="PAX"):
+        read_all(ext_header(b"x", pax_records({"mtime": "5"}) + b"x") + build_tar([file("g")]))
+
+
+def test_buffered_content_is_the_whole_rest() -> None:
+    tar = build_tar([file("f", b"hello world"), file("g", b"")])
+    it = iter_entries(io.BytesIO(tar))
+    e, content = next(it)
+    assert content.read(6) == b"hello "
+    view = content.buffered()
+    assert view is not None and bytes(view) == b"world"
+    assert content.remaining == 0 and content.read() == b""
+    e, content = next(it)
+    assert e.name == "g"
+    view = content.buffered()
+    assert view is not None and bytes(view) == b""
+
+
+def test_make_entry_equals_the_dataclass() -> None:
+    from oci_tools.layer.entry import make_entry
+
+    args = ("a/b", EntryType.SYMLINK, 0o777, 1, 2, 0, 5, "t", 0, 0, {"user.x": b"1"})
+    made = make_entry(*args)
+    assert made == TarEntry(*args)
+    with pytest.raises(AttributeError):
+        made.name = "c"  # type: ignore[misc]
+
+
 def test_pax_xattrs_are_raw_bytes() -> None:
     tar = build_tar(
         [

@@ -337,3 +337,19 @@ def test_xattr_filter_and_fingerprint(tmp_path: Path) -> None:
         assert read_xattrs(fd, "l") == {}  # the link itself, not its target
     finally:
         os.close(fd)
+
+
+def test_record_plain_equals_record(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    st = os.lstat(f)
+    digest = hashlib.sha256(b"data").digest()
+    a, b = Snapshot(), Snapshot()
+    a.record("f", st, digest.hex(), xattrs={})
+    b.record_plain("f", st, digest)
+    assert a == b
+    # Again for a recorded path (the row is rewritten, not appended).
+    b.record_plain("f", st, digest)
+    assert a == b and len(b) == 1
+    with pytest.raises(ValueError):
+        b.record_plain("g", st, b"short")

@@ -173,9 +173,12 @@ class NodeWriter(Remover):
         try:
             h = hashlib.sha256() if self.snap is not None else None
             write = os.write
-            for mv in content.chunks():
+            whole = content.buffered()  # most small files: one slice, one write
+            for mv in content.chunks() if whole is None else (whole,):
                 if h is not None:
                     h.update(mv)
+                if not mv:
+                    continue
                 n = write(fd, mv)
                 while n < len(mv):
                     mv = mv[n:]
@@ -184,14 +187,14 @@ class NodeWriter(Remover):
             if quick:
                 os.utime(fd, ns=(t, t))
                 st = os.fstat(fd)
-                owner_ok = self.rootless or (st.st_uid, st.st_gid) == (entry.uid, entry.gid)
-                if not owner_ok or stat.S_IMODE(st.st_mode) != mode:
+                owner_ok = self.rootless or (st.st_uid == entry.uid and st.st_gid == entry.gid)
+                if not owner_ok or st.st_mode & 0o7777 != mode:
                     if not owner_ok:
                         os.fchown(fd, entry.uid, entry.gid)
                     os.fchmod(fd, mode)  # after chown (it clears setuid/setgid)
                     st = os.fstat(fd)
-                assert h is not None
-                self.record(path, st, h.hexdigest(), {})
+                assert h is not None and self.snap is not None
+                self.snap.record_plain(path, st, h.digest())
             else:
                 if not self.rootless:
                     os.fchown(fd, entry.uid, entry.gid)

@@ -32,7 +32,7 @@ from oci_tools.errors import (
     SpecialFileError,
     UnsafeLayerError,
 )
-from oci_tools.layer.entry import EntryType, TarEntry
+from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -56,17 +56,6 @@ _TYPES: dict[int, EntryType] = {
     ord("5"): EntryType.DIR,
     ord("6"): EntryType.FIFO,
 }
-#: Types whose header carries no data blocks whatever its size field says (as Go).
-_HEADER_ONLY = frozenset(
-    {
-        EntryType.HARDLINK,
-        EntryType.SYMLINK,
-        EntryType.CHAR,
-        EntryType.BLOCK,
-        EntryType.DIR,
-        EntryType.FIFO,
-    }
-)
 _OCTAL_DIGITS = b"01234567"
 #: The numeric fields of a header (bytes 100-156: mode, uid, gid, size,
 #: mtime, checksum) as nearly every writer fills them: all octal digits, one
@@ -76,6 +65,11 @@ _OCTAL_DIGITS = b"01234567"
 _COMMON_NUMBERS = re.compile(
     rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]([0-7]{6})\0 "
 )
+#: A PAX header holding one ``mtime`` record and nothing else, with at most
+#: nine fraction digits: what our writer puts in front of nearly every member.
+#: A match (whose length field must equal the header size) gives exactly what
+#: ``_parse_pax`` and ``_pax_time`` give; anything else takes that path.
+_PAX_MTIME_ONLY = re.compile(rb"([0-9]{1,20}) mtime=([0-9]{1,30})(?:\.([0-9]{1,9}))?\n")
 _DECIMAL_DIGITS = b"0123456789"
 _XATTR_PREFIX = "SCHILY.xattr."
 
@@ -107,6 +101,11 @@ class ByteStream(Protocol):
 
 def _err(name: str, reason: str) -> UnsafeLayerError:
     return UnsafeLayerError(name, reason)
+
+
+def _shown(raw_name: bytes) -> str:
+    """A member name as error messages show it."""
+    return raw_name[:200].decode("utf-8", "replace")
 
 
 class _Source:
@@ -216,6 +215,21 @@ class EntryContent:
             mv = src.chunk(min(self.remaining, max_size), self._name)
             self.remaining -= len(mv)
             yield mv
+
+    def buffered(self) -> memoryview | None:
+        """All of the remaining content as one zero-copy slice when the
+        reader's buffer already holds it (as it does for most small files),
+        else None (then use ``chunks``).  The slice is valid until the
+        iterator moves on."""
+        src = self._src
+        n = self.remaining
+        pos = src._pos
+        if pos + n > len(src._buf):
+            return None
+        src._pos = pos + n
+        src.consumed += n
+        self.remaining = 0
+        return memoryview(src._buf)[pos : pos + n]
 
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (everything left when ``n`` is negative)."""
@@ -395,30 +409,54 @@ def iter_entries(
     """
     src = _Source(stream)
     cap = limits.max_header_bytes
+    max_entry_size = limits.max_entry_size
     pax: dict[str, bytes] = {}
+    # mtime of a PAX header holding nothing else (what our writer puts in
+    # front of nearly every member), parsed on the fast path; None otherwise.
+    pax_mtime: int | None = None
     long_name: bytes | None = None
     long_link: bytes | None = None
     ext_bytes = 0
     content: EntryContent | None = None
     content_size = 0
+    common_numbers = _COMMON_NUMBERS.fullmatch
+    pax_mtime_only = _PAX_MTIME_ONLY.fullmatch
+    types_get = _TYPES.get
+    new_entry = make_entry
+    reg = EntryType.REG
     while True:
         if content is not None:
-            left = content.remaining
+            left = content.remaining + (-content_size % BLOCK)
             content.remaining = 0
-            src.skip(left + (-content_size % BLOCK), content._name)
+            # Inline ``src.skip`` when the rest is buffered (the usual case).
+            if src._pos + left <= len(src._buf):
+                src._pos += left
+                src.consumed += left
+            else:
+                src.skip(left, content._name)
             content = None
         offset = src.consumed
-        hdr = src.block()
-        if hdr is None:
-            # A clean end at a header boundary without the two zero blocks is
-            # a complete archive, as Go's archive/tar, containerd and umoci
-            # read it (Next returns io.EOF).  A cut inside a header or an
-            # entry's content is still an error (block() and chunk() raise).
-            if pax or long_name is not None or long_link is not None:
-                raise _err("", f"extension header not followed by a member at offset {offset}")
-            return
+        # Inline ``src.block`` when a whole block is buffered.
+        pos = src._pos
+        buf = src._buf
+        if pos + BLOCK <= len(buf):
+            hdr = buf[pos : pos + BLOCK]
+            src._pos = pos + BLOCK
+            src.consumed = offset + BLOCK
+        else:
+            got_hdr = src.block()
+            if got_hdr is None:
+                # A clean end at a header boundary without the two zero blocks
+                # is a complete archive, as Go's archive/tar, containerd and
+                # umoci read it (Next returns io.EOF).  A cut inside a header
+                # or an entry's content is still an error (block() and chunk()
+                # raise).
+                if pax or pax_mtime is not None or long_name is not None or long_link is not None:
+                    raise _err("", f"extension header not followed by a member at offset {offset}")
+                return
+            hdr = got_hdr
         if hdr == _ZERO_BLOCK:
-            if pax or long_name is not None or long_link is not None:
+            if pax or pax_mtime is not None or long_name is not None or long_link is not None:
                 raise _err("", "extension header not followed by a member")
             second = src.block()
             if second is not None and second != _ZERO_BLOCK:
@@ -435,7 +473,7 @@ def iter_entries(
             - sum(hdr[148:156])
             + 256
         )
-        common = _COMMON_NUMBERS.fullmatch(hdr, 100, 156)
+        common = common_numbers(hdr, 100, 156)
         if common is not None:
             stored = int(common[6], 8)
         else:
@@ -449,22 +487,43 @@ def iter_entries(
             if stored != signed:
                 raise _err("", f"bad tar header checksum at offset {offset}")
         flag = hdr[156]
-        magic = hdr[257:265]
-        ustar = magic[:6] == b"ustar\0"
-        raw_name = _cstr(hdr[0:100])
+        ustar = hdr[257:263] == b"ustar\0"
+        nul = hdr.find(0, 0, 100)
+        raw_name = hdr[:nul] if nul >= 0 else hdr[:100]
         if ustar and hdr[345] != 0:
             raw_name = _cstr(hdr[345:500]) + b"/" + raw_name
-        shown = (long_name or raw_name)[:200].decode("utf-8", "replace")
-        size = int(common[4], 8) if common is not None else _number(hdr[124:136], "size", shown)
-        if size < 0:
-            raise _err(shown, f"negative size {size}")
+        if common is not None:
+            size = int(common[4], 8)
+        else:
+            size = _number(hdr[124:136], "size", _shown(long_name or raw_name))
+            if size < 0:
+                raise _err(_shown(long_name or raw_name), f"negative size {size}")
         if flag in (0x78, 0x67, 0x4C, 0x4B):  # x g L K: extension headers
             if size > cap:
-                raise _err(shown, f"extension header of {size} bytes exceeds {cap}")
+                raise _err(
+                    _shown(long_name or raw_name),
+                    f"extension header of {size} bytes exceeds {cap}",
+                )
             ext_bytes += size
             if ext_bytes > cap:
-                raise _err(shown, f"extension headers exceed {cap} bytes for one member")
+                raise _err(
+                    _shown(long_name or raw_name),
+                    f"extension headers exceed {cap} bytes for one member",
+                )
             padded = size + (-size % BLOCK)
+            if flag == 0x78 and not pax and pax_mtime is None and padded == BLOCK:
+                # Fast path: a one-block PAX header holding only an mtime
+                # record (exactly one well-formed record filling ``size``).
+                pos = src._pos
+                if pos + BLOCK <= len(src._buf):
+                    m = pax_mtime_only(src._buf, pos, pos + size)
+                    if m is not None and int(m[1]) == size:
+                        src._pos = pos + BLOCK
+                        src.consumed += BLOCK
+                        frac = m[3]
+                        pax_mtime = int(m[2]) * _NS + (int(frac.ljust(9, b"0")) if frac else 0)
+                        continue
+            shown = _shown(long_name or raw_name)
             if flag == 0x67:
                 # PAX global header: ignored, never applied (as Go).  Still
                 # validate it so a malformed one is not silently accepted.
@@ -475,6 +534,10 @@ def iter_entries(
             data = src.read_exact(size, shown)
             src.skip(padded - size, shown)
             if flag == 0x78:
+                if pax_mtime is not None:
+                    # A second PAX header: fold the fast-path one back in.
+                    pax["mtime"] = b"%d.%09d" % divmod(pax_mtime, _NS)
+                    pax_mtime = None
                 pax.update(_parse_pax(data, shown))
             else:
                 value = _cstr(data)
@@ -485,28 +548,38 @@ def iter_entries(
                 else:
                     long_link = value
             continue
-        etype = _TYPES.get(flag)
+        etype = types_get(flag)
         if etype is None:
+            shown = _shown(long_name or raw_name)
             if flag == 0x53 or "GNU.sparse.major" in pax or "GNU.sparse.size" in pax:
                 raise SpecialFileError(shown, "sparse files are not supported")
             shown_flag = chr(flag) if 32 <= flag < 127 else f"\\x{flag:02x}"
             raise SpecialFileError(shown, f"unsupported tar type flag {shown_flag!r}")
-        if any(k.startswith("GNU.sparse.") for k in pax):
-            raise SpecialFileError(shown, "sparse files are not supported")
+        if pax and any(k.startswith("GNU.sparse.") for k in pax):
+            raise SpecialFileError(_shown(long_name or raw_name), "sparse files are not supported")
         if long_name is not None:
             raw_name = long_name
-        raw_link = _cstr(hdr[157:257]) if long_link is None else long_link
+        if long_link is None:
+            nul = hdr.find(0, 157, 257)
+            raw_link = hdr[157:nul] if nul >= 0 else hdr[157:257]
+        else:
+            raw_link = long_link
         if common is not None:
             mode, uid, gid = int(common[1], 8), int(common[2], 8), int(common[3], 8)
             mtime_ns = int(common[5], 8) * _NS
         else:
+            shown = _shown(raw_name)
             uid = _number(hdr[108:116], "uid", shown)
             gid = _number(hdr[116:124], "gid", shown)
             mtime_ns = _number(hdr[136:148], "mtime", shown) * _NS
             mode = _number(hdr[100:108], "mode", shown)
         devmajor = devminor = 0
         xattrs: dict[str, bytes] = {}
-        if pax:
+        if pax_mtime is not None:
+            mtime_ns = pax_mtime
+            pax_mtime = None
+        elif pax:
+            shown = _shown(raw_name)
             for key, value in pax.items():
                 if key == "path":
                     if b"\0" in value:
@@ -538,7 +611,7 @@ def iter_entries(
             pax = {}
         long_name = long_link = None
         ext_bytes = 0
-        if etype is EntryType.REG and flag == 0 and raw_name.endswith(b"/"):
+        if etype is reg and flag == 0 and raw_name.endswith(b"/"):
             etype = EntryType.DIR  # old (v7) style directory
         shown = raw_name[:200].decode("utf-8", "replace")
         name = _clean(raw_name, shown)
@@ -547,39 +620,43 @@ def iter_entries(
                 shown or ".",
                 f"root entry of type {etype.value} (only a directory may name the root)",
             )
-        _check_id(uid, "uid", shown)
-        _check_id(gid, "gid", shown)
-        if limits.max_entry_size is not None and size > limits.max_entry_size:
-            raise _err(shown, f"size {size} exceeds the limit {limits.max_entry_size}")
+        if not (0 <= uid <= MAX_ID and 0 <= gid <= MAX_ID):
+            _check_id(uid, "uid", shown)
+            _check_id(gid, "gid", shown)
+        if max_entry_size is not None and size > max_entry_size:
+            raise _err(shown, f"size {size} exceeds the limit {max_entry_size}")
         linkname = ""
-        if etype is EntryType.HARDLINK:
-            linkname = _clean(raw_link, shown, link=True)
-            if not linkname:
-                raise LinkEscapeError(shown, "hardlink to the root directory")
-        elif etype is EntryType.SYMLINK:
-            if b"\0" in raw_link:
-                raise _err(shown, "symlink target contains a NUL byte")
-            if not raw_link:
-                raise _err(shown, "empty symlink target")
-            linkname = raw_link.decode("utf-8", "surrogateescape")
-        elif etype is EntryType.CHAR or etype is EntryType.BLOCK:
-            devmajor = _number(hdr[329:337], "devmajor", shown)
-            devminor = _number(hdr[337:345], "devminor", shown)
-            if not (0 <= devmajor <= MAX_DEV and 0 <= devminor <= MAX_DEV):
-                raise SpecialFileError(shown, "device number out of range")
-        data_size = 0 if etype in _HEADER_ONLY else size
-        entry = TarEntry(
-            name=name,
-            type=etype,
-            mode=mode & 0o7777,
-            uid=uid,
-            gid=gid,
-            size=data_size,
-            mtime_ns=mtime_ns,
-            linkname=linkname,
-            devmajor=devmajor,
-            devminor=devminor,
-            xattrs=xattrs,
+        if etype is reg:
+            data_size = size
+        else:
+            data_size = 0  # every other type carries no data (as Go)
+            if etype is EntryType.HARDLINK:
+                linkname = _clean(raw_link, shown, link=True)
+                if not linkname:
+                    raise LinkEscapeError(shown, "hardlink to the root directory")
+            elif etype is EntryType.SYMLINK:
+                if b"\0" in raw_link:
+                    raise _err(shown, "symlink target contains a NUL byte")
+                if not raw_link:
+                    raise _err(shown, "empty symlink target")
+                linkname = raw_link.decode("utf-8", "surrogateescape")
+            elif etype is EntryType.CHAR or etype is EntryType.BLOCK:
+                devmajor = _number(hdr[329:337], "devmajor", shown)
+                devminor = _number(hdr[337:345], "devminor", shown)
+                if not (0 <= devmajor <= MAX_DEV and 0 <= devminor <= MAX_DEV):
+                    raise SpecialFileError(shown, "device number out of range")
+        entry = new_entry(
+            name,
+            etype,
+            mode & 0o7777,
+            uid,
+            gid,
+            data_size,
+            mtime_ns,
+            linkname,
+            devmajor,
+            devminor,
+            xattrs,
         )
         content = EntryContent(src, data_size, shown)
         content_size = data_size
