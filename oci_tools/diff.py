@@ -67,7 +67,6 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from oci_tools.compression import Writable
@@ -90,6 +89,8 @@ from oci_tools.snapshot import (
     xattr_fingerprint,
 )
 
+from .records import field, record
+
 #: Mode of every whiteout and opaque-marker entry (they are empty regular files).
 WHITEOUT_MODE = 0o644
 _OVERLAY_NS = ("trusted.overlay.", "user.overlay.")
@@ -111,7 +112,7 @@ _ENTRY_TYPES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Change:
     """One line of ``docker diff``: kind ``A`` (added), ``C`` (changed) or
     ``D`` (deleted), an absolute in-container path, and whether it is (or, for
@@ -336,7 +337,7 @@ class _TreePolicy(_Policy):
 # -- planning -------------------------------------------------------------------
 
 
-@dataclass
+@record(frozen=False)
 class _Plan:
     """Everything that goes into the layer, before ordering."""
 

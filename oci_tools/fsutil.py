@@ -64,7 +64,7 @@ def atomic_writer(
     whose loss costs only a recomputation.
     """
     parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _make_temp(parent, temp_prefix(f".{os.path.basename(path)}"))
+    fd, tmp = make_temp(parent, temp_prefix(f".{os.path.basename(path)}"))
     try:
         with os.fdopen(fd, "wb", buffering=buffering) as f:
             yield f
@@ -81,7 +81,7 @@ def atomic_writer(
         sync_dir(parent)
 
 
-def _make_temp(parent: str, prefix: str) -> tuple[int, str]:
+def make_temp(parent: str, prefix: str) -> tuple[int, str]:
     """``tempfile.mkstemp(prefix=prefix, dir=parent)``: a new file (0600,
     exclusive create, no symlink followed) with a random suffix; the
     tempfile module (random, shutil, ...) costs more to import than a small

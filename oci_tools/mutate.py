@@ -47,7 +47,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from oci_tools.errors import BlobNotFoundError, InvalidDocumentError, UsageError
@@ -63,6 +62,8 @@ from oci_tools.spec.model import (
     merge_annotations,
 )
 from oci_tools.store import put_stream
+
+from .records import record
 
 # ---------------------------------------------------------------------------
 # assembling an image value from a config document
@@ -201,7 +202,7 @@ def set_created(image: Image, when: str | float | _dt.datetime | None = None) ->
     return _change(image, change)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConfigEdit:
     """Changes to an image config: what ``edit_config`` applies.
 

@@ -25,10 +25,11 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 
 from oci_tools.errors import InvalidDocumentError, OCIToolsError
 from oci_tools.fsutil import atomic_write
+
+from .records import record
 
 # Signed where the kernel value may be negative (times) or where it cannot
 # exceed 2^63 (size); unsigned for inode numbers and device ids.
@@ -61,7 +62,7 @@ def stat_fields(st: os.stat_result) -> tuple[int, int, int, int, int, int, int, 
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FileState:
     """The parts of an lstat result that reveal a change, plus optional
     digests for when stat alone cannot decide.

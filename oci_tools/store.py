@@ -29,7 +29,7 @@ from typing import BinaryIO, Protocol, cast
 from oci_tools import progress
 from oci_tools.digest import Digest, Hasher, VerifyingReader, digest_problem
 from oci_tools.errors import BlobNotFoundError, DigestMismatchError, InvalidLayoutError
-from oci_tools.fsutil import TMP, private_path, remove_abandoned, sync_dir, temp_prefix
+from oci_tools.fsutil import TMP, make_temp, private_path, remove_abandoned, sync_dir, temp_prefix
 
 #: JSON documents larger than this are refused (containerd uses 4-20 MiB).
 MAX_DOCUMENT_SIZE = 16 << 20
@@ -130,9 +130,7 @@ def read_small(
 class _DirBlobWriter:
     def __init__(self, store: DirStore) -> None:
         self._store = store
-        import tempfile  # writers only: read-only commands start faster without it
-
-        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(_BLOB_TMP), dir=store.tmp_dir)
+        fd, self._tmp = make_temp(store.tmp_dir, temp_prefix(_BLOB_TMP))
         # Held while the file is open (until commit, abort or the death of the
         # process): remove_abandoned never takes a locked file away.
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -293,3 +293,19 @@ def test_the_registry_path_imports_no_heavy_module() -> None:
     banned = ("cryptography", "nacl", "jsonschema", "tqdm", "dataclasses", "inspect")
     banned += ("concurrent.futures", "importlib.metadata", "oci_tools.sign", "oci_tools.apply")
     assert sorted(m for m in mods if m in banned or m.startswith(banned)) == []
+
+
+def test_a_commit_imports_no_heavy_module(tmp_path: Path) -> None:
+    """A commit diffs, writes one layer and tags: no network, crypto, schema,
+    progress, dataclasses or tempfile (a one-file commit is mostly start-up)."""
+    lay = _layout_with_layers(tmp_path)
+    bundle = tmp_path / "bundle"
+    assert main(["unpack", f"{lay.path}:b", str(bundle)], stdout=io.StringIO()) == 0
+    (bundle / "rootfs" / "opt" / "a").write_bytes(b"changed")
+    mods = _modules_after(["commit", str(bundle), f"{lay.path}:c"])
+    assert "oci_tools.diff" in mods  # the check sees the commit's own modules
+    needed = {"oci_tools.diff", "oci_tools.snapshot", "oci_tools.mutate", "oci_tools.compression"}
+    needed |= {"isal", "zstandard"}  # the layer's and the snapshot's codecs
+    banned = (HEAVY - needed) | {"dataclasses", "inspect", "tempfile", "subprocess"}
+    found = sorted(m for m in mods if m in banned or m.startswith(tuple(b + "." for b in banned)))
+    assert found == []

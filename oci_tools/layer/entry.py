@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+
+from ..records import field, field_names, record
 
 
 class EntryType(enum.Enum):
@@ -19,7 +20,7 @@ class EntryType(enum.Enum):
     FIFO = "fifo"  # '6'
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TarEntry:
     """One member of a layer tar, after PAX/GNU extensions are merged.
 
@@ -57,7 +58,7 @@ _new_object = object.__new__
     _set_devmajor,
     _set_devminor,
     _set_xattrs,
-) = (TarEntry.__dict__[f.name].__set__ for f in fields(TarEntry))
+) = (TarEntry.__dict__[f].__set__ for f in field_names(TarEntry))
 
 
 def make_entry(
@@ -75,7 +76,7 @@ def make_entry(
 ) -> TarEntry:
     """``TarEntry(...)`` with every field given positionally, for the hot
     loops of the reader and the differ: a third of the cost, as the frozen
-    dataclass's ``__init__`` sets each slot through ``object.__setattr__``
+    record's ``__init__`` sets each slot through ``object.__setattr__``
     while this calls the slot descriptors directly.  Equal to the
     ``TarEntry`` built from the same values."""
     e: TarEntry = _new_object(TarEntry)

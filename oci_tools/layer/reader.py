@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Protocol
 from zlib import adler32
 
@@ -33,6 +32,8 @@ from oci_tools.errors import (
     UnsafeLayerError,
 )
 from oci_tools.layer.entry import EntryType, TarEntry, make_entry
+
+from ..records import record
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -74,7 +75,7 @@ _DECIMAL_DIGITS = b"0123456789"
 _XATTR_PREFIX = "SCHILY.xattr."
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReadLimits:
     """Resource limits of the reader (it fails closed when one is exceeded).
 

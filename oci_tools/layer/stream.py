@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from oci_tools.compression import decompressor
@@ -17,12 +16,14 @@ from oci_tools.digest import Hasher
 from oci_tools.errors import CorruptBlobError, DigestMismatchError, OCIToolsError, UnsafeLayerError
 from oci_tools.layer.reader import CHUNK
 
+from ..records import record
+
 STREAM_NAME = "(layer stream)"
 #: Largest read from the compressed blob (keeps the expansion-ratio check tight).
 _COMPRESSED_READ = 32 << 10
 
 
-@dataclass(frozen=True)
+@record
 class StreamLimits:
     """Decompression-bomb limits of a layer stream.
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import BinaryIO
 from zlib import adler32
 
@@ -48,6 +47,8 @@ from oci_tools.compression import PipeWriter, Writable, compressor
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import DigestMismatchError, OCIToolsError
 from oci_tools.layer.entry import EntryType, TarEntry
+
+from ..records import record
 
 BLOCK_SIZE = 512
 #: Content is read and written in chunks of this size.
@@ -451,7 +452,7 @@ class TarWriter:
 # -- one-pass layer writing -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LayerInfo:
     """What a layer descriptor and an image config need to know about a layer."""
 
