@@ -308,7 +308,6 @@ def commit(
 
     When nothing changed and ``opts.allow_empty`` is false, no image is made:
     the result is the base image (``empty``), which ``ref`` then names."""
-    from oci_tools.diff import write_diff
     from oci_tools.mutate import (
         ConfigEdit,
         add_history,
@@ -317,7 +316,6 @@ def commit(
         set_created,
         write,
     )
-    from oci_tools.snapshot import Snapshot
 
     opts = opts or CommitOptions()
     rec = BaseRecord.load(bundle)
@@ -344,48 +342,69 @@ def commit(
     sde = source_date_epoch()
     created = created_now(opts.created)
     with layout.lock():
-        layer: Layer | None = None
-        w = layout.store.writer()
-        try:
-            if from_upper:
-                from oci_tools.diff import write_upper
-
-                info = write_upper(from_upper, w, codec, sde)
+        # One fsync of blobs/<alg> for the layer, config and manifest this
+        # commit renames in, before index.json names them (batched_dir_sync).
+        with layout.store.batched_dir_sync():
+            layer = _write_layer(layout, bundle, rootfs, rec, from_upper, codec, sde)
+            if layer is None and not opts.allow_empty:
+                desc, empty = base.descriptor, True
             else:
-                snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
-                info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
-            if info.entries == 0:
-                w.abort()
-            else:
-                dg = w.commit()
-                media_type = mt.OCI_LAYER_FOR_CODEC[codec]
-                layer = Layer.create(
-                    media_type, dg, info.size, info.diff_id, info.uncompressed_size
+                row = History(
+                    created=created,
+                    created_by=opts.created_by,
+                    author=opts.author,
+                    comment=opts.comment,
+                    empty_layer=layer is None,
                 )
-        except BaseException:
-            w.abort()
-            raise
-        if layer is None and not opts.allow_empty:
-            if ref is not None:
-                layout.set_ref(ref, base.descriptor)
-            return CommitResult(base.descriptor, None, True)
-        row = History(
-            created=created,
-            created_by=opts.created_by,
-            author=opts.author,
-            comment=opts.comment,
-            empty_layer=layer is None,
-        )
-        img = add_history(base, row) if layer is None else append_layer(base, layer, history=row)
-        img = set_created(img, created)
-        if opts.author:
-            img = edit_config(img, ConfigEdit(author=opts.author))
-        desc = write(layout, img)
+                img = (
+                    add_history(base, row)
+                    if layer is None
+                    else append_layer(base, layer, history=row)
+                )
+                img = set_created(img, created)
+                if opts.author:
+                    img = edit_config(img, ConfigEdit(author=opts.author))
+                desc, empty = write(layout, img), False
         if ref is not None:
             layout.set_ref(ref, desc)
+    if empty:
+        return CommitResult(desc, None, True)
     if opts.refresh and ov_upper is None:
         refresh(bundle, layout, desc, ref)
     return CommitResult(desc, None if layer is None else layer.descriptor, layer is None)
+
+
+def _write_layer(
+    layout: Layout,
+    bundle: str,
+    rootfs: str,
+    rec: BaseRecord,
+    from_upper: str | None,
+    codec: str,
+    sde: int | None,
+) -> Layer | None:
+    """The bundle's changes as a layer blob in ``layout`` (None when nothing
+    changed): from the overlay upper dir, else diffed against the snapshot."""
+    from oci_tools.diff import write_diff, write_upper
+    from oci_tools.snapshot import Snapshot
+
+    w = layout.store.writer()
+    try:
+        if from_upper:
+            info = write_upper(from_upper, w, codec, sde)
+        else:
+            snap = Snapshot.load(os.path.join(bundle, SNAPSHOT))
+            info = write_diff(rootfs, snap, w, codec, sde, rootless=rec.rootless)
+        if info.entries == 0:
+            w.abort()
+            return None
+        dg = w.commit()
+    except BaseException:
+        w.abort()
+        raise
+    return Layer.create(
+        mt.OCI_LAYER_FOR_CODEC[codec], dg, info.size, info.diff_id, info.uncompressed_size
+    )
 
 
 def refresh(bundle: str, layout: Layout, desc: Descriptor, ref: str | None) -> None:
