@@ -7,7 +7,8 @@ frozen class, 0.05-0.15 ms each), and a command's start-up makes some twenty
 value classes (documents, descriptors, digests, rows): 10-20 ms of a view
 command's 70; importing dataclasses (it imports inspect, ast, dis, tokenize)
 costs 5 ms more.  ``record`` writes the same methods as one piece of source
-and compiles it once.
+and compiles it once, when the class is first used (a command defines many
+more classes than it instantiates).
 
 To every caller the classes are dataclasses: ``dataclasses.fields``,
 ``replace``, ``asdict`` and ``is_dataclass`` work (``__dataclass_fields__``
@@ -174,6 +175,32 @@ def _own_specs(cls: type) -> dict[str, _Spec]:
     return out
 
 
+def _stub(cls: type, name: str, materialize: Callable[[], None]) -> Callable[..., Any]:
+    """A stand-in for generated method ``name`` of ``cls``: compiles the
+    class's methods, then calls the real one."""
+
+    def stub(self: Any, *args: Any, **kwargs: Any) -> Any:
+        materialize()
+        return getattr(cls, name)(self, *args, **kwargs)
+
+    stub.__name__ = name
+    return stub
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    raise _frozen(f"cannot assign to field {name!r}")
+
+
+_frozen_setattr.__name__ = "__setattr__"
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise _frozen(f"cannot delete field {name!r}")
+
+
+_frozen_delattr.__name__ = "__delattr__"
+
+
 def _make(cls: type, *, order: bool, with_repr: bool, frozen: bool) -> type:
     specs: dict[str, _Spec] = {}
     for base in reversed(cls.__mro__[1:]):
@@ -197,7 +224,6 @@ def _make(cls: type, *, order: bool, with_repr: bool, frozen: bool) -> type:
     # One source for every generated method, compiled once.
     env: dict[str, Any] = {
         "__set": object.__setattr__,
-        "__frozen": _frozen,
         "__FACTORY": _HAS_FACTORY,
     }
     params, sets = [], []
@@ -236,13 +262,6 @@ def _make(cls: type, *, order: bool, with_repr: bool, frozen: bool) -> type:
         ]
     if frozen and own.get("__hash__") is None:
         src += [" def __hash__(self):", f"  return hash(({tup}))"]
-    if frozen:
-        src += [
-            " def __setattr__(self, name, value):",
-            "  raise __frozen(f'cannot assign to field {name!r}')",
-            " def __delattr__(self, name):",
-            "  raise __frozen(f'cannot delete field {name!r}')",
-        ]
     if order:
         for meth, op in (("__lt__", "<"), ("__le__", "<="), ("__gt__", ">"), ("__ge__", ">=")):
             if meth in own:
@@ -255,11 +274,27 @@ def _make(cls: type, *, order: bool, with_repr: bool, frozen: bool) -> type:
             ]
     made = [line.split("(", 1)[0][5:] for line in src if line.startswith(" def ")]
     text = "\n".join([f"def __create__({', '.join(env)}):", *src, f" return ({', '.join(made)},)"])
-    scope: dict[str, Any] = {}
-    exec(compile(text, f"<record {cls.__qualname__}>", "exec"), {}, scope)
-    for fn in scope["__create__"](**env):
-        fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
-        type.__setattr__(new, fn.__name__, fn)
+
+    def materialize() -> None:
+        # Compiled on first use: a command defines many more classes than it
+        # instantiates, and the compile is most of what a record costs.
+        if not stubs:
+            return
+        scope: dict[str, Any] = {}
+        exec(compile(text, f"<record {cls.__qualname__}>", "exec"), {}, scope)
+        for fn in scope["__create__"](**env):
+            fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
+            type.__setattr__(new, fn.__name__, fn)
+        stubs.clear()
+
+    stubs = {name: _stub(new, name, materialize) for name in made}
+    for name, fn in stubs.items():
+        fn.__qualname__ = f"{cls.__qualname__}.{name}"
+        type.__setattr__(new, name, fn)
+    if frozen:
+        for fn in (_frozen_setattr, _frozen_delattr):
+            if fn.__name__ not in own:
+                type.__setattr__(new, fn.__name__, fn)
 
     def __getstate__(self: Any) -> list[Any]:
         return [getattr(self, n) for n in names]

@@ -181,3 +181,35 @@ def test_a_mutable_record() -> None:
         m.other = 1  # type: ignore[attr-defined]  # slotted
     assert dataclasses.fields(Mutable)[1].default == 0
     assert not Mutable.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_methods_are_made_on_first_use_whichever_comes_first() -> None:
+    """The generated methods compile on first use; any of them may be the
+    first (a subclass's instance, an explicit call), and each then behaves
+    as the dataclass's."""
+
+    @record
+    class Base:
+        a: int
+
+    @record
+    class Sub(Base):
+        b: int = 2
+
+    class Plain(Base):
+        """Not a record: its instances use Base's methods."""
+
+    assert Sub(1) == Sub(1, 2) and repr(Sub(1)).endswith("Sub(a=1, b=2)")
+    p = Plain(5)  # Base's __init__ compiles through a subclass's instance
+    assert p.a == 5 and hash(p) == hash((5,))
+
+    @record
+    class Fresh:
+        a: int
+        b: str = "x"
+
+    f = object.__new__(Fresh)  # no __init__ yet: the other methods come first
+    Fresh.__init__(f, 3)
+    assert Fresh.__eq__(f, Fresh(3)) is True and hash(f) == hash((3, "x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.a = 4  # type: ignore[misc]
