@@ -70,11 +70,11 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from oci_tools.compression import Writable
-from oci_tools.errors import DigestMismatchError, OCIToolsError, UnsafeLayerError
+from oci_tools.errors import OCIToolsError, UnsafeLayerError
 from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, opaque_name, whiteout_name
-from oci_tools.layer.writer import LayerInfo, write_layer
+from oci_tools.layer.writer import LayerInfo, size_changed, write_layer
 from oci_tools.snapshot import (
     FileState,
     Snapshot,
@@ -155,24 +155,6 @@ def _digest_at(dir_fd: int, name: str, st: os.stat_result, rel: str) -> str:
         return hash_fd(fd)
     finally:
         os.close(fd)
-
-
-def _resized(rel: str, expected: int, got: int) -> DigestMismatchError:
-    """The error ``TarWriter`` gives for a file whose size changed while it
-    was read (``got`` is what one read of ``expected + 1`` bytes gave)."""
-    if got > expected:
-        return DigestMismatchError(
-            f"size of {rel}",
-            expected=str(expected),
-            actual=f"more than {expected}",
-            hint="the file grew while the layer was written",
-        )
-    return DigestMismatchError(
-        f"size of {rel}",
-        expected=str(expected),
-        actual=str(got),
-        hint="the file shrank while the layer was written",
-    )
 
 
 def _parent(rel: str) -> str:
@@ -628,7 +610,7 @@ def _emit(root: str, plan: _Plan, source_date_epoch: int | None, rootless: bool 
                         os.close(content_fd)
                         content_fd = None
                         if len(data) != st.st_size:
-                            raise _resized(rel, st.st_size, len(data))
+                            raise size_changed(rel, st.st_size, len(data))
                         f = io.BytesIO(data)
                     else:
                         f = io.FileIO(content_fd, "rb", closefd=True)

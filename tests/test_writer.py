@@ -12,7 +12,9 @@ import stat
 import subprocess
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from builders import mixed_data
@@ -563,3 +565,20 @@ def test_write_layer_uses_the_store_writers_hash() -> None:
     )
     assert w.commit() == info.digest
     assert store.blobs[info.digest][:2] == b"\x1f\x8b"
+
+
+@pytest.mark.parametrize("wrap", [io.BytesIO, lambda b: io.BufferedReader(io.BytesIO(b))])
+@pytest.mark.parametrize(
+    ("data", "actual", "how"), [(b"ab", "2", "shrank"), (b"abcd", "more than 3", "grew")]
+)
+def test_content_of_another_size_than_measured_is_refused(
+    wrap: Callable[[bytes], BinaryIO], data: bytes, actual: str, how: str
+) -> None:
+    """Read whole (BytesIO) or in a loop, content that is not ``size`` bytes
+    gives the same error, naming the file and how it changed."""
+    w = TarWriter(io.BytesIO())
+    entry = TarEntry("etc/f", EntryType.REG, size=3, mtime_ns=1_500_000_000)
+    with pytest.raises(DigestMismatchError) as info:
+        w.add(entry, wrap(data))
+    assert info.value.actual == actual and f"the file {how} while" in str(info.value.hint)
+    assert "size of etc/f" in str(info.value)

@@ -80,8 +80,6 @@ _NUL100 = bytes(100)
 #: prefix, padding): all NUL, or the device numbers at 329..345.
 _PLAIN_TAIL = bytes(BLOCK_SIZE - 265)
 _DEVICE_GAP = bytes(329 - 265)
-#: Magic, version and the all-NUL rest of a header without device numbers.
-_USTAR_PLAIN_TAIL = b"ustar\x0000" + _PLAIN_TAIL
 _DEVICE_TAIL = bytes(BLOCK_SIZE - 345)
 
 
@@ -107,21 +105,32 @@ def _invalid(name: str, reason: str) -> ValueError:
 def _pax_record(key: bytes, value: bytes) -> bytes:
     """One ``"<len> <key>=<value>\\n"`` record; ``len`` counts the whole record,
     its own digits included, so iterate until the digit count is stable."""
-    body = b" " + key + b"=" + value + b"\n"
-    length = len(body) + len(str(len(body)))
-    while len(str(length)) + len(body) != length:
-        length = len(str(length)) + len(body)
-    return str(length).encode("ascii") + body
+    body = b" %s=%s\n" % (key, value)
+    length = len(body) + len(b"%d" % len(body))
+    while len(b"%d" % length) + len(body) != length:
+        length = len(b"%d" % length) + len(body)
+    return b"%d%s" % (length, body)
 
 
 def _pax_time(ns: int) -> bytes:
     """Exact decimal seconds for a nanosecond timestamp, trailing zeros dropped."""
-    sign = "-" if ns < 0 else ""
     secs, frac = divmod(abs(ns), _NS)
-    text = f"{sign}{secs}"
+    text = b"-%d" % secs if ns < 0 else b"%d" % secs
     if frac:
-        text += f".{frac:09d}".rstrip("0")
-    return text.encode("ascii")
+        text += b".%s" % (b"%09d" % frac).rstrip(b"0")
+    return text
+
+
+def size_changed(name: str, expected: int, got: int) -> DigestMismatchError:
+    """The error for a file whose content is not the ``expected`` bytes it was
+    measured at: ``got`` more (read one byte past the size) or fewer."""
+    grew = got > expected
+    return DigestMismatchError(
+        f"size of {name}",
+        expected=str(expected),
+        actual=f"more than {expected}" if grew else str(got),
+        hint=f"the file {'grew' if grew else 'shrank'} while the layer was written",
+    )
 
 
 def _ascii_stand_in(raw: bytes, limit: int) -> bytes:
@@ -356,32 +365,20 @@ class TarWriter:
         if not 0 <= secs <= _MAX_TIME:
             return False
         is_reg = typeflag == b"0"
-        # ``_header`` inlined (same layout, no device numbers).
-        block = b"".join(
-            (
-                name,
-                _NUL100[len(name) :],
-                b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
-                % (entry.mode & 0o7777, uid, gid, size if is_reg else 0, secs),
-                typeflag,
-                linkname,
-                _NUL100[len(linkname) :],
-                _USTAR_PLAIN_TAIL,
-            )
+        head = self._header(
+            name=name,
+            mode=entry.mode & 0o7777,
+            uid=uid,
+            gid=gid,
+            size=size if is_reg else 0,
+            mtime=secs,
+            typeflag=typeflag,
+            linkname=linkname,
         )
-        head = block[:148] + b"%06o\0 " % _checksum(block) + block[156:]
         buf = self._buf
         if frac:
-            # ``_pax_record(b"mtime", _pax_time(ns))``: for a body of 11..97
-            # bytes the length field has two digits, so the record is 2 longer.
-            value = b"%d.%s" % (secs, (b"%09d" % frac).rstrip(b"0"))
-            body = len(value) + 8
-            if 11 <= body <= 97:
-                n = body + 2
-                record = b"%d mtime=%s\n" % (n, value)
-            else:  # pragma: no cover - a 90-digit second count
-                record = _pax_record(b"mtime", _pax_time(ns))
-                n = len(record)
+            record = _pax_record(b"mtime", _pax_time(ns))
+            n = len(record)
             buf += _pax_header(n)
             buf += record
             buf += _ZERO_BLOCK[: -n % BLOCK_SIZE]
@@ -390,8 +387,9 @@ class TarWriter:
             if size <= _FLUSH_AT and type(content) is io.BytesIO:
                 # Small content read whole by the caller: no read loop.
                 data = content.read(size)
-                if len(data) != size or content.read(1):
-                    self._size_changed(entry, len(data) + len(content.read()))
+                got = len(data) + len(content.read(1))  # size + 1: it grew
+                if got != size:
+                    raise size_changed(entry.name, size, got)
                 buf += data
                 buf += _ZERO_BLOCK[: -size % BLOCK_SIZE]
             else:
@@ -400,16 +398,6 @@ class TarWriter:
             self.flush()
         self.entries += 1
         return True
-
-    def _size_changed(self, entry: TarEntry, actual: int) -> None:
-        """Raise the error for content that is not ``entry.size`` bytes long."""
-        grew = actual > entry.size
-        raise DigestMismatchError(
-            f"size of {entry.name}",
-            expected=str(entry.size),
-            actual=f"more than {entry.size}" if grew else str(actual),
-            hint=f"the file {'grew' if grew else 'shrank'} while the layer was written",
-        )
 
     def _pad(self, length: int) -> None:
         rest = length % BLOCK_SIZE
@@ -421,22 +409,12 @@ class TarWriter:
         while remaining:
             chunk = content.read(min(CHUNK_SIZE, remaining))
             if not chunk:
-                raise DigestMismatchError(
-                    f"size of {entry.name}",
-                    expected=str(entry.size),
-                    actual=str(entry.size - remaining),
-                    hint="the file shrank while the layer was written",
-                )
+                raise size_changed(entry.name, entry.size, entry.size - remaining)
             self._write(chunk)
             remaining -= len(chunk)
         # One more byte tells a file that grew after it was measured.
         if content.read(1):
-            raise DigestMismatchError(
-                f"size of {entry.name}",
-                expected=str(entry.size),
-                actual=f"more than {entry.size}",
-                hint="the file grew while the layer was written",
-            )
+            raise size_changed(entry.name, entry.size, entry.size + 1)
         self._pad(entry.size)
 
     def close(self) -> None:
