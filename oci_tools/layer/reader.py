@@ -614,7 +614,7 @@ def iter_entries(
         ext_bytes = 0
         if etype is reg and flag == 0 and raw_name.endswith(b"/"):
             etype = EntryType.DIR  # old (v7) style directory
-        shown = raw_name[:200].decode("utf-8", "replace")
+        shown = _shown(raw_name)
         name = _clean(raw_name, shown)
         if name == "" and etype is not EntryType.DIR:
             raise _err(

@@ -23,6 +23,7 @@ from urllib3.exceptions import HTTPError
 
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import DigestMismatchError, InvalidDocumentError, RegistryError
+from oci_tools.records import record
 from oci_tools.registry.transport import RETRY_STATUSES, Transport, _reason
 from oci_tools.spec import mediatype as mt
 
@@ -43,16 +44,13 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
 
+@record
 class RemoteManifest:
-    """A manifest or index as the registry sent it (read-only; a plain class,
-    not a dataclass, for import time)."""
+    """A manifest or index as the registry sent it."""
 
-    __slots__ = ("digest", "media_type", "raw")
-
-    def __init__(self, raw: bytes, media_type: str, digest: Digest) -> None:
-        self.raw = raw
-        self.media_type = media_type
-        self.digest = digest
+    raw: bytes
+    media_type: str
+    digest: Digest
 
     def __repr__(self) -> str:
         return f"RemoteManifest({self.media_type!r}, {self.digest})"

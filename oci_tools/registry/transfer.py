@@ -30,6 +30,7 @@ from oci_tools.digest import Digest
 from oci_tools.errors import InvalidDocumentError, NotFoundError, OCIToolsError
 from oci_tools.fsutil import CACHE, private_path, write_json
 from oci_tools.layout import Layout, check_ref, host_platform
+from oci_tools.records import field, record
 from oci_tools.registry.reference import RemoteRef
 from oci_tools.registry.remote import RemoteManifest, Repository, VerifyingStream
 from oci_tools.registry.transport import Options, Transport, new_pool
@@ -94,17 +95,12 @@ def _select(index: Index, platform: Platform) -> Descriptor:
     return pick[0]
 
 
+@record(frozen=False)
 class _Plan:
     """What one image needs: documents (stored last, children first) and blobs."""
 
-    # Plain classes here and for the other internal records of the registry
-    # modules: a dataclass costs 0.2-0.5 ms to create at import, and every
-    # registry command imports them all.
-    __slots__ = ("blobs", "documents")
-
-    def __init__(self) -> None:
-        self.documents: list[tuple[Descriptor, bytes]] = []
-        self.blobs: dict[Digest, Descriptor] = {}
+    documents: list[tuple[Descriptor, bytes]] = field(default_factory=list)
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
 
 
 def _plan_manifest(desc: Descriptor, raw: bytes, plan: _Plan) -> None:
@@ -478,16 +474,14 @@ def _stream_blob(src: Repository, dst: Repository, d: Descriptor, session: str |
 # ------------------------------------------------------------------- inspect
 
 
+@record
 class RemoteImage:
     """What ``inspect docker://…`` shows: the top document, the manifest
-    chosen for the platform and its config (read-only)."""
+    chosen for the platform and its config."""
 
-    __slots__ = ("config", "manifest", "top")
-
-    def __init__(self, top: RemoteManifest, manifest: RemoteManifest, config: bytes | None) -> None:
-        self.top = top
-        self.manifest = manifest
-        self.config = config
+    top: RemoteManifest
+    manifest: RemoteManifest
+    config: bytes | None
 
     def summary(self, name: str) -> dict[str, object]:
         """What ``inspect docker://…`` prints (skopeo inspect's main fields)."""

@@ -100,12 +100,10 @@ class Options:
         return is_loopback(host) or host in named
 
 
+@record(frozen=False)
 class _Token:
-    __slots__ = ("expires", "value")
-
-    def __init__(self, value: str, expires: float) -> None:
-        self.value = value
-        self.expires = expires
+    value: str
+    expires: float
 
 
 def _one_line(text: str, limit: int = 200) -> str:
