@@ -49,6 +49,12 @@ SNAPSHOT = "oci-tools.snapshot"
 RECORD_VERSION = 2
 
 
+def new_bundle_id() -> str:
+    """A random 128-bit id for a new bundle, 32 hex digits (what names its gc
+    root wherever the bundle moves)."""
+    return os.urandom(16).hex()
+
+
 @record
 class BaseRecord:
     """What ``unpack`` remembers for ``commit``.
@@ -140,8 +146,6 @@ def unpack(
     ``ref`` is a ref in ``layout`` or an ``Image`` value already written to
     ``layout`` (``mutate.write``), so an untagged image can be unpacked too.
     (``oci_tools.snapshots.overlay.unpack_overlay`` mounts the image instead.)"""
-    import uuid
-
     from oci_tools.apply import ApplyOptions, apply_layer, read_file_in_root
     from oci_tools.snapshot import Snapshot
     from oci_tools.spec.runtime import runtime_config
@@ -219,7 +223,7 @@ def unpack(
         snap.dump(os.path.join(bundle, SNAPSHOT))
         base_ref = ref if isinstance(ref, str) and not ref.startswith("@") else None
         rec = BaseRecord(
-            os.path.abspath(layout.path), img.descriptor, base_ref, rootless, uuid.uuid4().hex
+            os.path.abspath(layout.path), img.descriptor, base_ref, rootless, new_bundle_id()
         )
         register_root(layout, final, rec)
         registered = rec.root_key(final)
@@ -523,6 +527,7 @@ __all__ = [
     "commit",
     "empty_dir",
     "find_bundles",
+    "new_bundle_id",
     "refresh",
     "register_root",
     "relocate",

@@ -88,7 +88,7 @@ def unpack_overlay(
     """``unpack --overlay`` of ``img`` (in ``layout``, named ``ref``): a bundle
     whose rootfs is an overlay mount of the image's stored layers (the caller
     checked :func:`overlay_supported`)."""
-    from oci_tools.bundle import RECORD, BaseRecord, register_root
+    from oci_tools.bundle import RECORD, BaseRecord, new_bundle_id, register_root
     from oci_tools.errors import ClobberError
     from oci_tools.spec.runtime import runtime_config
 
@@ -116,12 +116,7 @@ def unpack_overlay(
             spec = runtime_config(img.config, lambda p: _read_in_root(rootfs, p))
             write_json(os.path.join(bundle, "config.json"), spec)
             rec = BaseRecord(
-                # a random 128-bit id, as ``unpack`` makes (without uuid's imports)
-                os.path.abspath(layout.path),
-                img.descriptor,
-                ref,
-                False,
-                os.urandom(16).hex(),
+                os.path.abspath(layout.path), img.descriptor, ref, False, new_bundle_id()
             )
             register_root(layout, bundle, rec)
             doc = rec.to_dict()
