@@ -75,6 +75,7 @@ from oci_tools.layer.entry import EntryType, TarEntry, make_entry
 from oci_tools.layer.rootless import ROOTLESS_XATTR, decode_rootless
 from oci_tools.layer.whiteout import WHITEOUT_PREFIX, opaque_name, whiteout_name
 from oci_tools.layer.writer import LayerInfo, size_changed, write_layer
+from oci_tools.records import field, record
 from oci_tools.snapshot import (
     FileState,
     Snapshot,
@@ -88,8 +89,6 @@ from oci_tools.snapshot import (
     tree_changed,
     xattr_fingerprint,
 )
-
-from .records import field, record
 
 #: Mode of every whiteout and opaque-marker entry (they are empty regular files).
 WHITEOUT_MODE = 0o644

@@ -52,6 +52,7 @@ from typing import Any
 from oci_tools.errors import BlobNotFoundError, InvalidDocumentError, UsageError
 from oci_tools.image import Image, Layer, created_now, format_time
 from oci_tools.layout import Layout, host_platform
+from oci_tools.records import record
 from oci_tools.spec import mediatype as mt
 from oci_tools.spec.model import (
     Descriptor,
@@ -62,8 +63,6 @@ from oci_tools.spec.model import (
     merge_annotations,
 )
 from oci_tools.store import put_stream
-
-from .records import record
 
 # ---------------------------------------------------------------------------
 # assembling an image value from a config document

@@ -28,8 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Mu
 
 from oci_tools.errors import InvalidDocumentError, OCIToolsError
 from oci_tools.fsutil import atomic_write
-
-from .records import record
+from oci_tools.records import record
 
 # Signed where the kernel value may be negative (times) or where it cannot
 # exceed 2^63 (size); unsigned for inode numbers and device ids.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from ..records import field, field_names, record
+from oci_tools.records import field, field_names, record
 
 
 class EntryType(enum.Enum):

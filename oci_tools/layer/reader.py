@@ -32,8 +32,7 @@ from oci_tools.errors import (
     UnsafeLayerError,
 )
 from oci_tools.layer.entry import EntryType, TarEntry, make_entry
-
-from ..records import record
+from oci_tools.records import record
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)

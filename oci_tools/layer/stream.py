@@ -15,8 +15,7 @@ from oci_tools.compression import decompressor
 from oci_tools.digest import Hasher
 from oci_tools.errors import CorruptBlobError, DigestMismatchError, OCIToolsError, UnsafeLayerError
 from oci_tools.layer.reader import CHUNK
-
-from ..records import record
+from oci_tools.records import record
 
 STREAM_NAME = "(layer stream)"
 #: Largest read from the compressed blob (keeps the expansion-ratio check tight).

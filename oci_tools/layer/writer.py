@@ -47,8 +47,7 @@ from oci_tools.compression import PipeWriter, Writable, compressor
 from oci_tools.digest import Digest, Hasher
 from oci_tools.errors import DigestMismatchError, OCIToolsError
 from oci_tools.layer.entry import EntryType, TarEntry
-
-from ..records import record
+from oci_tools.records import record
 
 BLOCK_SIZE = 512
 #: Content is read and written in chunks of this size.

@@ -27,8 +27,7 @@ from typing import Any
 
 from oci_tools.errors import AuthError, UsageError
 from oci_tools.fsutil import atomic_write
-
-from ..records import record
+from oci_tools.records import record
 
 #: The key Docker uses for its default registry in ``auths``.
 # Docker Hub is known by its normalized name only (as containers auth.json keys

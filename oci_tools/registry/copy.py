@@ -17,11 +17,10 @@ import os
 from oci_tools.errors import UsageError
 from oci_tools.fsutil import remove_tree
 from oci_tools.layout import DEFAULT_REF, Layout, split_image_ref
+from oci_tools.records import record
 from oci_tools.registry.reference import TRANSPORT, RemoteRef, parse_reference
 from oci_tools.registry.transfer import Client, Progress, _quiet, copy_remote, pull, push
 from oci_tools.spec.model import Platform
-
-from ..records import record
 
 TRANSPORTS = ("docker://", "oci:", "oci-archive:")
 

@@ -13,8 +13,7 @@ import re
 
 from oci_tools.digest import Digest
 from oci_tools.errors import UsageError
-
-from ..records import record
+from oci_tools.records import record
 
 #: The name Docker gives its default registry (a name only, see module doc).
 DOCKER_HUB = "docker.io"

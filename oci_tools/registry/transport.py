@@ -44,10 +44,9 @@ import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, SSLError
 
 from oci_tools.errors import AuthError, RegistryError
+from oci_tools.records import field, record
 from oci_tools.registry.auth import Challenge, Credential, lookup, parse_challenge
 from oci_tools.registry.reference import is_loopback
-
-from ..records import field, record
 
 USER_AGENT = "oci-tools"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
