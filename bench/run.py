@@ -425,24 +425,12 @@ def ensure_big_file() -> Path:
     return top / "tree"
 
 
-def ensure_views_layout(debian_layout: Path) -> Path:
-    """VIEW_IMAGES images: the Debian layer shared by all, one of 10 family
-    layers, one own layer each; 5 history rows per image (2 empty)."""
-    path = CACHE / "views.oci"
-    if (path / ".bench-ready").exists():
-        return path
-    rm(path)
-    log("building views.oci")
+def _layout_over_debian(path: Path, debian_layout: Path) -> tuple[Any, Any]:
+    """(Layout, Debian Image): a new layout at ``path`` holding the Debian
+    image's layer (hard-linked from ``debian_layout``), for images built on it."""
     sys.path.insert(0, str(ROOT))
-    import io
-
-    from oci_tools.image import UNCOMPRESSED_SIZE, Image
-    from oci_tools.layer.entry import EntryType, TarEntry
-    from oci_tools.layer.writer import write_layer
+    from oci_tools.image import Image
     from oci_tools.layout import Layout
-    from oci_tools.mutate import append_history, empty_config, write_image
-    from oci_tools.spec import mediatype as mt
-    from oci_tools.spec.model import Descriptor, History
 
     deb = Layout.open(str(debian_layout))
     base = Image.load(deb, "debian")
@@ -451,38 +439,53 @@ def ensure_views_layout(debian_layout: Path) -> Path:
     dst = Path(lay.store.path_of(bl.digest))
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.link(deb.store.path_of(bl.digest), dst)
+    return lay, base
 
-    def layer(tag: str, files: int) -> tuple[Descriptor, str]:
-        r = random.Random(tag)
-        entries: list[tuple[TarEntry, Any]] = [
-            (TarEntry(f"opt/{tag}", EntryType.DIR, 0o755, 0, 0, 0, 1_700_000_000 * 10**9), None)
-        ]
-        for k in range(files):
-            data = r.randbytes(r.randint(100, 20000))
-            entries.append(
-                (
-                    TarEntry(
-                        f"opt/{tag}/file{k}",
-                        EntryType.REG,
-                        0o644,
-                        0,
-                        0,
-                        len(data),
-                        1_700_000_000 * 10**9,
-                    ),
-                    io.BytesIO(data),
-                )
-            )
-        w = lay.store.writer()
-        info = write_layer(iter(entries), w, "gzip")
-        dg = w.commit()
-        ann = {UNCOMPRESSED_SIZE: str(info.uncompressed_size)}
-        return Descriptor(mt.OCI_LAYER_GZIP, dg, info.size, ann), str(info.diff_id)
 
-    fams = [layer(f"family{i}", 20) for i in range(10)]
+def _random_layer(lay: Any, seed: str, directory: str, prefix: str, files: int) -> tuple[Any, str]:
+    """(gzip layer descriptor, diff_id) of a layer written into ``lay``:
+    ``directory`` and ``files`` files of 100-20,000 random bytes named
+    ``directory/<prefix><k>``, the same bytes for the same ``seed``."""
+    import io
+
+    from oci_tools.image import UNCOMPRESSED_SIZE
+    from oci_tools.layer.entry import EntryType, TarEntry
+    from oci_tools.layer.writer import write_layer
+    from oci_tools.spec import mediatype as mt
+    from oci_tools.spec.model import Descriptor
+
+    r = random.Random(seed)
+    mtime = 1_700_000_000 * 10**9
+    entries: list[tuple[TarEntry, Any]] = [
+        (TarEntry(directory, EntryType.DIR, 0o755, 0, 0, 0, mtime), None)
+    ]
+    for k in range(files):
+        data = r.randbytes(r.randint(100, 20000))
+        e = TarEntry(f"{directory}/{prefix}{k}", EntryType.REG, 0o644, 0, 0, len(data), mtime)
+        entries.append((e, io.BytesIO(data)))
+    w = lay.store.writer()
+    info = write_layer(iter(entries), w, "gzip")
+    ann = {UNCOMPRESSED_SIZE: str(info.uncompressed_size)}
+    return Descriptor(mt.OCI_LAYER_GZIP, w.commit(), info.size, ann), str(info.diff_id)
+
+
+def ensure_views_layout(debian_layout: Path) -> Path:
+    """VIEW_IMAGES images: the Debian layer shared by all, one of 10 family
+    layers, one own layer each; 5 history rows per image (2 empty)."""
+    path = CACHE / "views.oci"
+    if (path / ".bench-ready").exists():
+        return path
+    rm(path)
+    log("building views.oci")
+    lay, base = _layout_over_debian(path, debian_layout)
+    from oci_tools.mutate import append_history, empty_config, write_image
+    from oci_tools.spec.model import History
+
+    bl = base.layers[0]
+    fams = [_random_layer(lay, f"family{i}", f"opt/family{i}", "file", 20) for i in range(10)]
     t0 = 1_700_000_000
     for i in range(VIEW_IMAGES):
-        own = layer(f"app{i}", 5)
+        own = _random_layer(lay, f"app{i}", f"opt/app{i}", "file", 5)
         fam = fams[i % 10]
         doc = empty_config(created=f"2023-11-14T22:{i % 60:02d}:00Z")
         doc["rootfs"]["diff_ids"] = [str(base.config.diff_ids[0]), fam[1], own[1]]
@@ -509,42 +512,17 @@ def ensure_ten_layout(debian_layout: Path) -> Path:
         return path
     rm(path)
     log("building ten.oci")
-    sys.path.insert(0, str(ROOT))
-    import io
-
-    from oci_tools.image import UNCOMPRESSED_SIZE, Image
-    from oci_tools.layer.entry import EntryType, TarEntry
-    from oci_tools.layer.writer import write_layer
-    from oci_tools.layout import Layout
+    lay, base = _layout_over_debian(path, debian_layout)
     from oci_tools.mutate import append_history, empty_config, write_image
-    from oci_tools.spec import mediatype as mt
-    from oci_tools.spec.model import Descriptor, History
+    from oci_tools.spec.model import History
 
-    deb = Layout.open(str(debian_layout))
-    base = Image.load(deb, "debian")
-    lay = Layout.init(str(path))
-    bl = base.layers[0]
-    dst = Path(lay.store.path_of(bl.digest))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.link(deb.store.path_of(bl.digest), dst)
-    mtime = 1_700_000_000 * 10**9
-    descs, diff_ids = [bl], [str(base.config.diff_ids[0])]
+    descs, diff_ids = [base.layers[0]], [str(base.config.diff_ids[0])]
     doc = empty_config(created="2023-11-14T22:00:00Z")
     append_history(doc, History(created="2023-11-14T22:00:00Z", created_by="debian"))
     for i in range(1, 10):
-        r = random.Random(f"ten{i}")
-        entries: list[tuple[TarEntry, Any]] = [
-            (TarEntry(f"opt/l{i}", EntryType.DIR, 0o755, 0, 0, 0, mtime), None)
-        ]
-        for k in range(200):
-            data = r.randbytes(r.randint(100, 20000))
-            e = TarEntry(f"opt/l{i}/f{k}", EntryType.REG, 0o644, 0, 0, len(data), mtime)
-            entries.append((e, io.BytesIO(data)))
-        w = lay.store.writer()
-        info = write_layer(iter(entries), w, "gzip")
-        ann = {UNCOMPRESSED_SIZE: str(info.uncompressed_size)}
-        descs.append(Descriptor(mt.OCI_LAYER_GZIP, w.commit(), info.size, ann))
-        diff_ids.append(str(info.diff_id))
+        desc, diff_id = _random_layer(lay, f"ten{i}", f"opt/l{i}", "f", 200)
+        descs.append(desc)
+        diff_ids.append(diff_id)
         append_history(doc, History(created="2023-11-14T22:00:00Z", created_by=f"layer {i}"))
     doc["rootfs"]["diff_ids"] = diff_ids
     write_image(lay, doc, descs, ref="ten")
