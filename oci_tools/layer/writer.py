@@ -483,13 +483,20 @@ def _piped(sink: Writable, entries: Iterable[tuple[TarEntry, BinaryIO | None]]) 
     """Write the tar of ``entries`` into ``sink`` through a PipeWriter: this
     thread walks, reads and encodes while a worker hashes, compresses and
     stores (same pieces, same order: the same bytes as without the thread)."""
-    pipe = PipeWriter(sink)
-    writer = TarWriter(pipe)
+    return _write_through(PipeWriter(sink), entries)
+
+
+def _write_through(
+    out: PipeWriter | _FanOut, entries: Iterable[tuple[TarEntry, BinaryIO | None]]
+) -> TarWriter:
+    """The tar of ``entries`` into the worker thread(s) of ``out``: closed
+    when every entry is in, aborted (workers stopped) on any failure."""
+    writer = TarWriter(out)
     try:
         _write_all(writer, entries)
-        pipe.close()
+        out.close()
     except BaseException:
-        pipe.abort()
+        out.abort()
         raise
     return writer
 
@@ -538,16 +545,7 @@ def _piped_hashed(
     compressing is the longest job of a commit of big files, and the diff_id's
     sha256 (which releases the GIL) then runs beside it instead of after it."""
     sink = _HashSink()
-    hasher = sink.hasher
-    fan = _FanOut(PipeWriter(comp), PipeWriter(sink))
-    writer = TarWriter(fan)
-    try:
-        _write_all(writer, entries)
-        fan.close()
-    except BaseException:
-        fan.abort()
-        raise
-    return writer, hasher
+    return _write_through(_FanOut(PipeWriter(comp), PipeWriter(sink)), entries), sink.hasher
 
 
 def write_layer(
